@@ -1,0 +1,1 @@
+"""TTP detection rules: format, compilation, stores and evaluation."""

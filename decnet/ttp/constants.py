@@ -1,0 +1,74 @@
+"""Constants shared across the rule format, the stores and the engine."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+RULE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+TACTIC_ID_RE: Final = re.compile(r"^TA\d{4}$")
+TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}$")
+SUB_TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}\.\d{3}$")
+
+#: MITRE ATT&CK enterprise tactics (v15): id -> name.
+ENTERPRISE_TACTICS: Final[dict[str, str]] = {
+    "TA0043": "reconnaissance",
+    "TA0042": "resource-development",
+    "TA0001": "initial-access",
+    "TA0002": "execution",
+    "TA0003": "persistence",
+    "TA0004": "privilege-escalation",
+    "TA0005": "defense-evasion",
+    "TA0006": "credential-access",
+    "TA0007": "discovery",
+    "TA0008": "lateral-movement",
+    "TA0009": "collection",
+    "TA0011": "command-and-control",
+    "TA0010": "exfiltration",
+    "TA0040": "impact",
+}
+
+#: ATT&CK release the tags are expressed against.
+ATTACK_RELEASE: Final = "enterprise-attack-v15"
+
+#: Field a rule matches when `match.field` is absent, per source kind.
+DEFAULT_MATCH_FIELDS: Final[dict[str, str]] = {
+    "command": "command_text",
+    "http_request": "raw_url",
+    "auth_attempt": "username",
+    "payload": "payload_text",
+    "email": "subject",
+}
+SOURCE_KINDS: Final = frozenset(DEFAULT_MATCH_FIELDS)
+
+#: Payload keys copied into a `command` tag's evidence when present.
+COMMAND_CONTEXT_FIELDS: Final = ("uid", "user", "src", "pwd")
+
+#: Rule files the stores read; anything else in the directory is ignored silently.
+RULE_FILE_SUFFIXES: Final = (".yaml", ".yml")
+
+# Hostile-input bounds for rule files.
+MAX_RULE_FILE_BYTES: Final = 256 * 1024
+MAX_YAML_NODES: Final = 20_000
+MAX_YAML_DEPTH: Final = 32
+
+#: Changes a subscriber may have pending before it is told to resync.
+SUBSCRIBER_QUEUE_BOUND: Final = 10_000
+
+#: Namespace of the deterministic tag uuid (uuid5).
+TAG_UUID_NAMESPACE: Final = "6f1d7c5e-3b0a-5a51-9a2c-7d3e2c1b0d4e"
+
+ENV_RULE_STORE_TYPE: Final = "DECNET_TTP_RULE_STORE_TYPE"
+ENV_RULES_DIR: Final = "DECNET_TTP_RULES_DIR"
+ENV_DB_URL: Final = "DECNET_TTP_DB_URL"
+ENV_TRACING: Final = "DECNET_DEVELOPER_TRACING"
+
+DEFAULT_RULES_DIR: Final = "rules/ttp"
+DEFAULT_DB_URL: Final = "sqlite+aiosqlite:///decnet-ttp.db"
+
+#: Bus announcements that may wait for a slow bus before new ones are dropped (and counted).
+BUS_OUTBOX_BOUND: Final = 10_000
+
+#: How long a removed rule file may take to reappear (editors that unlink, then write)
+#: before its rule is announced as deleted.
+DELETE_GRACE_SECONDS: Final = 0.05

@@ -1,0 +1,1 @@
+"""Evaluation of events against the live rules."""

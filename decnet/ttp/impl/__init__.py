@@ -1,0 +1,1 @@
+"""Implementation modules kept at their public paths."""

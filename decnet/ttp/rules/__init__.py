@@ -1,0 +1,1 @@
+"""The rule format: safe YAML, the schema, compilation and directory loading."""

@@ -1,0 +1,89 @@
+"""`CompiledRule`: the immutable, ready-to-evaluate form of a rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from decnet.ttp.rules.matchers import Matcher
+from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+
+
+class Emit(NamedTuple):
+    """One technique a match emits: `(technique_id, sub_technique_id, tactic, confidence)`."""
+
+    technique_id: str
+    sub_technique_id: str | None
+    tactic: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewInfo:
+    """Optional review metadata of a rule."""
+
+    last_reviewed: date | None = None
+    next_review: date | None = None
+    author: str | None = None
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A validated rule with its operator state stamped on; never written back to YAML.
+
+    `matchers` (one predicate per source kind, empty for lifter rules) live beside
+    the data and are not part of equality; `source_yaml` keeps the exact text so a
+    database row or a re-compile loses nothing.
+    """
+
+    rule_id: str
+    rule_version: int
+    name: str
+    applies_to: frozenset[str]
+    match_spec: Mapping[str, Any]
+    emits: tuple[Emit, ...]
+    evidence_fields: tuple[str, ...]
+    state: RuleState = DEFAULT_STATE
+    description: str = ""
+    review: ReviewInfo = ReviewInfo()
+    lifter: str | None = None
+    source_path: str | None = field(default=None, compare=False)
+    source_yaml: str = field(default="", compare=False, repr=False)
+    matchers: Mapping[str, Matcher] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def is_lifter(self) -> bool:
+        return self.lifter is not None
+
+    def with_state(self, state: RuleState) -> CompiledRule:
+        """The same rule carrying `state` (a new value; this one is unchanged)."""
+        return self if state == self.state else replace(self, state=state)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("CompiledRule holds compiled matchers and is not picklable; "
+                        "store its source_yaml instead")
+
+
+def deep_freeze(value: Any) -> Any:
+    """Read-only view of parsed YAML: mappings become proxies, lists become tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: deep_freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(deep_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again, e.g. for JSON output."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value

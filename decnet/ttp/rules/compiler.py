@@ -1,0 +1,126 @@
+"""YAML text -> `CompiledRule`: the one compile step every store uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import PurePath
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from decnet.ttp.constants import DEFAULT_MATCH_FIELDS
+from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError
+from decnet.ttp.rules.compiled import CompiledRule, Emit, ReviewInfo, deep_freeze
+from decnet.ttp.rules.matchers import Matcher, MatchSpecError, compile_match, lifter_name
+from decnet.ttp.rules.schema import RuleSchema
+from decnet.ttp.rules.yaml_safe import YamlDocument, YamlProblem, parse_rule_yaml
+from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+
+
+def compile_rule(
+    raw: bytes | str,
+    *,
+    source: str,
+    expected_rule_id: str | None = None,
+    state: RuleState = DEFAULT_STATE,
+    today: datetime | None = None,
+) -> CompiledRule:
+    """Parse, validate and compile one rule document.
+
+    `source` names the file (or database row) in errors. When `expected_rule_id` is
+    given (the file stem), the rule's own id must equal it. Raises `RuleSetError`
+    holding every problem found in this document.
+    """
+    try:
+        doc = parse_rule_yaml(raw)
+    except YamlProblem as exc:
+        raise _one(RuleProblem(source, exc.reason, None, exc.line, exc.column)) from None
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        schema = RuleSchema.model_validate(doc.data)
+    except ValidationError as exc:
+        raise RuleSetError(_schema_errors(exc, doc, source)) from None
+    problems: list[RuleProblem] = []
+    rule_line = doc.position(["rule_id"])
+    if expected_rule_id is not None and schema.rule_id != expected_rule_id:
+        problems.append(RuleProblem(
+            source, f"rule_id {schema.rule_id!r} does not equal the file stem "
+            f"{expected_rule_id!r}", "rule_id", *rule_line, rule_id=schema.rule_id,
+        ))
+    lifter = lifter_name(schema.match)
+    matchers: dict[str, Matcher] = {}
+    warnings: list[str] = []
+    if lifter is None:
+        for kind in schema.applies_to:
+            try:
+                compiled = compile_match(schema.match, DEFAULT_MATCH_FIELDS[kind])
+            except MatchSpecError as exc:
+                field = ".".join(str(p) for p in ("match", *exc.path))
+                problems.append(RuleProblem(
+                    source, exc.reason, field, *doc.position(["match", *exc.path]),
+                    rule_id=schema.rule_id,
+                ))
+                break
+            matchers[kind] = compiled.matcher
+            warnings.extend(w for w in compiled.warnings if w not in warnings)
+    elif "kind" in schema.match and not lifter:
+        problems.append(RuleProblem(source, "lifter kind needs a name (lifter:<name>)",
+                                    "match.kind", *doc.position(["match", "kind"])))
+    if problems:
+        raise RuleSetError(RuleError(p) for p in problems)
+    now = (today or datetime.now(UTC)).date()
+    if schema.next_review is not None and schema.next_review < now:
+        warnings.append(f"next_review {schema.next_review.isoformat()} is in the past")
+    return CompiledRule(
+        rule_id=schema.rule_id,
+        rule_version=schema.rule_version,
+        name=schema.name,
+        applies_to=frozenset(schema.applies_to),
+        match_spec=deep_freeze(schema.match),
+        emits=tuple(
+            Emit(e.technique_id, e.sub_technique_id, e.tactic, float(e.confidence))
+            for e in schema.emits
+        ),
+        evidence_fields=tuple(schema.evidence_fields),
+        state=state,
+        description=schema.description,
+        review=ReviewInfo(schema.last_reviewed, schema.next_review, schema.author,
+                          tuple(schema.references)),
+        lifter=lifter,
+        source_path=source,
+        source_yaml=text,
+        matchers=MappingProxyType(matchers),
+        warnings=tuple(warnings),
+    )
+
+
+def rule_id_of_path(path: str | PurePath) -> str:
+    """The rule id a file must declare: its name without the YAML suffix."""
+    return PurePath(path).stem
+
+
+def _one(problem: RuleProblem) -> RuleSetError:
+    return RuleSetError([RuleError(problem)])
+
+
+def _schema_errors(exc: ValidationError, doc: YamlDocument, source: str) -> list[RuleError]:
+    rule_id = doc.data.get("rule_id") if isinstance(doc.data.get("rule_id"), str) else None
+    errors: list[RuleError] = []
+    for err in exc.errors(include_url=False):
+        loc: Sequence[Any] = err["loc"]
+        field = ".".join(str(p) for p in loc) or None
+        if err["type"] == "extra_forbidden":
+            reason = f"unknown key {loc[-1]!r}" + (
+                " (did you mean 'emits'?)" if loc[-1] == "emit" else ""
+            )
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        else:
+            reason = str(err["msg"]).removeprefix("Value error, ")
+        line, column = doc.position([p for p in loc if isinstance(p, str | int)])
+        errors.append(RuleError(RuleProblem(source, reason, field, line, column, rule_id)))
+    return errors

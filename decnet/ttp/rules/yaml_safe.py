@@ -1,0 +1,137 @@
+"""Safe, bounded YAML for rule files: no duplicate keys, no alias bombs, positions kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from decnet.ttp.constants import MAX_RULE_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YamlProblem(Exception):
+    """A YAML document that cannot become a rule; `line`/`column` are 1-based."""
+
+    def __init__(self, reason: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+        self.column = column
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loader that refuses duplicate mapping keys instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise YamlProblem("mapping key is not a scalar", *_pos(key_node)) from None
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise YamlProblem(
+                    f"duplicate key {key!r} (first defined on line {first})", *_pos(key_node)
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """A parsed rule document and the node tree it came from (for error positions)."""
+
+    data: dict[str, Any]
+    root: yaml.Node
+
+    def position(self, path: Sequence[str | int]) -> tuple[int | None, int | None]:
+        """Line and column of the deepest node on `path` that exists."""
+        node = self.root
+        for step in path:
+            child = _child(node, step)
+            if child is None:
+                break
+            node = child
+        return _pos(node)
+
+
+def _child(node: yaml.Node, step: str | int) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(step):
+                return value_node  # type: ignore[no-any-return]
+    if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        return node.value[step]  # type: ignore[no-any-return]
+    return None
+
+
+def _check_shape(root: yaml.Node) -> None:
+    """Refuse documents too large or deep once aliases are expanded."""
+    budget = MAX_YAML_NODES
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise YamlProblem(f"document expands to more than {MAX_YAML_NODES} nodes "
+                              "(alias bomb?)", *_pos(root))
+        if depth > MAX_YAML_DEPTH:
+            raise YamlProblem(f"document nested deeper than {MAX_YAML_DEPTH}", *_pos(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack.append((key_node, depth + 1))
+                stack.append((value_node, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+
+
+def parse_rule_yaml(raw: bytes | str) -> YamlDocument:
+    """Parse one rule document; raises `YamlProblem` with a position where known."""
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_RULE_FILE_BYTES:
+            raise YamlProblem(f"file is {len(raw)} bytes; rule files are limited to "
+                              f"{MAX_RULE_FILE_BYTES}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise YamlProblem(f"not UTF-8: invalid byte at offset {exc.start}") from None
+    else:
+        text = raw
+        if len(text) > MAX_RULE_FILE_BYTES:
+            raise YamlProblem(f"document is {len(text)} characters; rule files are limited "
+                              f"to {MAX_RULE_FILE_BYTES}")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise YamlProblem("empty document: a rule file holds one YAML mapping")
+        _check_shape(root)
+        if not isinstance(root, yaml.MappingNode):
+            raise YamlProblem("document is not a mapping: a rule file holds one YAML mapping",
+                              *_pos(root))
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        if mark is None:
+            raise YamlProblem(f"invalid YAML: {reason}") from None
+        raise YamlProblem(f"invalid YAML: {reason}", mark.line + 1, mark.column + 1) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlProblem("document nested too deeply") from None
+    finally:
+        loader.dispose()
+    return YamlDocument(data=data, root=root)

@@ -1,0 +1,27 @@
+"""Rule stores: the contract, the factory and the backends."""
+
+from decnet.ttp.store.base import (
+    DEFAULT_STATE,
+    DEFINITION,
+    DELETED,
+    RESYNC,
+    STATE,
+    RuleChange,
+    RuleState,
+    RuleStore,
+    StateName,
+)
+from decnet.ttp.store.factory import get_rule_store
+
+__all__ = [
+    "DEFAULT_STATE",
+    "DEFINITION",
+    "DELETED",
+    "RESYNC",
+    "STATE",
+    "RuleChange",
+    "RuleState",
+    "RuleStore",
+    "StateName",
+    "get_rule_store",
+]

@@ -1,0 +1,55 @@
+"""JSON forms of `RuleState` and `RuleChange`, for the bus, the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.store.base import RuleChange, RuleState
+
+
+def state_to_dict(state: RuleState) -> dict[str, Any]:
+    return {
+        "state": state.state.value,
+        "confidence_max": state.confidence_max,
+        "expires_at": _iso(state.expires_at),
+        "reason": state.reason,
+        "set_by": state.set_by,
+        "set_at": _iso(state.set_at),
+    }
+
+
+def state_from_dict(data: dict[str, Any]) -> RuleState:
+    return RuleState(
+        state=data.get("state", "enabled"),
+        confidence_max=data.get("confidence_max"),
+        expires_at=_parse(data.get("expires_at")),
+        reason=data.get("reason"),
+        set_by=data.get("set_by"),
+        set_at=_parse(data.get("set_at")),
+    )
+
+
+def change_to_bytes(change: RuleChange) -> bytes:
+    """Bus message body for one change: ids and state, never the rule's content."""
+    body: dict[str, Any] = {"change_kind": change.change_kind, "rule_id": change.rule_id}
+    value = change.new_value
+    if isinstance(value, CompiledRule):
+        body["rule_version"] = value.rule_version
+        body["state"] = state_to_dict(value.state)
+    elif isinstance(value, RuleState):
+        body["state"] = state_to_dict(value)
+    return orjson.dumps(body)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _parse(text: Any) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.fromisoformat(str(text))

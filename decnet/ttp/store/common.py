@@ -1,0 +1,107 @@
+"""`BaseRuleStore`: the behaviour every backend shares, written once.
+
+Backends supply storage (`_read_state`, `_write_state`, `_revert_if_expired`);
+this class supplies stamping, tracing, expiry timers and change announcement.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from decnet.bus.base import Bus
+from decnet.telemetry import get_tracer
+from decnet.ttp.errors import InvalidRuleId
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.store.announcer import ChangeAnnouncer
+from decnet.ttp.store.base import (
+    DEFAULT_STATE,
+    DEFINITION,
+    DELETED,
+    STATE,
+    RuleChange,
+    RuleState,
+    RuleStore,
+    validate_rule_id,
+)
+from decnet.ttp.store.expiry import ExpiryScheduler
+
+
+class BaseRuleStore(RuleStore):
+    def __init__(self, *, bus: Bus | None = None) -> None:
+        self._announcer = ChangeAnnouncer(bus)
+        self._expiry = ExpiryScheduler(self._expire)
+
+    # storage, per backend -------------------------------------------------
+
+    @abstractmethod
+    async def _read_state(self, rule_id: str) -> RuleState:
+        """The stored state of `rule_id`, expired or not; default when none."""
+
+    @abstractmethod
+    async def _write_state(self, rule_id: str, state: RuleState) -> None:
+        """Persist `state` (the default state removes it); raise on failure."""
+
+    @abstractmethod
+    async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
+        """Remove the state of `rule_id` if it still expires at `expires_at`."""
+
+    # the contract ---------------------------------------------------------
+
+    def subscribe_changes(self) -> AsyncIterator[RuleChange]:
+        return self._announcer.subscribe()
+
+    async def get_state(self, rule_id: str) -> RuleState:
+        try:
+            validate_rule_id(rule_id)
+        except InvalidRuleId:
+            return DEFAULT_STATE
+        state = await self._read_state(rule_id)
+        if state.expires_at is not None and state.is_expired():
+            await self._expire(rule_id, state.expires_at)
+            return DEFAULT_STATE
+        return state
+
+    async def set_state(self, rule_id: str, state: RuleState, set_by: str) -> None:
+        validate_rule_id(rule_id)
+        stamped = DEFAULT_STATE if state.is_default else state.stamped(set_by)
+        tracer = get_tracer()
+        with tracer.start_as_current_span(
+            "ttp.rule.state.change",
+            attributes={"ttp.rule_id": rule_id, "ttp.state": stamped.state.value},
+        ):
+            with tracer.start_as_current_span("ttp.store.write_state",
+                                              attributes={"ttp.rule_id": rule_id}):
+                await self._write_state(rule_id, stamped)
+            self.state_changed(rule_id, stamped)
+
+    # shared plumbing for backends -----------------------------------------
+
+    def state_changed(self, rule_id: str, state: RuleState) -> None:
+        """A state took effect (written here or seen from elsewhere): arm, announce."""
+        self._expiry.schedule(rule_id, state.expires_at)
+        self._announcer.announce(RuleChange(STATE, rule_id, state))
+
+    def definition_changed(self, rule: CompiledRule) -> None:
+        self._announcer.announce(RuleChange(DEFINITION, rule.rule_id, rule))
+
+    def rule_deleted(self, rule_id: str) -> None:
+        self._announcer.announce(RuleChange(DELETED, rule_id, None))
+
+    def arm_expiry(self, states: dict[str, RuleState]) -> None:
+        for rule_id, state in states.items():
+            self._expiry.schedule(rule_id, state.expires_at)
+
+    async def _expire(self, rule_id: str, expires_at: datetime) -> None:
+        if await self._revert_if_expired(rule_id, expires_at):
+            self._expiry.schedule(rule_id, None)
+            self._announcer.announce(RuleChange(STATE, rule_id, DEFAULT_STATE))
+
+    async def close_shared(self) -> None:
+        await self._expiry.close()
+        await self._announcer.close()
+
+    @property
+    def announcer(self) -> ChangeAnnouncer:
+        return self._announcer

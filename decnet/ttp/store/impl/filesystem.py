@@ -1,0 +1,259 @@
+"""`FilesystemRuleStore`: rules from a directory of YAML files, hot-reloaded with inotify."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from decnet.bus.base import Bus
+from decnet.ttp.constants import DEFAULT_RULES_DIR, DELETE_GRACE_SECONDS, ENV_RULES_DIR
+from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError, UnsupportedPlatformError
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
+from decnet.ttp.rules.loader import is_rule_file_name, read_rule_bytes
+from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+from decnet.ttp.store.common import BaseRuleStore
+
+if TYPE_CHECKING:
+    from decnet.ttp.store.impl.watcher import DirectoryWatcher, WatchEvent
+
+log = logging.getLogger(__name__)
+
+
+def ensure_linux(platform: str = sys.platform) -> None:
+    if not platform.startswith("linux"):
+        raise UnsupportedPlatformError(
+            f"FilesystemRuleStore needs Linux inotify and this is {platform}; "
+            "use the database store instead (DECNET_TTP_RULE_STORE_TYPE=database)"
+        )
+
+
+class FilesystemRuleStore(BaseRuleStore):
+    """Rules are `<rule_id>.yaml` files in one directory; state lives in this process.
+
+    A malformed edit is reported (see `problems`) and the last good version of that
+    rule stays live. Files are compiled one at a time by a single watcher task.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str] | None = None, *, bus: Bus | None = None
+    ) -> None:
+        ensure_linux()
+        super().__init__(bus=bus)
+        self.directory = Path(directory or os.environ.get(ENV_RULES_DIR) or DEFAULT_RULES_DIR)
+        self._rules: dict[str, CompiledRule] = {}
+        self._file_of: dict[str, str] = {}
+        self._digests: dict[str, bytes] = {}
+        self._states: dict[str, RuleState] = {}
+        self.problems: dict[str, tuple[RuleError, ...]] = {}
+        self.reloads_applied = 0
+        self.reloads_rejected = 0
+        self._loaded = False
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watching = asyncio.Event()
+
+    # lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._watch_task is not None:
+            return
+        from decnet.ttp.store.impl.watcher import DirectoryWatcher
+
+        watcher = DirectoryWatcher(self.directory, is_rule_file_name)
+        reason = watcher.open()
+        if reason is not None:
+            raise RuleSetError([RuleError(RuleProblem(str(self.directory), reason))])
+        self._ensure_loaded()
+        if self._loaded:
+            self._rescan()  # catch edits made between the first load and the watch
+        self._watch_task = asyncio.get_running_loop().create_task(self._watch(watcher))
+        self._watching.set()
+
+    async def stop(self) -> None:
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.close_shared()
+
+    # the contract ---------------------------------------------------------
+
+    async def load_compiled(self) -> list[CompiledRule]:
+        self._ensure_loaded()
+        return [rule.with_state(self._effective(rule_id)) for rule_id, rule
+                in sorted(self._rules.items())]
+
+    async def _read_state(self, rule_id: str) -> RuleState:
+        return self._states.get(rule_id, DEFAULT_STATE)
+
+    async def _write_state(self, rule_id: str, state: RuleState) -> None:
+        if state.is_default:
+            self._states.pop(rule_id, None)
+        else:
+            self._states[rule_id] = state
+
+    async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
+        current = self._states.get(rule_id)
+        if current is None or current.expires_at != expires_at:
+            return False
+        del self._states[rule_id]
+        return True
+
+    async def list_states(self) -> dict[str, RuleState]:
+        return {rule_id: state for rule_id, state in sorted(self._states.items())
+                if not state.is_expired()}
+
+    def _effective(self, rule_id: str) -> RuleState:
+        return self._states.get(rule_id, DEFAULT_STATE).effective()
+
+    # loading --------------------------------------------------------------
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            if not self.directory.is_dir():
+                raise RuleSetError([RuleError(RuleProblem(
+                    str(self.directory), "rules directory does not exist"))])
+            self._rescan()
+            self._loaded = True
+
+    def _rescan(self) -> None:
+        """Bring the in-memory view in line with the directory (start, queue overflow)."""
+        names = sorted(n for n in os.listdir(self.directory) if is_rule_file_name(n))
+        present = set(names)
+        for name in list(self._file_of.values()):
+            if name not in present:
+                self._remove(name)
+        by_stem: dict[str, list[str]] = {}
+        for name in names:
+            by_stem.setdefault(rule_id_of_path(name), []).append(name)
+        for stem_names in by_stem.values():
+            if len(stem_names) > 1:
+                self._reject_conflict(stem_names)
+            else:
+                self._reload(stem_names[0])
+        for name in list(self.problems):
+            if name not in present:
+                del self.problems[name]
+
+    def _reload(self, name: str) -> None:
+        path = self.directory / name
+        try:
+            raw = read_rule_bytes(path)
+        except FileNotFoundError:
+            self._remove(name)
+            return
+        except OSError as exc:
+            self._reject(name, [RuleError(RuleProblem(str(path), f"cannot read: {exc}"))])
+            return
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        if self._digests.get(name) == digest:
+            self.problems.pop(name, None)
+            return
+        rule_id = rule_id_of_path(name)
+        owner = self._file_of.get(rule_id)
+        if owner is not None and owner != name and (self.directory / owner).exists():
+            self._reject_conflict([owner, name])
+            return
+        try:
+            rule = compile_rule(raw, source=str(path), expected_rule_id=rule_id)
+        except RuleSetError as exc:
+            self._reject(name, list(exc.errors))
+            return
+        for warning in rule.warnings:
+            log.warning("%s: %s", path, warning)
+        self._rules[rule_id] = rule
+        self._file_of[rule_id] = name
+        self._digests[name] = digest
+        self.problems.pop(name, None)
+        self.reloads_applied += 1
+        if self._loaded:
+            self.definition_changed(rule.with_state(self._effective(rule_id)))
+
+    def _remove(self, name: str) -> None:
+        self._digests.pop(name, None)
+        self.problems.pop(name, None)
+        rule_id = rule_id_of_path(name)
+        if self._file_of.get(rule_id) != name:
+            return
+        del self._file_of[rule_id]
+        del self._rules[rule_id]
+        if self._loaded:
+            self.rule_deleted(rule_id)
+        for sibling in sorted(os.listdir(self.directory)):
+            if sibling != name and is_rule_file_name(sibling) and \
+                    rule_id_of_path(sibling) == rule_id:
+                self._reload(sibling)
+                break
+
+    def _reject(self, name: str, errors: list[RuleError]) -> None:
+        self.reloads_rejected += 1
+        self.problems[name] = tuple(errors)
+        kept = " (last good version kept)" if rule_id_of_path(name) in self._rules else ""
+        for error in errors:
+            log.error("rule rejected%s: %s", kept, error)
+
+    def _reject_conflict(self, names: list[str]) -> None:
+        rule_id = rule_id_of_path(names[0])
+        paths = " and ".join(str(self.directory / n) for n in names)
+        error = RuleError(RuleProblem(str(self.directory / names[-1]),
+                                      f"rule {rule_id} is defined by two files: {paths}",
+                                      "rule_id", rule_id=rule_id))
+        for name in names:
+            self._reject(name, [error])
+
+    # watching -------------------------------------------------------------
+
+    async def _watch(self, watcher: DirectoryWatcher) -> None:
+        from decnet.ttp.store.impl.watcher import WatchKind
+
+        loop = asyncio.get_running_loop()
+        pending_removals: dict[str, float] = {}
+        next_event: asyncio.Task[WatchEvent] | None = None
+        try:
+            while True:
+                timeout = None
+                if pending_removals:
+                    timeout = max(min(pending_removals.values()) - loop.time(), 0.0)
+                if next_event is None:
+                    next_event = loop.create_task(watcher.get())
+                done, _ = await asyncio.wait({next_event}, timeout=timeout)
+                if not done:
+                    now = loop.time()
+                    for name, due in list(pending_removals.items()):
+                        if due <= now:
+                            del pending_removals[name]
+                            self._guarded(self._reload, name)
+                    continue
+                event, next_event = next_event.result(), None
+                if event.kind is WatchKind.WRITTEN and event.name is not None:
+                    pending_removals.pop(event.name, None)
+                    self._guarded(self._reload, event.name)
+                elif event.kind is WatchKind.REMOVED and event.name is not None:
+                    pending_removals[event.name] = loop.time() + DELETE_GRACE_SECONDS
+                elif event.kind is WatchKind.OVERFLOW:
+                    log.warning("inotify queue overflowed; rescanning %s", self.directory)
+                    pending_removals.clear()
+                    self._guarded(self._rescan)
+                else:
+                    log.error("stopped watching %s: %s (rules stay as last loaded)",
+                              self.directory, event.reason)
+                    return
+        finally:
+            if next_event is not None:
+                next_event.cancel()
+            watcher.close()
+
+    def _guarded(self, action: Callable[..., None], *args: str) -> None:
+        try:
+            action(*args)
+        except Exception:
+            log.exception("handling a change in %s failed; watcher continues", self.directory)
