@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -53,7 +54,7 @@ _NATS_UNAVAILABLE: Final = (
     nats.errors.ConnectionReconnectingError,
     nats.errors.OutboundBufferLimitError,
     nats.js.errors.ServiceUnavailableError,
-    asyncio.TimeoutError,
+    TimeoutError,
 )
 _NATS_CLOSED: Final = (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError)
 
@@ -86,10 +87,8 @@ def _abandon(
         task.add_done_callback(tasks.discard)
 
     if not loop.is_closed():
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed in between
             loop.call_soon_threadsafe(spawn)
-        except RuntimeError:  # the loop closed in between
-            pass
 
 
 class NatsSubscription(AsyncIterator[BusMessage]):
@@ -238,7 +237,7 @@ class NatsBus(Bus):
         shown = ", ".join(servers)
 
         async def on_error(exc: Exception) -> None:
-            if isinstance(exc, OSError | asyncio.TimeoutError | nats.errors.UnexpectedEOF):
+            if isinstance(exc, OSError | TimeoutError | nats.errors.UnexpectedEOF):
                 logger.debug("NATS connection error (%s): %s", shown, exc)
             else:
                 logger.warning("NATS error (%s): %r", shown, exc)
@@ -268,7 +267,7 @@ class NatsBus(Bus):
         try:
             # With infinite reconnects nats-py retries the first connect forever too.
             await asyncio.wait_for(nc.connect(**options), connect_timeout)
-        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
             await _close_quietly(nc)
             reason = str(exc) or type(exc).__name__
             raise BusUnavailableError(f"NATS not reachable at {shown}: {reason}") from exc

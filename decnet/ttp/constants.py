@@ -10,7 +10,7 @@ TACTIC_ID_RE: Final = re.compile(r"^TA\d{4}$")
 TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}$")
 SUB_TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}\.\d{3}$")
 
-#: MITRE ATT&CK enterprise tactics (v15): id -> name.
+#: MITRE ATT&CK enterprise tactics: id -> name.
 ENTERPRISE_TACTICS: Final[dict[str, str]] = {
     "TA0043": "reconnaissance",
     "TA0042": "resource-development",
@@ -29,7 +29,7 @@ ENTERPRISE_TACTICS: Final[dict[str, str]] = {
 }
 
 #: ATT&CK release the tags are expressed against.
-ATTACK_RELEASE: Final = "enterprise-attack-v15"
+ATTACK_RELEASE: Final = "enterprise-attack-v16"
 
 #: Field a rule matches when `match.field` is absent, per source kind.
 DEFAULT_MATCH_FIELDS: Final[dict[str, str]] = {

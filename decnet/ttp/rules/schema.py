@@ -104,6 +104,18 @@ class RuleSchema(BaseModel):
             raise ValueError("applies_to lists a source kind twice")
         return value
 
+    @field_validator("emits")
+    @classmethod
+    def _distinct_emits(cls, value: list[EmitSchema]) -> list[EmitSchema]:
+        seen: set[tuple[str, str | None]] = set()
+        for emit in value:
+            key = (emit.technique_id, emit.sub_technique_id)
+            if key in seen:
+                shown = emit.sub_technique_id or emit.technique_id
+                raise ValueError(f"{shown} is emitted twice; its tags would share one uuid")
+            seen.add(key)
+        return value
+
     @field_validator("references")
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:

@@ -1,0 +1,1 @@
+"""The `decnet-ttp` command line."""

@@ -1,0 +1,89 @@
+"""`decnet-ttp rules validate|list`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from decnet.cli.common import console, db_url, err_console, rules_dir, run
+from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.loader import load_directory
+
+app = typer.Typer(help="Validate and list rules.", no_args_is_help=True)
+
+
+@app.command()
+def validate(
+    directory: Annotated[Path | None, typer.Argument(
+        help="Rules directory [env DECNET_TTP_RULES_DIR; default ./rules/ttp]")] = None,
+) -> None:
+    """Check every rule file; print every error of every file; exit 1 on any."""
+    target = rules_dir(directory)
+    if not target.is_dir():
+        err_console.print(f"[red]error:[/] {target} is not a directory")
+        raise typer.Exit(1)
+    result = load_directory(target)
+    for error in result.errors:
+        console.print(f"[red]error[/] {error}", highlight=False)
+    for source, warning in result.warnings:
+        console.print(f"[yellow]warning[/] {source}: {warning}", highlight=False)
+    files = {e.file for e in result.errors}
+    console.print(
+        f"{len(result.rules)} rule(s) valid, {len(result.errors)} error(s) in "
+        f"{len(files)} file(s), {len(result.warnings)} warning(s)", highlight=False,
+    )
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_rules(
+    rules: Annotated[Path | None, typer.Option(
+        "--rules", help="Rules directory (filesystem store)")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help=f"Database URL (database store) [env {ENV_DB_URL}]")] = None,
+) -> None:
+    """List rules with their operator state."""
+    use_db = db is not None or (rules is None and
+                                os.environ.get(ENV_RULE_STORE_TYPE, "") == "database")
+    compiled = run(_load_from_db(db_url(db))) if use_db else _load_from_dir(rules_dir(rules))
+    table = Table()
+    for column in ("rule", "ver", "name", "applies to", "techniques", "state", "expires"):
+        table.add_column(column, overflow="fold")
+    for rule in compiled:
+        techniques = ", ".join(e.sub_technique_id or e.technique_id for e in rule.emits)
+        state = rule.state.state.value
+        if rule.state.confidence_max is not None:
+            state += f" ≤{rule.state.confidence_max:g}"
+        expires = rule.state.expires_at.isoformat(timespec="seconds") \
+            if rule.state.expires_at else ""
+        kinds = "lifter:" + rule.lifter if rule.lifter else ", ".join(sorted(rule.applies_to))
+        table.add_row(rule.rule_id, str(rule.rule_version), rule.name, kinds, techniques,
+                      state, expires)
+    console.print(table)
+    console.print(f"{len(compiled)} rule(s)")
+
+
+def _load_from_dir(directory: Path) -> list[CompiledRule]:
+    if not directory.is_dir():
+        err_console.print(f"[red]error:[/] {directory} is not a directory")
+        raise typer.Exit(1)
+    result = load_directory(directory)
+    for error in result.errors:
+        err_console.print(f"[red]error[/] {error}", highlight=False)
+    return sorted(result.rules.values(), key=lambda r: r.rule_id)
+
+
+async def _load_from_db(url: str) -> list[CompiledRule]:
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
+
+    store = DatabaseRuleStore(url)
+    try:
+        return await store.load_compiled()
+    finally:
+        await store.stop()
