@@ -16,8 +16,8 @@ from decnet.ttp.constants import DEFAULT_DB_URL, DEFAULT_RULES_DIR, ENV_DB_URL, 
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from decnet.cli.common import console, db_url, err_console, rules_dir, run
@@ -29,9 +30,9 @@ def validate(
         raise typer.Exit(1)
     result = load_directory(target)
     for error in result.errors:
-        console.print(f"[red]error[/] {error}", highlight=False)
+        console.print(f"[red]error[/] {escape(str(error))}", highlight=False)
     for source, warning in result.warnings:
-        console.print(f"[yellow]warning[/] {source}: {warning}", highlight=False)
+        console.print(f"[yellow]warning[/] {escape(source)}: {escape(warning)}", highlight=False)
     files = {e.file for e in result.errors}
     console.print(
         f"{len(result.rules)} rule(s) valid, {len(result.errors)} error(s) in "
@@ -63,7 +64,7 @@ def list_rules(
         expires = rule.state.expires_at.isoformat(timespec="seconds") \
             if rule.state.expires_at else ""
         kinds = "lifter:" + rule.lifter if rule.lifter else ", ".join(sorted(rule.applies_to))
-        table.add_row(rule.rule_id, str(rule.rule_version), rule.name, kinds, techniques,
+        table.add_row(rule.rule_id, str(rule.rule_version), escape(rule.name), kinds, techniques,
                       state, expires)
     console.print(table)
     console.print(f"{len(compiled)} rule(s)")
@@ -75,7 +76,7 @@ def _load_from_dir(directory: Path) -> list[CompiledRule]:
         raise typer.Exit(1)
     result = load_directory(directory)
     for error in result.errors:
-        err_console.print(f"[red]error[/] {error}", highlight=False)
+        err_console.print(f"[red]error[/] {escape(str(error))}", highlight=False)
     return sorted(result.rules.values(), key=lambda r: r.rule_id)
 
 

@@ -9,6 +9,7 @@ from typing import IO, Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -35,7 +36,7 @@ def tag(
         err_console.print(f"[red]error:[/] rules directory {directory} does not exist")
         raise typer.Exit(2)
     for error in loaded.errors:
-        err_console.print(f"[red]rule error:[/] {error}")
+        err_console.print(f"[red]rule error:[/] {escape(str(error))}")
     if loaded.errors and strict:
         raise typer.Exit(1)
     if not loaded.rules:
@@ -74,7 +75,7 @@ def _print_summary(summary: TagSummary, rule_count: int, output: Path | None) ->
     if summary.bad_lines:
         err_console.print(f"[yellow]{summary.bad_lines} malformed line(s) skipped:[/]")
         for line, reason in summary.bad_line_reasons:
-            err_console.print(f"  line {line}: {reason}")
+            err_console.print(f"  line {line}: {escape(reason)}")
     if summary.techniques:
         table = Table(title="Top techniques", title_justify="left")
         table.add_column("technique")
@@ -99,7 +100,7 @@ def _print_sample(output: Path, limit: int) -> None:
             technique = tag["sub_technique_id"] or tag["technique_id"]
             evidence = next(iter(tag["evidence"].values()), "") if tag["evidence"] else ""
             table.add_row(tag["source_id"], tag["rule_id"], tag["tactic"], technique,
-                          f"{tag['confidence']:.2f}", str(evidence)[:60])
+                          f"{tag['confidence']:.2f}", escape(str(evidence)[:60]))
             if len(seen) >= limit:
                 break
     console.print(table)

@@ -47,7 +47,8 @@ def load_rule_file(path: Path) -> CompiledRule:
     try:
         raw = read_rule_bytes(path)
     except OSError as exc:
-        raise RuleSetError([RuleError(RuleProblem(str(path), f"cannot read: {exc.strerror}"))])
+        problem = RuleProblem(str(path), f"cannot read: {exc.strerror}")
+        raise RuleSetError([RuleError(problem)]) from None
     return compile_rule(raw, source=str(path), expected_rule_id=rule_id_of_path(path))
 
 

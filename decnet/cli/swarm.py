@@ -1,0 +1,71 @@
+"""`decnet-ttp master` and `decnet-ttp worker`: the swarm roles."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from decnet.cli.common import db_url, err_console, rules_dir, run, setup_logging
+from decnet.ttp.constants import ENV_DB_URL, ENV_RULES_DIR
+
+RulesOption = Annotated[Path | None, typer.Option(
+    "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
+    help="Rules directory (default ./rules/ttp).")]
+DbOption = Annotated[str | None, typer.Option(
+    "--db", envvar=ENV_DB_URL, show_envvar=True,
+    help="Database URL, e.g. postgresql+asyncpg://decnet@db-host/decnet.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def master(
+    rules: RulesOption = None,
+    db: DbOption = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Name recorded as updated_by on every row (default master@HOSTNAME).")
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Project a rules directory into the database, then every edit as it is saved."""
+    from decnet.swarm.master import default_updated_by, main_async
+
+    setup_logging(verbose)
+    raise typer.Exit(run(main_async(rules_dir(rules), db_url(db), by or default_updated_by())))
+
+
+def worker(
+    db: DbOption = None,
+    http: Annotated[str, typer.Option(
+        "--http", help="HOST:PORT the HTTP API listens on (port 0: any free port).")
+    ] = "127.0.0.1:8080",
+    poll_interval: Annotated[float, typer.Option(
+        "--poll-interval", min=0.01, help="Seconds between polls of the database.")
+    ] = 1.0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Tail the database, keep an engine in step and serve it over HTTP."""
+    from decnet.swarm.process import parse_host_port
+    from decnet.swarm.worker import main_async
+
+    setup_logging(verbose)
+    try:
+        host, port = parse_host_port(http)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] --http: {exc}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(run(main_async(db_url(db), host, port, poll_interval)))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `master` and `worker` to the root command."""
+    app.command("master")(master)
+    app.command("worker")(worker)
+
+
+def standalone(command: str) -> None:
+    """Run one command as its own program (`python -m decnet.swarm.worker ...`)."""
+    app = typer.Typer(add_completion=False)
+    register(app)
+    app(args=[command, *sys.argv[1:]], prog_name=f"decnet-ttp {command}")

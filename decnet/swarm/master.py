@@ -1,0 +1,107 @@
+"""The swarm master: a `FilesystemRuleStore` over the rules directory, projected
+into the database by `DatabaseRuleStore.sync_from_filesystem`.
+
+At start the whole directory is reconciled with `ttp_rule` (rules added, changed
+and deleted while the master was down); then every change of the directory is
+written as it happens. SIGTERM/SIGINT stop it cleanly: the watcher is closed, an
+in-flight write finishes or rolls back, the connections are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from decnet.swarm.process import (
+    announce,
+    cancel_all,
+    first_done,
+    install_stop_signals,
+    remove_stop_signals,
+)
+from decnet.ttp.store.base import RuleStore
+from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
+
+log = logging.getLogger(__name__)
+
+#: Runs the projection of the filesystem store into the database until cancelled;
+#: calls its third argument once the initial reconcile is committed.
+Sync = Callable[[RuleStore, FilesystemRuleStore, Callable[[], None]], Awaitable[Any]]
+
+
+def default_updated_by() -> str:
+    return f"master@{socket.gethostname()}"
+
+
+async def run_master(
+    fs_store: FilesystemRuleStore,
+    db_store: RuleStore,
+    sync: Sync,
+    *,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Project `fs_store` into `db_store` until `stop` (or SIGTERM/SIGINT); the exit code."""
+    own_signals = stop is None
+    stop = stop or asyncio.Event()
+    if own_signals:
+        install_stop_signals(stop)
+    loop = asyncio.get_running_loop()
+    stop_task = loop.create_task(stop.wait(), name="stop")
+    sync_task: asyncio.Task[Any] | None = None
+    code = 1
+    try:
+        await db_store.start()
+        await fs_store.start()
+
+        def synced() -> None:
+            announce("ready", problems=len(fs_store.problems))
+
+        sync_task = loop.create_task(_sync(sync, db_store, fs_store, synced), name="sync")
+        if await first_done(stop_task, sync_task) is stop_task:
+            code = 0
+        else:
+            exc = None if sync_task.cancelled() else sync_task.exception()
+            log.error("the sync ended unexpectedly: %r", exc)
+        return code
+    finally:
+        await cancel_all(sync_task, stop_task)
+        with contextlib.suppress(Exception):
+            await fs_store.stop()
+        with contextlib.suppress(Exception):
+            await db_store.stop()
+        if own_signals:
+            remove_stop_signals()
+        announce("stopped", code=code)
+
+
+async def _sync(sync: Sync, db_store: RuleStore, fs_store: FilesystemRuleStore,
+                synced: Callable[[], None]) -> None:
+    await sync(db_store, fs_store, synced)
+
+
+def database_sync(updated_by: str) -> Sync:
+    async def sync(db_store: RuleStore, fs_store: FilesystemRuleStore,
+                   synced: Callable[[], None]) -> None:
+        await db_store.sync_from_filesystem(  # type: ignore[attr-defined]
+            fs_store, updated_by=updated_by, on_synced=synced)
+
+    return sync
+
+
+async def main_async(rules_dir: Path, db_url: str, updated_by: str) -> int:
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
+
+    fs_store = FilesystemRuleStore(rules_dir)
+    db_store = DatabaseRuleStore(db_url)
+    return await run_master(fs_store, db_store, database_sync(updated_by))
+
+
+if __name__ == "__main__":
+    from decnet.cli.swarm import standalone
+
+    standalone("master")

@@ -1,0 +1,166 @@
+"""The swarm worker: a `DatabaseRuleStore` tailing the database, a `RuleEngine`
+following it, and the HTTP API (see `decnet.swarm.http_api`).
+
+Start-up order: the HTTP socket is bound first (`/healthz` answers 503 while
+loading), then the store is opened, retried while the database is away, then the
+tail and the engine follower run until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Final
+
+import uvicorn
+
+from decnet.swarm.http_api import MAX_BODY_BYTES, create_app
+from decnet.swarm.live import LiveRules
+from decnet.swarm.process import (
+    announce,
+    cancel_all,
+    first_done,
+    install_stop_signals,
+    remove_stop_signals,
+)
+from decnet.ttp.store.base import RuleStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLL_INTERVAL: Final = 1.0
+START_BACKOFF: Final = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+#: Runs the store's tail (or whatever keeps it current) until cancelled.
+Tail = Callable[[RuleStore], Awaitable[None]]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the worker owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=512)
+    sock.setblocking(False)
+    return sock
+
+
+async def start_store(store: RuleStore, stop: asyncio.Event) -> bool:
+    """`store.start()`, retried with backoff until it works or `stop` is set."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await store.start()
+            return True
+        except Exception as exc:
+            delay = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
+            attempt += 1
+            log.warning("opening the store failed (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return False
+
+
+async def run_worker(
+    store: RuleStore,
+    *,
+    host: str,
+    port: int,
+    tail: Tail | None,
+    stop: asyncio.Event | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> int:
+    """Serve until `stop` is set (or SIGTERM/SIGINT when `stop` is None); the exit code."""
+    own_signals = stop is None
+    stop = stop or asyncio.Event()
+    if own_signals:
+        install_stop_signals(stop)
+    live = LiveRules(store)
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    server = _Server(uvicorn.Config(create_app(live, max_body_bytes=max_body_bytes),
+                                    lifespan="off", log_level="warning", access_log=False))
+    loop = asyncio.get_running_loop()
+    http_task = loop.create_task(server.serve(sockets=[sock]), name="http")
+    tail_task: asyncio.Task[None] | None = None
+    follow_task: asyncio.Task[None] | None = None
+    stop_task = loop.create_task(stop.wait(), name="stop")
+    code = 0
+    try:
+        announce("listening", url=f"http://{_url_host(bound_host)}:{bound_port}",
+                 host=bound_host, port=bound_port)
+        started = loop.create_task(start_store(store, stop), name="start")
+        if await first_done(started, http_task) is http_task or not await started:
+            return _exit_code(http_task, stop)
+        follow_task = loop.create_task(live.run(), name="follow")
+        if tail is not None:
+            tail_task = loop.create_task(_run_tail(tail, store), name="tail")
+        ready_task = loop.create_task(live.wait_ready(), name="ready")
+        tasks = [t for t in (http_task, follow_task, tail_task, stop_task) if t is not None]
+        if await first_done(ready_task, *tasks) is ready_task:
+            announce("ready", rules=len(live.engine.rules), revision=live.revision)
+            await first_done(*tasks)
+        await cancel_all(ready_task)
+        code = _exit_code(http_task, stop, follow_task, tail_task)
+        return code
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(http_task), 5)
+        await cancel_all(http_task, follow_task, tail_task, stop_task)
+        with contextlib.suppress(Exception):
+            await store.stop()
+        sock.close()
+        if own_signals:
+            remove_stop_signals()
+        announce("stopped", code=code)
+
+
+async def _run_tail(tail: Tail, store: RuleStore) -> None:
+    await tail(store)
+
+
+def _exit_code(*tasks: asyncio.Task[None] | asyncio.Event | None) -> int:
+    """0 on a requested stop; 1 if a task ended on its own (crashed or returned)."""
+    stop = next((t for t in tasks if isinstance(t, asyncio.Event)), None)
+    if stop is not None and stop.is_set():
+        return 0
+    for task in tasks:
+        if isinstance(task, asyncio.Task) and task.done():
+            exc = None if task.cancelled() else task.exception()
+            log.error("%s ended unexpectedly: %r", task.get_name(), exc)
+            return 1
+    return 1
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def database_tail(poll_interval: float) -> Tail:
+    """The tail of a `DatabaseRuleStore`: poll (and on PostgreSQL listen) forever."""
+
+    async def tail(store: RuleStore) -> None:
+        await store.tail_db(poll_interval=poll_interval)  # type: ignore[attr-defined]
+
+    return tail
+
+
+async def main_async(db_url: str, host: str, port: int, poll_interval: float) -> int:
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
+
+    store = DatabaseRuleStore(db_url)
+    return await run_worker(store, host=host, port=port, tail=database_tail(poll_interval))
+
+
+if __name__ == "__main__":
+    from decnet.cli.swarm import standalone
+
+    standalone("worker")
