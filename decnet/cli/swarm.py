@@ -31,7 +31,8 @@ def master(
     """Project a rules directory into the database, then every edit as it is saved."""
     from decnet.swarm.master import default_updated_by, main_async
 
-    setup_logging(verbose)
+    if verbose:
+        setup_logging(True)
     raise typer.Exit(run(main_async(rules_dir(rules), db_url(db), by or default_updated_by())))
 
 
@@ -49,7 +50,8 @@ def worker(
     from decnet.swarm.process import parse_host_port
     from decnet.swarm.worker import main_async
 
-    setup_logging(verbose)
+    if verbose:
+        setup_logging(True)
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
 
 def standalone(command: str) -> None:
     """Run one command as its own program (`python -m decnet.swarm.worker ...`)."""
+    setup_logging(False)
     app = typer.Typer(add_completion=False)
     register(app)
     app(args=[command, *sys.argv[1:]], prog_name=f"decnet-ttp {command}")

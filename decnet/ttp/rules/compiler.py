@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -82,7 +83,9 @@ def compile_rule(
         applies_to=frozenset(schema.applies_to),
         match_spec=deep_freeze(schema.match),
         emits=tuple(
-            Emit(e.technique_id, e.sub_technique_id, e.tactic, float(e.confidence))
+            Emit(sys.intern(e.technique_id),
+                 sys.intern(e.sub_technique_id) if e.sub_technique_id else None,
+                 sys.intern(e.tactic), float(e.confidence))
             for e in schema.emits
         ),
         evidence_fields=tuple(schema.evidence_fields),

@@ -1,0 +1,1 @@
+"""SQL side of the database store: models, the repository, migrations."""

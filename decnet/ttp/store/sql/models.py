@@ -1,0 +1,79 @@
+"""SQLAlchemy models of the database store. The migrations create the same schema.
+
+- `ttp_rule`: one row per rule definition (the exact YAML text).
+- `ttp_rule_state`: one row per rule with a non-default operator state.
+- `ttp_revision`: one row (`id = 1`) holding the last revision handed out. Every write
+  bumps it first, in its own transaction; the row lock serializes writers, so
+  revisions become visible in commit order without gaps.
+- `ttp_change_log`: one entry per revision (rule id and kind), pruned to a bounded
+  tail; readers follow it by revision number, never by timestamp.
+- `ttp_master_lease`: one row (`id = 1`) naming the master allowed to sync
+  definitions; heartbeat counters (not clocks) decide when it went stale.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Float, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from decnet.ttp.store.sql.types import UTCDateTime, long_text
+
+RULE_ID_LENGTH = 64
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RuleRow(Base):
+    __tablename__ = "ttp_rule"
+
+    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH), primary_key=True)
+    rule_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    source_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    yaml_content: Mapped[str] = mapped_column(long_text(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class StateRow(Base):
+    __tablename__ = "ttp_rule_state"
+
+    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    confidence_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    set_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class RevisionRow(Base):
+    __tablename__ = "ttp_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ChangeLogRow(Base):
+    __tablename__ = "ttp_change_log"
+
+    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH), nullable=False)
+    change_kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class MasterLeaseRow(Base):
+    __tablename__ = "ttp_master_lease"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    token: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    heartbeat: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
