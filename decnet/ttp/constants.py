@@ -72,3 +72,26 @@ BUS_OUTBOX_BOUND: Final = 10_000
 #: How long a removed rule file may take to reappear (editors that unlink, then write)
 #: before its rule is announced as deleted.
 DELETE_GRACE_SECONDS: Final = 0.05
+
+# Database store ------------------------------------------------------------
+
+#: Change-log entries kept for tailing workers; a worker further behind reloads everything.
+CHANGE_LOG_RETENTION: Final = 100_000
+#: Change-log entries a tailing worker reads per query while catching up.
+CHANGE_LOG_BATCH: Final = 5_000
+#: Default poll interval of `tail_db`, seconds.
+TAIL_POLL_INTERVAL: Final = 1.0
+#: A single poll (or catch-up read) that takes longer than this is abandoned and retried.
+TAIL_QUERY_TIMEOUT: Final = 10.0
+#: PostgreSQL channel a write notifies (payload: the revision) at commit.
+NOTIFY_CHANNEL: Final = "decnet_ttp_changes"
+#: Seconds between keep-alive queries on an idle LISTEN connection.
+LISTEN_KEEPALIVE: Final = 30.0
+#: Seconds to open a database connection before giving up.
+DB_CONNECT_TIMEOUT: Final = 5.0
+#: Seconds a single database statement may run (PostgreSQL) before it fails.
+DB_COMMAND_TIMEOUT: Final = 30.0
+#: SQLite: how long a writer waits for another process's write lock, milliseconds.
+SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
+#: Master lease: a holder whose heartbeat has not moved for this long may be replaced.
+MASTER_LEASE_TTL: Final = 10.0

@@ -91,5 +91,9 @@ class SchemaOutdatedError(StoreError):
     """The database schema is older than this version needs."""
 
 
+class MasterLeaseLost(StoreError):
+    """This process no longer holds the master lease; its definition write was refused."""
+
+
 class ConfigError(DecnetTTPError):
     """Bad configuration (an unknown store type, a missing URL)."""

@@ -25,6 +25,10 @@ class YamlProblem(Exception):
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}"
+                         for name in ("int", "float", "bool", "null", "timestamp"))
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -52,8 +56,12 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise YamlProblem(f"unsupported YAML tag {node.tag}", *_pos(node))
             return [self.build(child, depth + 1) for child in node.value]
         if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP_TAG:
+                raise YamlProblem(f"unsupported YAML tag {node.tag}", *_pos(node))
             return self.mapping(node, depth)
         raise YamlProblem("unsupported YAML node", *_pos(node))
 
@@ -61,7 +69,7 @@ class _Builder:
         if node.tag == _STR_TAG:
             return node.value
         construct = self.loader.yaml_constructors.get(node.tag)
-        if construct is None or node.tag == _MERGE_TAG:
+        if construct is None or node.tag not in _SCALAR_TAGS:
             raise YamlProblem(f"unsupported YAML tag {node.tag}", *_pos(node))
         return construct(self.loader, node)
 

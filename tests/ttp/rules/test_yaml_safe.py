@@ -89,3 +89,11 @@ def test_byte_order_mark_is_accepted() -> None:
 
 def test_non_scalar_keys_are_refused() -> None:
     assert "not a scalar" in problem("? [a, b]\n: 1\n").reason
+
+
+@pytest.mark.parametrize("text", ["a: !!python/name:os.system\n", "a: !!set {x: null}\n",
+                                  "a: !custom [1]\n", "a: !!binary aGk=\n",
+                                  "<<: {a: 1}\nb: 2\n"])
+def test_only_plain_data_tags_are_accepted(text: str) -> None:
+    reason = problem(text).reason
+    assert "unsupported YAML tag" in reason or "merge keys" in reason
