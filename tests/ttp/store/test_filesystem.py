@@ -239,3 +239,13 @@ async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(RuleSetError, match="does not exist"):
         await FilesystemRuleStore(tmp_path / "nope").load_compiled()
+
+
+async def test_the_same_bad_bytes_are_rejected_once(store: FilesystemRuleStore) -> None:
+    path = store.directory / "R0001.yaml"
+    path.write_text("rule_id: [")
+    await poll(lambda: store.reloads_rejected == 1, message="rejection")
+    path.write_text("rule_id: [")
+    (store.directory / "R0002.yaml").write_text(rule_text("R0002"))
+    await poll(lambda: store.reloads_applied == 2, message="R0002")
+    assert store.reloads_rejected == 1

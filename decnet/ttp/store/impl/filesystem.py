@@ -52,6 +52,7 @@ class FilesystemRuleStore(BaseRuleStore):
         self._rules: dict[str, CompiledRule] = {}
         self._file_of: dict[str, str] = {}
         self._digests: dict[str, bytes] = {}
+        self._rejected_digests: dict[str, bytes] = {}
         self._states: dict[str, RuleState] = {}
         self.problems: dict[str, tuple[RuleError, ...]] = {}
         self.reloads_applied = 0
@@ -71,9 +72,10 @@ class FilesystemRuleStore(BaseRuleStore):
         reason = watcher.open()
         if reason is not None:
             raise RuleSetError([RuleError(RuleProblem(str(self.directory), reason))])
-        self._ensure_loaded()
         if self._loaded:
-            self._rescan()  # catch edits made between the first load and the watch
+            self._rescan()  # catch edits made between an earlier load and the watch
+        else:
+            self._ensure_loaded()
         self._watch_task = asyncio.get_running_loop().create_task(self._watch(watcher))
         self._watching.set()
 
@@ -158,6 +160,8 @@ class FilesystemRuleStore(BaseRuleStore):
         if self._digests.get(name) == digest:
             self.problems.pop(name, None)
             return
+        if self._rejected_digests.get(name) == digest:
+            return
         rule_id = rule_id_of_path(name)
         owner = self._file_of.get(rule_id)
         if owner is not None and owner != name and (self.directory / owner).exists():
@@ -167,7 +171,9 @@ class FilesystemRuleStore(BaseRuleStore):
             rule = compile_rule(raw, source=str(path), expected_rule_id=rule_id)
         except RuleSetError as exc:
             self._reject(name, list(exc.errors))
+            self._rejected_digests[name] = digest
             return
+        self._rejected_digests.pop(name, None)
         for warning in rule.warnings:
             log.warning("%s: %s", path, warning)
         self._rules[rule_id] = rule
@@ -180,6 +186,7 @@ class FilesystemRuleStore(BaseRuleStore):
 
     def _remove(self, name: str) -> None:
         self._digests.pop(name, None)
+        self._rejected_digests.pop(name, None)
         self.problems.pop(name, None)
         rule_id = rule_id_of_path(name)
         if self._file_of.get(rule_id) != name:

@@ -1,0 +1,54 @@
+"""Run every benchmark and write BENCHMARKS.md.
+
+Run: make bench   (or: python -m bench.run [module ...])
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+MODULES = ("bench.bench_filesystem", "bench.bench_engine", "bench.bench_database",
+           "bench.bench_swarm")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    modules = sys.argv[1:] or list(MODULES)
+    sections = [
+        "# Benchmarks\n",
+        f"Produced by `make bench` (`python -m bench.run`) on "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu_model()}), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}.\n"
+        "The machine is shared and noisy: compare ratios measured in the same run.\n",
+    ]
+    for module in modules:
+        print(f"running {module} ...", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, capture_output=True,
+                              text=True, check=False)
+        if done.returncode == 0:
+            sections.append(done.stdout.strip() + "\n")
+        else:
+            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+            sections.append(f"### {module}\n\nFailed (exit {done.returncode}):\n\n"
+                            f"```text\n{tail}\n```\n")
+        print(sections[-1], flush=True)
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(sections), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
