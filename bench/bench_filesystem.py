@@ -63,7 +63,6 @@ async def reload_latency(mode: str, edits: int) -> list[float]:
                 text = rule_yaml(n, version=i + 2)
                 if mode == "new file":
                     n, text = 1000 + i, rule_yaml(1000 + i)
-                    target = directory / f"{rule_id(n)}.yaml"
                 target = directory / f"{rule_id(n)}.yaml"
                 if mode == "rename into place":
                     scratch = directory / f".{rule_id(n)}.yaml.tmp"

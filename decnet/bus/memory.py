@@ -37,8 +37,16 @@ class _Channel:
     abandoned subscription alive.
     """
 
-    __slots__ = ("bursting", "closed", "dropped", "items", "max_pending", "pattern", "tokens",
-                 "waiter")
+    __slots__ = (
+        "bursting",
+        "closed",
+        "dropped",
+        "items",
+        "max_pending",
+        "pattern",
+        "tokens",
+        "waiter",
+    )
 
     def __init__(self, pattern: str, tokens: tuple[str, ...], max_pending: int) -> None:
         self.pattern = pattern
@@ -62,14 +70,16 @@ class _Channel:
             if not self.bursting:
                 logger.warning(
                     "bus subscriber on %r is full (%d pending): dropping messages",
-                    self.pattern, self.max_pending,
+                    self.pattern,
+                    self.max_pending,
                 )
             self.bursting += 1
             return False
         if self.bursting:
             logger.warning(
                 "bus subscriber on %r caught up after dropping %d messages",
-                self.pattern, self.bursting,
+                self.pattern,
+                self.bursting,
             )
             self.bursting = 0
         self.items.append(message)

@@ -9,6 +9,9 @@
   restarted consumer resume where it left off. A message is acknowledged when the
   consumer asks for the next one (or closes the subscription): delivery is
   at-least-once. Any other pattern is a core NATS subscription (live messages only).
+- An ephemeral consumer (no durable name) survives a disconnection of up to
+  `EPHEMERAL_INACTIVE_THRESHOLD` seconds; past that the server deletes it and the
+  subscription stalls. Use a durable name (or `durable_prefix`) where outages matter.
 - With `durable_prefix` set at connect, every JetStream subscription is durable: an
   explicit name becomes `{prefix}_{durable}`, and a subscription without one gets a
   name derived from its pattern, so `Bus.subscribe(pattern)` resumes across restarts.
@@ -45,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NATS_URL: Final = "nats://127.0.0.1:4222"
 DEFAULT_STREAM: Final = "DECNET_TTP"
+EPHEMERAL_INACTIVE_THRESHOLD: Final = 120.0  # seconds
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _STREAM_NAME_IN_USE: Final = 10058
@@ -110,9 +114,7 @@ class NatsSubscription(AsyncIterator[BusMessage]):
         self._durable = durable
         self._unacked: Msg | None = None
         self._closed = False
-        self._finalizer = weakref.finalize(
-            self, _abandon, asyncio.get_running_loop(), sub, tasks
-        )
+        self._finalizer = weakref.finalize(self, _abandon, asyncio.get_running_loop(), sub, tasks)
 
     @property
     def pattern(self) -> str:
@@ -242,8 +244,13 @@ class NatsBus(Bus):
             else:
                 logger.warning("NATS error (%s): %r", shown, exc)
 
+        nc = Client()
+
         async def on_disconnected() -> None:
-            logger.warning("NATS disconnected from %s; reconnecting", shown)
+            if nc.is_closed:  # nats-py also calls this on a deliberate close
+                logger.debug("NATS connection to %s closed", shown)
+            else:
+                logger.warning("NATS disconnected from %s; reconnecting", shown)
 
         async def on_reconnected() -> None:
             logger.warning("NATS reconnected to %s", shown)
@@ -263,7 +270,6 @@ class NatsBus(Bus):
             "disconnected_cb": on_disconnected,
             "reconnected_cb": on_reconnected,
         }
-        nc = Client()
         try:
             # With infinite reconnects nats-py retries the first connect forever too.
             await asyncio.wait_for(nc.connect(**options), connect_timeout)
@@ -370,6 +376,9 @@ class NatsBus(Bus):
                 durable=name,
                 deliver_policy=policy,
                 manual_ack=True,
+                # An ephemeral consumer outlives a reconnection shorter than this
+                # (the server's default is 5 s); a durable one never expires.
+                inactive_threshold=None if name is not None else EPHEMERAL_INACTIVE_THRESHOLD,
             )
         except _NATS_CLOSED as exc:
             raise BusClosedError(f"cannot subscribe to {pattern!r}: connection closed") from exc

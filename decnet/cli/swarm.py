@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,18 @@ DbOption = Annotated[str | None, typer.Option(
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
+def daemon_logging(verbose: bool) -> None:
+    """Rich logs on a terminal; plain timestamped lines otherwise (journald, files)."""
+    verbose = verbose or logging.getLogger().level == logging.DEBUG
+    if sys.stderr.isatty():
+        setup_logging(verbose)
+        return
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr, force=True)
+
+
 def master(
     rules: RulesOption = None,
     db: DbOption = None,
@@ -31,8 +44,7 @@ def master(
     """Project a rules directory into the database, then every edit as it is saved."""
     from decnet.swarm.master import default_updated_by, main_async
 
-    if verbose:
-        setup_logging(True)
+    daemon_logging(verbose)
     raise typer.Exit(run(main_async(rules_dir(rules), db_url(db), by or default_updated_by())))
 
 
@@ -50,8 +62,7 @@ def worker(
     from decnet.swarm.process import parse_host_port
     from decnet.swarm.worker import main_async
 
-    if verbose:
-        setup_logging(True)
+    daemon_logging(verbose)
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
@@ -68,7 +79,6 @@ def register(app: typer.Typer) -> None:
 
 def standalone(command: str) -> None:
     """Run one command as its own program (`python -m decnet.swarm.worker ...`)."""
-    setup_logging(False)
     app = typer.Typer(add_completion=False)
     register(app)
     app(args=[command, *sys.argv[1:]], prog_name=f"decnet-ttp {command}")

@@ -34,7 +34,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from decnet.swarm.live import LiveRules, last_sync_age, store_stat
+from decnet.swarm.live import LiveRules, last_sync_age, store_stat, store_statements
 from decnet.ttp.engine.events import Event, EventError
 from decnet.ttp.rules.compiled import CompiledRule
 
@@ -101,7 +101,17 @@ class LiveCollector(Collector):
         yield _counter("decnet_ttp_tags_emitted", "Tags emitted", engine.tags_emitted)
         yield _counter("decnet_ttp_poll_errors",
                        "Failed reads of the database by the tail (and failed loads)",
-                       int(store_stat(live.store, "poll_errors", 0) or 0) + live.load_errors)
+                       int(store_stat(live.store, "poll_errors", 0)) + live.load_errors)
+        yield _counter("decnet_ttp_polls", "Polls of the database by the tail",
+                       int(store_stat(live.store, "polls", 0)))
+        yield _counter("decnet_ttp_notifications",
+                       "PostgreSQL notifications that woke the tail",
+                       int(store_stat(live.store, "notifications", 0)))
+        statements = store_statements(live.store)
+        if statements is not None:
+            yield _counter("decnet_ttp_db_statements",
+                           "SQL statements this process issued to the rule database",
+                           statements)
         age = last_sync_age(live.store)
         if age is not None:
             yield _gauge("decnet_ttp_last_sync_age_seconds",

@@ -24,9 +24,17 @@ RELOAD_BACKOFF: Final = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def store_stat(store: RuleStore, name: str, default: Any = None) -> Any:
-    """An optional statistic a store may expose (revision, poll errors...), else `default`."""
-    value = getattr(store, name, default)
-    return value() if callable(value) else value
+    """A statistic of a tailing store (`DatabaseRuleStore.stats`: watermark, last_sync,
+    poll_errors, polls, notifications, resyncs), else `default`."""
+    stats = getattr(store, "stats", None)
+    value = getattr(stats, name, None) if stats is not None else None
+    return default if value is None else value
+
+
+def store_statements(store: RuleStore) -> int | None:
+    """SQL statements the store has issued, when it counts them."""
+    value = getattr(getattr(store, "repo", None), "statements", None)
+    return value if isinstance(value, int) else None
 
 
 class LiveRules:
@@ -45,7 +53,9 @@ class LiveRules:
         self.clock = clock
         self.ready = False
         self.applied_at: dict[str, float] = {}
-        self.revision: int | None = None
+        self._noted_revision: int | None = None
+        self._changes: AsyncIterator[RuleChange] | None = None
+        self._reloading = False
         self.full_loads = 0
         self.load_errors = 0
         self.loaded_at: float | None = None
@@ -56,14 +66,31 @@ class LiveRules:
 
     async def run(self) -> None:
         """Load, then apply the store's changes until cancelled."""
-        changes = self.store.subscribe_changes()
+        changes = self._changes = self.store.subscribe_changes()
         try:
             await self._reload()
             await self._follow(changes)
         finally:
+            self._changes = None
             aclose = getattr(changes, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    @property
+    def revision(self) -> int | None:
+        """The store revision the engine includes.
+
+        Between two steps of the follower (which is when anybody else runs), an empty
+        inbox means every change the tail has announced is applied, so the tail's
+        watermark is included; otherwise, the last revision noted when it was empty.
+        """
+        changes = self._changes
+        pending = getattr(changes, "pending", None)
+        if self.ready and not self._reloading and pending is not None and pending() == 0:
+            watermark = store_stat(self.store, "watermark")
+            if isinstance(watermark, int):
+                self._noted_revision = watermark
+        return self._noted_revision
 
     async def _follow(self, changes: AsyncIterator[RuleChange]) -> None:
         async for change in changes:
@@ -76,15 +103,19 @@ class LiveRules:
                 self.applied_at.pop(change.rule_id, None)
             else:
                 self.applied_at[change.rule_id] = now
-            pending = getattr(changes, "pending", None)
-            if pending is None or pending() == 0:
-                self._note_revision()
 
     async def _reload(self) -> None:
+        self._reloading = True
+        try:
+            await self._load()
+        finally:
+            self._reloading = False
+
+    async def _load(self) -> None:
         attempt = 0
         while True:
             # Read the revision first: the load then includes at least that much.
-            revision = store_stat(self.store, "revision")
+            revision = store_stat(self.store, "watermark")
             try:
                 rules = await self.store.load_compiled()
             except Exception as exc:  # the database may be away at start: retry
@@ -101,14 +132,9 @@ class LiveRules:
         self.full_loads += 1
         self.loaded_at = now
         if isinstance(revision, int):
-            self.revision = revision
+            self._noted_revision = revision
         self.ready = True
         self._ready_event.set()
-
-    def _note_revision(self) -> None:
-        revision = store_stat(self.store, "revision")
-        if isinstance(revision, int):
-            self.revision = revision
 
     def status(self) -> dict[str, Any]:
         """What `GET /status` reports."""
@@ -122,13 +148,17 @@ class LiveRules:
             "events_evaluated": self.engine.events_evaluated,
             "tags_emitted": self.engine.tags_emitted,
             "last_sync_age_seconds": last_sync_age(self.store),
-            "poll_errors": int(store_stat(self.store, "poll_errors", 0) or 0),
+            "poll_errors": int(store_stat(self.store, "poll_errors", 0)),
+            "polls": int(store_stat(self.store, "polls", 0)),
+            "notifications": int(store_stat(self.store, "notifications", 0)),
+            "resyncs": int(store_stat(self.store, "resyncs", 0)),
+            "db_statements": store_statements(self.store),
         }
 
 
 def last_sync_age(store: RuleStore) -> float | None:
     """Seconds since the store last completed a read of the database, if it says."""
-    at = store_stat(store, "last_sync_monotonic")
+    at = store_stat(store, "last_sync")
     if isinstance(at, int | float):
         return max(0.0, time.monotonic() - float(at))
     return None

@@ -146,9 +146,11 @@ def _url_host(host: str) -> str:
 
 def database_tail(poll_interval: float) -> Tail:
     """The tail of a `DatabaseRuleStore`: poll (and on PostgreSQL listen) forever."""
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     async def tail(store: RuleStore) -> None:
-        await store.tail_db(poll_interval=poll_interval)  # type: ignore[attr-defined]
+        assert isinstance(store, DatabaseRuleStore)
+        await store.tail_db(poll_interval)
 
     return tail
 

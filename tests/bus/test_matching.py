@@ -133,9 +133,7 @@ def _all_patterns(max_len: int) -> list[tuple[str, ...]]:
 def test_pattern_covers_agrees_with_matching_exhaustively() -> None:
     # Topics over a larger alphabet than patterns, one token longer than any pattern:
     # enough for `*` and `>` to show every difference between two patterns.
-    topics = [
-        t for n in range(1, 5) for t in itertools.product("abc", repeat=n)
-    ]
+    topics = [t for n in range(1, 5) for t in itertools.product("abc", repeat=n)]
     patterns = _all_patterns(3)
     for outer in patterns:
         for inner in patterns:

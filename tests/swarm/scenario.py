@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from unittest.mock import ANY
 
 TECHNIQUES = (("TA0007", "T1082"), ("TA0002", "T1059"), ("TA0007", "T1083"),
               ("TA0005", "T1070"), ("TA0003", "T1053"))
@@ -91,11 +92,12 @@ class Model:
             entry: dict[str, Any] = {"rule_version": self.versions[rule_id],
                                      "yaml_sha256": sha256(text),
                                      "state": "enabled", "confidence_max": None,
-                                     "reason": None, "set_by": None}
+                                     "expires_at": None, "reason": None, "set_by": None}
             expected = self.states.get(rule_id)
             if expected is not None and not expected.expires and expected.op.state != "enabled":
                 entry.update(state=expected.op.state, confidence_max=expected.op.confidence_max,
-                             reason=expected.op.reason, set_by=expected.op.by)
+                             reason=expected.op.reason, set_by=expected.op.by,
+                             expires_at=None if expected.op.ttl_seconds is None else ANY)
             out[rule_id] = entry
         return out
 

@@ -216,6 +216,29 @@ class Swarm:
             details = "\n".join(f"{name}: {problems[:8]}" for name, problems in last.items())
             raise AssertionError(f"{exc}\n{details}\n{self.group.logs()}") from None
 
+    async def wait_reverted(self, *, timeout: float = 20.0) -> None:
+        """Wait until no expired state is left anywhere: not in the database, and not
+        held by any worker's engine (each reverted by a timer, not by a read)."""
+        last: list[str] = []
+
+        async def reverted() -> bool:
+            last.clear()
+            _, states = await self.truth.rows()
+            now = datetime.now(UTC)
+            last.extend(f"db: {rule_id} still {row.state} (expired)"
+                        for rule_id, row in states.items()
+                        if row.expires_at is not None and row.expires_at <= now)
+            for worker in self.workers:
+                last.extend(f"{worker.name}: {r['rule_id']} holds {r['held_state']}"
+                            for r in await worker.rules() if r["held_state"] != r["state"])
+            return not last
+
+        try:
+            await poll(reverted, timeout=timeout, interval=0.05,
+                       message="expired states to be reverted everywhere")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {last[:10]}") from None
+
     async def aclose(self) -> None:
         try:
             await self.group.aclose()

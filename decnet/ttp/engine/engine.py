@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,9 +12,10 @@ from decnet.telemetry import get_tracer, tracing_enabled
 from decnet.ttp.constants import COMMAND_CONTEXT_FIELDS
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.engine.index import RuleIndex
+from decnet.ttp.engine.prefilter import EvalContext
 from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.sandbox import SandboxStats, default_sandbox
 from decnet.ttp.store.base import (
-    DEFAULT_STATE,
     DEFINITION,
     DELETED,
     RESYNC,
@@ -26,19 +28,27 @@ from decnet.ttp.store.base import (
 
 log = logging.getLogger(__name__)
 
+_NO_UNSAFE: frozenset[str] = frozenset()
+
 
 class RuleEngine:
     """Tags events with ATT&CK techniques using an index that is swapped, never mutated.
 
     An evaluation reads the index once, so one running while a change lands sees
-    either the old rule or the new one, never a mix.
+    either the old rule or the new one, never a mix. Changed rules are evaluated on
+    their own until a background compaction has rebuilt the prefilter buckets they
+    touch (`background=False` compacts synchronously inside `apply`).
     """
 
-    def __init__(self, rules: Iterable[CompiledRule] = ()) -> None:
+    def __init__(self, rules: Iterable[CompiledRule] = (), *, background: bool = True) -> None:
         self._index = RuleIndex.build(rules)
+        self._lock = threading.Lock()
+        self._compacting = False
+        self._background = background
         self.changes_applied = 0
         self.events_evaluated = 0
         self.tags_emitted = 0
+        self.compactions = 0
 
     @classmethod
     async def from_store(cls, store: RuleStore) -> RuleEngine:
@@ -48,27 +58,75 @@ class RuleEngine:
     def rules(self) -> Mapping[str, CompiledRule]:
         return self._index.rules
 
+    @property
+    def pending(self) -> int:
+        """Changed rules not yet folded into the prefilter (evaluated one by one)."""
+        return len(self._index.pending)
+
+    @property
+    def sandbox_stats(self) -> SandboxStats:
+        """Calls, timeouts and skips of the fallback regex sandbox (process-wide)."""
+        return default_sandbox().stats
+
     def replace_all(self, rules: Iterable[CompiledRule]) -> None:
-        self._index = RuleIndex.build(rules)
+        index = RuleIndex.build(rules, self._index.generation + 1)
+        with self._lock:
+            self._index = index
 
     def apply(self, change: RuleChange) -> bool:
         """Apply one change; returns False when the caller must reload (a resync)."""
         kind = change.change_kind
-        if kind == DEFINITION and isinstance(change.new_value, CompiledRule):
-            self._index = self._index.with_rule(change.new_value)
-        elif kind == STATE and isinstance(change.new_value, RuleState):
-            current = self._index.rules.get(change.rule_id)
-            if current is not None:
-                self._index = self._index.with_rule(current.with_state(change.new_value))
-        elif kind == DELETED:
-            self._index = self._index.without(change.rule_id)
-        elif kind == RESYNC:
-            return False
-        else:
-            log.warning("ignoring malformed change %r for %s", kind, change.rule_id)
-            return True
-        self.changes_applied += 1
+        with self._lock:
+            index = self._index
+            if kind == DEFINITION and isinstance(change.new_value, CompiledRule):
+                index = index.with_rule(change.new_value)
+            elif kind == STATE and isinstance(change.new_value, RuleState):
+                index = index.with_state(change.rule_id, change.new_value)
+            elif kind == DELETED:
+                index = index.without(change.rule_id)
+            elif kind == RESYNC:
+                return False
+            else:
+                log.warning("ignoring malformed change %r for %s", kind, change.rule_id)
+                return True
+            self._index = index
+            self.changes_applied += 1
+            start = bool(index.pending) and not self._compacting
+            if start:
+                self._compacting = True
+        if start:
+            if self._background:
+                threading.Thread(target=self._compact_loop, name="ttp-engine-compact",
+                                 daemon=True).start()
+            else:
+                self._compact_loop()
         return True
+
+    def compact(self) -> None:
+        """Fold every pending rule into the prefilter now (in this thread)."""
+        while True:
+            base = self._index
+            if not base.pending:
+                return
+            built = base.rebuild()
+            with self._lock:
+                self._index = self._index.with_rebuilt(base, built)
+                self.compactions += 1
+
+    def _compact_loop(self) -> None:
+        try:
+            while True:
+                self.compact()
+                with self._lock:
+                    if not self._index.pending:
+                        self._compacting = False
+                        return
+        except BaseException:
+            with self._lock:
+                self._compacting = False
+            log.exception("prefilter compaction failed; changed rules stay individually "
+                          "evaluated")
+            raise
 
     async def follow(self, store: RuleStore) -> None:
         """Load the store's rules and apply its changes until cancelled."""
@@ -84,40 +142,96 @@ class RuleEngine:
                 await aclose()
 
     def evaluate(self, event: Event | Mapping[str, Any]) -> list[Tag]:
-        """Every tag the live rules emit for `event`."""
+        """Every tag the live rules emit for `event`, in rule id order."""
         if not isinstance(event, Event):
             event = Event.from_mapping(event)
         self.events_evaluated += 1
         index = self._index
-        candidates = index.by_kind.get(event.source_kind, ())
-        if not candidates:
-            return []
+        kind = event.source_kind
         if tracing_enabled():
             with get_tracer().start_as_current_span(
                 "ttp.eval",
-                attributes={"ttp.source_kind": event.source_kind,
-                            "ttp.source_id": event.source_id,
-                            "ttp.candidates": len(candidates)},
+                attributes={"ttp.source_kind": kind, "ttp.source_id": event.source_id},
             ):
-                return self._evaluate(event, candidates, traced=True)
-        return self._evaluate(event, candidates, traced=False)
+                return self._evaluate(index, event, traced=True)
+        return self._evaluate(index, event, traced=False)
 
-    def _evaluate(self, event: Event, candidates: tuple[CompiledRule, ...],
-                  traced: bool) -> list[Tag]:
-        payload = event.payload
+    def _evaluate(self, index: RuleIndex, event: Event, traced: bool) -> list[Tag]:
         kind = event.source_kind
+        payload = event.payload
+        hits: dict[str, int] = {}
+        unsafe: set[str] | None = None
+        for field_index in index.fields.get(kind, ()):
+            text = field_index.get(payload)
+            if text is None:
+                continue
+            if not text:
+                for bucket in field_index.buckets:
+                    for i in bucket.empty_hits:
+                        for rule_id, bits in bucket.triggers[i]:
+                            hits[rule_id] = hits.get(rule_id, 0) | bits
+                continue
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:
+                # RE2 cannot read lone surrogates: these leaves are searched exactly
+                # (sandboxed Python re) by the plans.
+                unsafe = unsafe or set()
+                unsafe.add(field_index.field)
+                for bucket in field_index.buckets:
+                    for rule_id in bucket.rule_ids:
+                        hits.setdefault(rule_id, 0)
+                continue
+            for bucket in field_index.buckets:
+                triggers = bucket.triggers
+                for i in bucket.match(data):
+                    for rule_id, bits in triggers[i]:
+                        hits[rule_id] = hits.get(rule_id, 0) | bits
+                for rule_id, bits, pattern in bucket.extra:
+                    if pattern.search_bytes(data):
+                        hits[rule_id] = hits.get(rule_id, 0) | bits
+        always = index.always.get(kind)
+        if always:
+            for rule_id in always:
+                hits.setdefault(rule_id, 0)
+        pending = index.pending
+        if pending:
+            for rule_id in pending:
+                hits.setdefault(rule_id, 0)
+        if not hits:
+            return []
+        rules = index.rules
+        plans = index.plans
+        ctx: EvalContext | None = None
         now: datetime | None = None
         tags: list[Tag] = []
-        for rule in candidates:
+        for rule_id in sorted(hits):
+            rule = rules.get(rule_id)
+            if rule is None:
+                continue
             state = rule.state
-            if state.expires_at is not None:
-                now = now or datetime.now(UTC)
-                if state.expires_at <= now:
-                    state = DEFAULT_STATE
-            if state.state is StateName.DISABLED:
-                continue
-            if not rule.matchers[kind](payload):
-                continue
+            if state.state is not StateName.ENABLED or state.expires_at is not None:
+                if state.expires_at is not None:
+                    now = now or datetime.now(UTC)
+                    state = state.effective(now)
+                if state.state is StateName.DISABLED:
+                    continue
+            if rule_id in pending:
+                tree = rule.matchers.get(kind)
+                if tree is None:
+                    continue
+                ctx = ctx or EvalContext(unsafe or _NO_UNSAFE)
+                if not tree.evaluate(payload, ctx.deadline):
+                    continue
+            else:
+                plan = plans[rule_id].get(kind)
+                if plan is None:
+                    continue
+                mask = hits[rule_id]
+                if not (plan.single and mask and not unsafe):
+                    ctx = ctx or EvalContext(unsafe or _NO_UNSAFE)
+                    if not plan.check(payload, mask, ctx):
+                        continue
             fired = _tags_for(rule, state, event)
             if traced:
                 _trace_fire(rule, fired)

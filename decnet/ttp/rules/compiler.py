@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,10 +15,18 @@ from pydantic import ValidationError
 from decnet.ttp.constants import DEFAULT_MATCH_FIELDS
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError
 from decnet.ttp.rules.compiled import CompiledRule, Emit, ReviewInfo, deep_freeze
-from decnet.ttp.rules.matchers import Matcher, MatchSpecError, compile_match, lifter_name
+from decnet.ttp.rules.matchers import (
+    Matcher,
+    MatchSpecError,
+    PatternCache,
+    compile_match,
+    lifter_name,
+)
 from decnet.ttp.rules.schema import RuleSchema
 from decnet.ttp.rules.yaml_safe import YamlDocument, YamlProblem, parse_rule_yaml
 from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+
+log = logging.getLogger(__name__)
 
 
 def compile_rule(
@@ -56,9 +65,11 @@ def compile_rule(
     matchers: dict[str, Matcher] = {}
     warnings: list[str] = []
     if lifter is None:
+        patterns: PatternCache = {}
         for kind in schema.applies_to:
             try:
-                compiled = compile_match(schema.match, DEFAULT_MATCH_FIELDS[kind])
+                compiled = compile_match(schema.match, DEFAULT_MATCH_FIELDS[kind],
+                                         cache=patterns)
             except MatchSpecError as exc:
                 field = ".".join(str(p) for p in ("match", *exc.path))
                 problems.append(RuleProblem(
@@ -67,7 +78,11 @@ def compile_rule(
                 ))
                 break
             matchers[kind] = compiled.matcher
-            warnings.extend(w for w in compiled.warnings if w not in warnings)
+            for warning in compiled.warnings:
+                named = f"rule {schema.rule_id}: {warning}"
+                if named not in warnings:
+                    warnings.append(named)
+                    log.warning("%s: %s", source, named)
     elif "kind" in schema.match and not lifter:
         problems.append(RuleProblem(source, "lifter kind needs a name (lifter:<name>)",
                                     "match.kind", *doc.position(["match", "kind"])))

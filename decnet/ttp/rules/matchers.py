@@ -1,21 +1,27 @@
-"""Compile a rule's `match` block into predicates over an event payload."""
+"""Compile a rule's `match` block into a predicate tree over an event payload.
+
+A compiled match is a tree of `MatchNode`s: leaves (`PatternLeaf`, `TextLeaf`) and
+combinators (`AllOf`, `AnyOf`, `NotOf`). Every node is callable on a payload and
+gives the exact answer on its own; the engine also reads the tree to put the
+pattern leaves into its per-field prefilter sets.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from decnet.ttp.rules.regex import compile_search
-
-Matcher = Callable[[Mapping[str, Any]], bool]
+from decnet.ttp.rules.regex import CompiledPattern, compile_search
 
 STRING_OPERATORS: Final = ("contains", "startswith", "endswith", "equals", "in")
 OPERATORS: Final = ("pattern", *STRING_OPERATORS)
 COMBINATORS: Final = ("all", "any", "not")
 MODIFIERS: Final = ("field", "case_insensitive")
 LIFTER_PREFIX: Final = "lifter:"
+
+Getter = Callable[[Mapping[str, Any]], "str | None"]
 
 
 class MatchSpecError(Exception):
@@ -27,11 +33,133 @@ class MatchSpecError(Exception):
         self.path = tuple(path)
 
 
+class Deadline:
+    """The wall-clock budget of one event's sandboxed (fallback) regex work.
+
+    Started lazily, so events that need no fallback never read the clock.
+    """
+
+    __slots__ = ("_at",)
+
+    def __init__(self) -> None:
+        self._at: float | None = None
+
+    def at(self) -> float:
+        if self._at is None:
+            from decnet.ttp.rules.sandbox import default_sandbox
+
+            self._at = default_sandbox().deadline()
+        return self._at
+
+
+class MatchNode:
+    """A compiled condition; `node(payload)` is the exact answer."""
+
+    __slots__ = ()
+
+    def __call__(self, payload: Mapping[str, Any]) -> bool:
+        return self.evaluate(payload, Deadline())
+
+    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+        raise NotImplementedError
+
+    def leaves(self) -> Iterator[Leaf]:
+        """Every leaf, depth first, left to right."""
+        raise NotImplementedError
+
+
+class Leaf(MatchNode):
+    __slots__ = ("field", "get")
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.get = field_getter(field)
+
+    def leaves(self) -> Iterator[Leaf]:
+        yield self
+
+
+class PatternLeaf(Leaf):
+    """`pattern`: a regex searched in the field's text."""
+
+    __slots__ = ("pattern",)
+
+    def __init__(self, field: str, pattern: CompiledPattern) -> None:
+        super().__init__(field)
+        self.pattern = pattern
+
+    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+        text = self.get(payload)
+        if text is None:
+            return False
+        pattern = self.pattern
+        if text and not pattern.needs_python(text):
+            return pattern.search_bytes(text.encode("utf-8"))
+        return pattern.search(text, deadline.at() if text else None)
+
+
+class TextLeaf(Leaf):
+    """`contains`, `startswith`, `endswith`, `equals`, `in`: plain string tests."""
+
+    __slots__ = ("folded", "needles", "op", "test")
+
+    def __init__(self, field: str, op: str, needles: tuple[str, ...], folded: bool) -> None:
+        super().__init__(field)
+        self.op = op
+        self.folded = folded
+        self.needles = tuple(n.casefold() for n in needles) if folded else needles
+        self.test = _string_test(op, self.needles)
+
+    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+        text = self.get(payload)
+        if text is None:
+            return False
+        return self.test(text.casefold() if self.folded else text)
+
+
+class AllOf(MatchNode):
+    __slots__ = ("children",)
+
+    def __init__(self, children: tuple[MatchNode, ...]) -> None:
+        self.children = children
+
+    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+        return all(c.evaluate(payload, deadline) for c in self.children)
+
+    def leaves(self) -> Iterator[Leaf]:
+        for child in self.children:
+            yield from child.leaves()
+
+
+class AnyOf(AllOf):
+    __slots__ = ()
+
+    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+        return any(c.evaluate(payload, deadline) for c in self.children)
+
+
+class NotOf(MatchNode):
+    __slots__ = ("child",)
+
+    def __init__(self, child: MatchNode) -> None:
+        self.child = child
+
+    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+        return not self.child.evaluate(payload, deadline)
+
+    def leaves(self) -> Iterator[Leaf]:
+        return self.child.leaves()
+
+
+#: What `CompiledRule.matchers` holds per source kind: callable on a payload.
+Matcher = MatchNode
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledMatch:
     """The compiled form of a `match` block for one default field."""
 
-    matcher: Matcher
+    matcher: MatchNode
     warnings: tuple[str, ...]
 
 
@@ -43,13 +171,19 @@ def lifter_name(spec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def field_getter(field: str) -> Callable[[Mapping[str, Any]], str | None]:
+def field_getter(field: str) -> Getter:
     """Read `field` from a payload as text; dotted names reach into nested mappings."""
     parts = tuple(field.split("."))
+    if len(parts) == 1:
+        def get_flat(payload: Mapping[str, Any]) -> str | None:
+            value = payload.get(field)
+            return value if type(value) is str else as_text(value)
+
+        return get_flat
 
     def get(payload: Mapping[str, Any]) -> str | None:
         value: Any = payload.get(field)
-        if value is None and len(parts) > 1:
+        if value is None:
             value = payload
             for part in parts:
                 if not isinstance(value, Mapping):
@@ -70,16 +204,25 @@ def as_text(value: Any) -> str | None:
     return None
 
 
-def compile_match(spec: Mapping[str, Any], default_field: str) -> CompiledMatch:
-    """Compile `spec` (not a lifter) into one predicate; raises `MatchSpecError`."""
+PatternCache = dict[tuple[str, bool], CompiledPattern]
+
+
+def compile_match(spec: Mapping[str, Any], default_field: str, *,
+                  cache: PatternCache | None = None) -> CompiledMatch:
+    """Compile `spec` (not a lifter) into one predicate tree; raises `MatchSpecError`.
+
+    `cache` shares compiled patterns between the source kinds of one rule.
+    """
     warnings: list[str] = []
-    matcher = _compile_node(spec, (), default_field, False, warnings)
-    return CompiledMatch(matcher=matcher, warnings=tuple(warnings))
+    node = _compile_node(spec, (), default_field, False, warnings,
+                         cache if cache is not None else {})
+    return CompiledMatch(matcher=node, warnings=tuple(warnings))
 
 
 def _compile_node(
-    node: Any, path: tuple[str | int, ...], field: str, folded: bool, warnings: list[str]
-) -> Matcher:
+    node: Any, path: tuple[str | int, ...], field: str, folded: bool, warnings: list[str],
+    cache: PatternCache,
+) -> MatchNode:
     if not isinstance(node, Mapping):
         raise MatchSpecError("a match condition must be a mapping", path)
     known = (*OPERATORS, *COMBINATORS, *MODIFIERS)
@@ -97,78 +240,58 @@ def _compile_node(
         if not isinstance(folded, bool):
             raise MatchSpecError("case_insensitive must be true or false",
                                  (*path, "case_insensitive"))
-    parts: list[Matcher] = []
+    parts: list[MatchNode] = []
     for op in OPERATORS:
         if op in node:
-            parts.append(_compile_leaf(op, node[op], (*path, op), field, folded, warnings))
-    if "all" in node or "any" in node:
-        for op in ("all", "any"):
-            if op not in node:
-                continue
-            children = node[op]
-            if not isinstance(children, list) or not children:
-                raise MatchSpecError(f"{op} takes a non-empty list of conditions", (*path, op))
-            compiled = tuple(
-                _compile_node(c, (*path, op, i), field, folded, warnings)
-                for i, c in enumerate(children)
-            )
-            parts.append(_all_of(compiled) if op == "all" else _any_of(compiled))
+            parts.append(_compile_leaf(op, node[op], (*path, op), field, folded, warnings,
+                                       cache))
+    for op in ("all", "any"):
+        if op not in node:
+            continue
+        children = node[op]
+        if not isinstance(children, list | tuple) or not children:
+            raise MatchSpecError(f"{op} takes a non-empty list of conditions", (*path, op))
+        compiled = tuple(
+            _compile_node(c, (*path, op, i), field, folded, warnings, cache)
+            for i, c in enumerate(children)
+        )
+        parts.append(AllOf(compiled) if op == "all" else AnyOf(compiled))
     if "not" in node:
-        inner = _compile_node(node["not"], (*path, "not"), field, folded, warnings)
-        parts.append(lambda payload: not inner(payload))
+        parts.append(NotOf(_compile_node(node["not"], (*path, "not"), field, folded,
+                                         warnings, cache)))
     if not parts:
         raise MatchSpecError(
             f"no condition: give one of {', '.join(OPERATORS + COMBINATORS)}", path
         )
-    return parts[0] if len(parts) == 1 else _all_of(tuple(parts))
-
-
-def _all_of(parts: tuple[Matcher, ...]) -> Matcher:
-    return lambda payload: all(p(payload) for p in parts)
-
-
-def _any_of(parts: tuple[Matcher, ...]) -> Matcher:
-    return lambda payload: any(p(payload) for p in parts)
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 
 def _compile_leaf(
     op: str, arg: Any, path: tuple[str | int, ...], field: str, folded: bool,
-    warnings: list[str],
-) -> Matcher:
-    get = field_getter(field)
+    warnings: list[str], cache: PatternCache,
+) -> Leaf:
     if op == "pattern":
         if not isinstance(arg, str) or not arg:
             raise MatchSpecError("pattern must be a non-empty string", path)
-        try:
-            compiled = compile_search(arg, ignore_case=folded)
-        except re.error as exc:
-            raise MatchSpecError(f"bad regex: {exc}", path) from None
-        if compiled.warning:
-            warnings.append(compiled.warning)
-        search = compiled.search
-
-        def by_pattern(payload: Mapping[str, Any]) -> bool:
-            text = get(payload)
-            return text is not None and search(text)
-
-        return by_pattern
-    needles = _needles(op, arg, path)
-    if folded:
-        needles = tuple(n.casefold() for n in needles)
-    test = _string_test(op, needles)
-
-    def by_text(payload: Mapping[str, Any]) -> bool:
-        text = get(payload)
-        if text is None:
-            return False
-        return test(text.casefold() if folded else text)
-
-    return by_text
+        compiled = cache.get((arg, folded))
+        if compiled is None:
+            where = ".".join(str(p) for p in ("match", *path))
+            try:
+                compiled = compile_search(arg, ignore_case=folded, where=where)
+            except re.error as exc:
+                raise MatchSpecError(f"bad regex: {exc}", path) from None
+            except RecursionError:
+                raise MatchSpecError("bad regex: nested too deeply", path) from None
+            cache[(arg, folded)] = compiled
+            if compiled.warning and compiled.warning not in warnings:
+                warnings.append(compiled.warning)
+        return PatternLeaf(field, compiled)
+    return TextLeaf(field, op, _needles(op, arg, path), folded)
 
 
 def _needles(op: str, arg: Any, path: tuple[str | int, ...]) -> tuple[str, ...]:
     if op == "in":
-        if not isinstance(arg, list) or not arg:
+        if not isinstance(arg, list | tuple) or not arg:
             raise MatchSpecError("in takes a non-empty list of values", path)
         values = arg
     else:
@@ -187,8 +310,10 @@ def _string_test(op: str, needles: tuple[str, ...]) -> Callable[[str], bool]:
         needle = needles[0]
         return lambda text: needle in text
     if op == "startswith":
-        return lambda text: text.startswith(needles[0])
+        first = needles[0]
+        return lambda text: text.startswith(first)
     if op == "endswith":
-        return lambda text: text.endswith(needles[0])
+        last = needles[0]
+        return lambda text: text.endswith(last)
     choices = frozenset(needles)
     return lambda text: text in choices

@@ -1,26 +1,348 @@
-"""The regex engine behind `pattern`: compiled once, checked at load."""
+"""The regex engine behind `pattern`: Python `re` syntax, run by RE2 in linear time.
+
+Semantics. A rule's pattern means what Python's `re` makes of it with the
+`re.ASCII` flag (plus `re.IGNORECASE` under `case_insensitive: true`): `\\d`, `\\w`,
+`\\s`, `\\b` and case folding are ASCII, as they are in RE2. That Python regex is
+the *reference*; everything faster must agree with it on every input.
+
+Translation. The pattern is parsed by Python's own parser (so only valid Python
+regexes load) and re-emitted from the parse tree as an RE2 pattern that matches
+exactly the same texts: every character class is spelled out as explicit code
+point ranges (so `\\s` keeps `\\v`, case folding stays ASCII), `$` becomes
+`\\n?\\z` where nothing follows it and `(?m:$)` elsewhere (exact unless the text
+has a newline before its last character, see `CompiledPattern.needs_python`),
+lazy quantifiers become greedy (a search only asks whether a match exists).
+Lookaround, backreferences, conditionals, atomic groups, possessive quantifiers
+and repeat counts over 1000 have no RE2 form: such a pattern is a *fallback*
+pattern, run by Python `re` in the time-bounded sandbox (`decnet.ttp.rules.sandbox`)
+and reported by a load-time warning.
+"""
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import re2
+from re2 import _re2
+
+_parser: Any = importlib.import_module("re._parser")
+_c: Any = importlib.import_module("re._constants")
+
+#: Flags every rule pattern is compiled with (the reference semantics).
+BASE_FLAGS: Final = re.ASCII
+#: Largest repeat count RE2 accepts.
+RE2_MAX_REPEAT: Final = 1000
+#: Memory budget of one compiled RE2 program (bytes).
+RE2_MAX_MEM: Final = 64 << 20
+
+MAX_CODE_POINT: Final = 0x10FFFF
+_SURROGATES: Final = (0xD800, 0xDFFF)
+_UNANCHORED: Final = re2._Anchor.UNANCHORED
+_keys: Final = itertools.count(1)
+
+Ranges = list[tuple[int, int]]
+
+_DIGIT: Final[Ranges] = [(0x30, 0x39)]
+_SPACE: Final[Ranges] = [(0x09, 0x0D), (0x20, 0x20)]
+_WORD: Final[Ranges] = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+
+
+def re2_options() -> Any:
+    """RE2 options every pattern and set of this package uses."""
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = RE2_MAX_MEM
+    options.never_capture = True
+    return options
+
+
+class Unsupported(Exception):
+    """The pattern uses a construct RE2 cannot run; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
+class Translation:
+    """An RE2 pattern equivalent to a Python pattern, or why there is none."""
+
+    source: str | None
+    reason: str | None = None
+    #: `$` is used before more pattern: exact only if the text has no newline
+    #: before its last character.
+    newline_sensitive: bool = False
+
+
+def translate(pattern: str, flags: int = BASE_FLAGS) -> Translation:
+    """Translate a valid Python pattern (parsed with `flags`) into RE2 syntax."""
+    parsed = _parser.parse(pattern, flags)
+    emitter = _Emitter()
+    try:
+        source = emitter.sequence(parsed.data, parsed.state.flags, tail=True)
+    except Unsupported as exc:
+        return Translation(None, str(exc))
+    return Translation(source, None, emitter.newline_sensitive)
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.newline_sensitive = False
+
+    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int, tail: bool) -> str:
+        last = len(items) - 1
+        return "".join(self.item(op, av, flags, tail and i == last)
+                       for i, (op, av) in enumerate(items))
+
+    def item(self, op: Any, av: Any, flags: int, tail: bool) -> str:
+        if op is _c.LITERAL:
+            return char_class(_fold([(av, av)], flags))
+        if op is _c.NOT_LITERAL:
+            return char_class(complement(_fold([(av, av)], flags)))
+        if op is _c.ANY:
+            return char_class([(0, MAX_CODE_POINT)] if flags & re.DOTALL
+                              else complement([(0x0A, 0x0A)]))
+        if op is _c.IN:
+            return char_class(_class_ranges(av, flags))
+        if op is _c.BRANCH:
+            return "(?:" + "|".join(self.sequence(alt.data, flags, tail)
+                                    for alt in av[1]) + ")"
+        if op is _c.SUBPATTERN:
+            _group, add, remove, sub = av
+            if (add | remove) & (re.UNICODE | re.LOCALE):
+                raise Unsupported("a local UNICODE/LOCALE flag")
+            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail) + ")"
+        if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT:
+            low, high, sub = av
+            unbounded = high is _c.MAXREPEAT
+            if low > RE2_MAX_REPEAT or (not unbounded and high > RE2_MAX_REPEAT):
+                raise Unsupported(f"a repeat count over {RE2_MAX_REPEAT}")
+            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1) + ")"
+            if unbounded:
+                return body + ("*" if low == 0 else "+" if low == 1 else f"{{{low},}}")
+            return body + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
+        if op is _c.AT:
+            return self.at(av, flags, tail)
+        raise Unsupported(_UNSUPPORTED.get(str(op), str(op).lower().replace("_", " ")))
+
+    def at(self, where: Any, flags: int, tail: bool) -> str:
+        if where is _c.AT_BEGINNING:
+            return "(?m:^)" if flags & re.MULTILINE else r"\A"
+        if where is _c.AT_BEGINNING_STRING:
+            return r"\A"
+        if where is _c.AT_END:
+            if flags & re.MULTILINE:
+                return "(?m:$)"
+            if tail:
+                return r"(?:\n?\z)"
+            self.newline_sensitive = True
+            return "(?m:$)"
+        if where is _c.AT_END_STRING:
+            return r"\z"
+        if where is _c.AT_BOUNDARY:
+            return r"\b"
+        if where is _c.AT_NON_BOUNDARY:
+            return r"\B"
+        raise Unsupported(str(where).lower())
+
+
+_UNSUPPORTED: Final = {
+    "ASSERT": "a lookahead/lookbehind",
+    "ASSERT_NOT": "a negative lookahead/lookbehind",
+    "GROUPREF": "a backreference",
+    "GROUPREF_EXISTS": "a conditional group",
+    "ATOMIC_GROUP": "an atomic group",
+    "POSSESSIVE_REPEAT": "a possessive quantifier",
+}
+
+
+def normalize(ranges: Iterable[tuple[int, int]]) -> Ranges:
+    """Sorted, merged, non-overlapping ranges."""
+    merged: Ranges = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            if high > merged[-1][1]:
+                merged[-1] = (merged[-1][0], high)
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def complement(ranges: Ranges) -> Ranges:
+    result: Ranges = []
+    start = 0
+    for low, high in normalize(ranges):
+        if low > start:
+            result.append((start, low - 1))
+        start = high + 1
+    if start <= MAX_CODE_POINT:
+        result.append((start, MAX_CODE_POINT))
+    return result
+
+
+def _fold(ranges: Ranges, flags: int) -> Ranges:
+    """Under IGNORECASE (ASCII mode), close a set under ASCII letter case."""
+    ranges = normalize(ranges)
+    if not flags & re.IGNORECASE:
+        return ranges
+    extra: Ranges = []
+    for low, high in ranges:
+        for first, last, delta in ((0x41, 0x5A, 0x20), (0x61, 0x7A, -0x20)):
+            a, b = max(low, first), min(high, last)
+            if a <= b:
+                extra.append((a + delta, b + delta))
+    return normalize([*ranges, *extra])
+
+
+def _class_ranges(items: Sequence[tuple[Any, Any]], flags: int) -> Ranges:
+    negate = False
+    ranges: Ranges = []
+    for op, av in items:
+        if op is _c.NEGATE:
+            negate = True
+        elif op is _c.LITERAL:
+            ranges.append((av, av))
+        elif op is _c.RANGE:
+            ranges.append((av[0], av[1]))
+        elif op is _c.CATEGORY:
+            ranges.extend(_category(av))
+        else:  # pragma: no cover - the parser emits nothing else in a class
+            raise Unsupported(f"class item {op}")
+    folded = _fold(ranges, flags)
+    return complement(folded) if negate else folded
+
+
+def _category(category: Any) -> Ranges:
+    table = {
+        _c.CATEGORY_DIGIT: (_DIGIT, False), _c.CATEGORY_NOT_DIGIT: (_DIGIT, True),
+        _c.CATEGORY_SPACE: (_SPACE, False), _c.CATEGORY_NOT_SPACE: (_SPACE, True),
+        _c.CATEGORY_WORD: (_WORD, False), _c.CATEGORY_NOT_WORD: (_WORD, True),
+    }
+    if category not in table:  # pragma: no cover
+        raise Unsupported(f"category {category}")
+    ranges, negated = table[category]
+    return complement(ranges) if negated else list(ranges)
+
+
+def char_class(ranges: Ranges) -> str:
+    """RE2 syntax for a set of code points (surrogates dropped: no UTF-8 text has them)."""
+    parts: list[str] = []
+    for low, high in normalize(ranges):
+        for a, b in _without_surrogates(low, high):
+            parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
+    if not parts:
+        return r"[^\x{0}-\x{10ffff}]"
+    if len(parts) == 1 and "-" not in parts[0]:
+        return parts[0]
+    return "[" + "".join(parts) + "]"
+
+
+def _without_surrogates(low: int, high: int) -> list[tuple[int, int]]:
+    s_low, s_high = _SURROGATES
+    if high < s_low or low > s_high:
+        return [(low, high)]
+    return [(a, b) for a, b in ((low, s_low - 1), (s_high + 1, high)) if a <= b]
+
+
+def python_flags(ignore_case: bool) -> int:
+    return BASE_FLAGS | (re.IGNORECASE if ignore_case else 0)
+
+
+def text_is_utf8_safe(text: str) -> bool:
+    """Whether `text` encodes to UTF-8 (no lone surrogates), so RE2 can read it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class CompiledPattern:
-    """A compiled pattern's search predicate, and a load-time warning if any."""
+    """One `pattern` leaf compiled for both engines.
+
+    `python` is the reference; `re2_source` (None for a fallback pattern) is its
+    exact RE2 translation and `re2` the compiled program, which the engine's
+    prefilter also puts into combined sets.
+    """
 
     source: str
-    search: Callable[[str], bool]
+    ignore_case: bool
+    python: re.Pattern[str]
+    re2_source: str | None
+    re2: Any
+    newline_sensitive: bool
+    matches_empty: bool
     engine: str
     warning: str | None = None
+    reason: str | None = field(default=None, repr=False)
+    #: Unique per compiled pattern: how the sandbox child caches it.
+    key: int = field(default_factory=lambda: next(_keys), repr=False)
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.re2 is None
+
+    def needs_python(self, text: str) -> bool:
+        """Whether RE2 cannot decide this pattern on `text` (Python `re` must, sandboxed)."""
+        if self.re2 is None:
+            return True
+        if self.newline_sensitive and "\n" in text[:-1]:
+            return True
+        return not text_is_utf8_safe(text)
+
+    def search(self, text: str, deadline: float | None = None) -> bool:
+        """Whether the pattern occurs in `text`; exact, never stalls the caller.
+
+        Fallback work (see `needs_python`) runs in the sandbox and counts as no match
+        when it does not finish by `deadline` (`time.monotonic()` seconds; default: the
+        sandbox's per-event budget from now).
+        """
+        if not text:
+            return self.matches_empty
+        if not self.needs_python(text):
+            data = text.encode("utf-8")
+            return bool(self.re2.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
+        from decnet.ttp.rules.sandbox import default_sandbox
+
+        return default_sandbox().search(self, text, deadline) is True
+
+    def search_bytes(self, data: bytes) -> bool:
+        """RE2 search over UTF-8 `data` (only when `needs_python` is False)."""
+        return bool(self.re2.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
 
 
-def compile_search(pattern: str, *, ignore_case: bool = False) -> CompiledPattern:
-    """Compile `pattern` for searching; raises `re.error` when it is not a valid regex."""
-    compiled = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    search = compiled.search
+def compile_search(pattern: str, *, ignore_case: bool = False,
+                   rule_id: str | None = None, where: str = "pattern") -> CompiledPattern:
+    """Compile `pattern`; raises `re.error` when it is not a valid Python regex."""
+    flags = python_flags(ignore_case)
+    python = re.compile(pattern, flags)
+    translation = translate(pattern, flags)
+    program: Any = None
+    reason = translation.reason
+    if translation.source is not None:
+        program = _re2.RE2(translation.source.encode("utf-8"), re2_options())
+        if not program.ok():
+            reason = f"RE2 rejects it ({program.error()})"
+            program = None
+    warning = None
+    if program is None:
+        who = f"rule {rule_id}: " if rule_id else ""
+        warning = (f"{who}{where} {pattern!r} uses {reason}, which RE2 cannot run; it is "
+                   f"evaluated by Python re in the time-bounded fallback sandbox")
     return CompiledPattern(
-        source=pattern, search=lambda text: search(text) is not None, engine="re"
+        source=pattern,
+        ignore_case=ignore_case,
+        python=python,
+        re2_source=translation.source if program is not None else None,
+        re2=program,
+        newline_sensitive=translation.newline_sensitive,
+        matches_empty=python.search("") is not None,
+        engine="re2" if program is not None else "re-sandbox",
+        warning=warning,
+        reason=reason,
     )

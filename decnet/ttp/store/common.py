@@ -40,8 +40,12 @@ class BaseRuleStore(RuleStore):
         """The stored state of `rule_id`, expired or not; default when none."""
 
     @abstractmethod
-    async def _write_state(self, rule_id: str, state: RuleState) -> None:
-        """Persist `state` (the default state removes it); raise on failure."""
+    async def _write_state(self, rule_id: str, state: RuleState) -> bool | None:
+        """Persist `state` (the default state removes it); raise on failure.
+
+        Return False when the change must not be announced here because it already
+        was (a database tail saw the committed row first); anything else announces.
+        """
 
     @abstractmethod
     async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
@@ -73,8 +77,9 @@ class BaseRuleStore(RuleStore):
         ):
             with tracer.start_as_current_span("ttp.store.write_state",
                                               attributes={"ttp.rule_id": rule_id}):
-                await self._write_state(rule_id, stamped)
-            self.state_changed(rule_id, stamped)
+                announce = await self._write_state(rule_id, stamped)
+            if announce is not False:
+                self.state_changed(rule_id, stamped)
 
     # shared plumbing for backends -----------------------------------------
 

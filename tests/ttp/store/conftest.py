@@ -55,3 +55,30 @@ async def remove_rule(store: RuleStore, rule_id: str) -> None:
         return all(r.rule_id != rule_id for r in await store.load_compiled())
 
     await poll(gone, message=f"{rule_id} to go")
+
+
+# Database-store tests: one fresh database per test, on each database server ------------
+
+DB_KINDS = [
+    pytest.param("sqlite-file", id="sqlite-file"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+]
+
+
+@pytest.fixture(params=DB_KINDS)
+async def db_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """URL of a fresh, migrated database (SQLite file, PostgreSQL, MariaDB), dropped after."""
+    from tests.ttp.store.databases import FRESH_DATABASES
+
+    async with FRESH_DATABASES[request.param]() as url:
+        yield url
+
+
+@pytest.fixture(params=[DB_KINDS[1], DB_KINDS[2]])
+async def server_db_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """URL of a fresh, migrated PostgreSQL or MariaDB database (reachable over TCP)."""
+    from tests.ttp.store.databases import FRESH_DATABASES
+
+    async with FRESH_DATABASES[request.param]() as url:
+        yield url

@@ -1,0 +1,209 @@
+"""`decnet-ttp state get|set|clear|list`: operator state of rules in the database store."""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import orjson
+import typer
+from rich.table import Table
+
+from decnet.cli.common import console, db_url, err_console, run
+from decnet.cli.durations import InputError, format_remaining, parse_duration, parse_moment
+from decnet.ttp.constants import ENV_DB_URL
+from decnet.ttp.errors import DecnetTTPError, InvalidRuleId, InvalidStateError
+from decnet.ttp.store.base import RuleState, StateName, utcnow, validate_rule_id
+from decnet.ttp.store.codec import state_to_dict
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Operator state of rules: enable, disable, clip, with an optional TTL.",
+                  no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help=f"Database URL [env {ENV_DB_URL}; default sqlite+aiosqlite:///decnet-ttp.db]",
+    show_default=False)]
+RuleArg = Annotated[str, typer.Argument(help="Rule id, e.g. R0007", show_default=False)]
+
+
+class StateChoice(enum.StrEnum):
+    enabled = "enabled"
+    disabled = "disabled"
+    clipped = "clipped"
+
+
+def _default_user() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _usage_error(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def _rule_id(rule: str) -> str:
+    try:
+        return validate_rule_id(rule)
+    except InvalidRuleId as exc:
+        raise _usage_error(str(exc)) from None
+
+
+def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
+    """Run `action(store)` against a database store; store errors exit 1 with the reason."""
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
+
+    async def go() -> T:
+        store = DatabaseRuleStore(url)
+        try:
+            return await action(store)
+        finally:
+            await store.stop()
+
+    try:
+        return run(go())
+    except DecnetTTPError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else ""
+
+
+def _describe(rule_id: str, state: RuleState) -> str:
+    text = f"{rule_id}: {state.state.value}"
+    if state.confidence_max is not None:
+        text += f" (confidence ≤ {state.confidence_max:g})"
+    if state.expires_at is not None:
+        text += f", until {_iso(state.expires_at)} ({format_remaining(state.expires_at)})"
+    if state.reason:
+        text += f" — {state.reason}"
+    if state.set_by:
+        text += f" [set by {state.set_by} at {_iso(state.set_at)}]"
+    return text
+
+
+@app.command()
+def get(
+    rule: RuleArg,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show the state of one rule (enabled when nothing is set)."""
+    rule_id = _rule_id(rule)
+    state = _with_store(db_url(db), lambda store: store.get_state(rule_id))
+    if as_json:
+        console.print_json(orjson.dumps({"rule_id": rule_id, **state_to_dict(state)}).decode())
+    else:
+        console.print(_describe(rule_id, state), highlight=False)
+
+
+@app.command("set")
+def set_state(
+    rule: RuleArg,
+    state: Annotated[StateChoice, typer.Argument(help="enabled, disabled or clipped",
+                                                 show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown to other operators)",
+                                        show_default=False)],
+    by: Annotated[str | None, typer.Option("--by", help="Who sets it [default: $USER]",
+                                           show_default=False)] = None,
+    for_: Annotated[str | None, typer.Option(
+        "--for", help="TTL: 90s, 30m, 4h, 1d, 1h30m; the state reverts after it",
+        show_default=False)] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Revert at this ISO 8601 time, e.g. 2026-12-01T00:00Z",
+        show_default=False)] = None,
+    confidence_max: Annotated[float | None, typer.Option(
+        "--confidence-max", help="Ceiling in [0, 1] of a clipped rule's confidence",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Set a rule's state, e.g. `state set R0007 disabled --for 4h --reason "noisy"`."""
+    rule_id = _rule_id(rule)
+    if for_ is not None and until is not None:
+        raise _usage_error("give --for or --until, not both")
+    try:
+        expires_at = None
+        if for_ is not None:
+            expires_at = utcnow() + parse_duration(for_)
+        elif until is not None:
+            expires_at = parse_moment(until)
+    except InputError as exc:
+        raise _usage_error(str(exc)) from None
+    if not reason.strip():
+        raise _usage_error("--reason must say why")
+    try:
+        wanted = RuleState(StateName(state.value), confidence_max=confidence_max,
+                           expires_at=expires_at, reason=reason)
+    except InvalidStateError as exc:
+        hint = " (use --confidence-max with clipped)" if state is StateChoice.clipped else ""
+        raise _usage_error(f"{exc}{hint}") from None
+    who = by or _default_user()
+
+    async def apply(store: object) -> tuple[RuleState, bool]:
+        from decnet.ttp.store.impl.database import DatabaseRuleStore
+
+        assert isinstance(store, DatabaseRuleStore)
+        await store.set_state(rule_id, wanted, who)
+        known = await store.repo.rule_exists(rule_id)
+        return await store.get_state(rule_id), known
+
+    stored, known = _with_store(db_url(db), apply)
+    if not known:
+        err_console.print(f"[yellow]warning:[/] no rule {rule_id} is stored yet; the state "
+                          "applies when it appears", highlight=False)
+    console.print(_describe(rule_id, stored), highlight=False)
+
+
+@app.command()
+def clear(
+    rule: RuleArg,
+    by: Annotated[str | None, typer.Option("--by", help="Who clears it [default: $USER]",
+                                           show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Return a rule to the default state (enabled, no TTL)."""
+    rule_id = _rule_id(rule)
+    who = by or _default_user()
+
+    async def apply(store: object) -> None:
+        from decnet.ttp.store.impl.database import DatabaseRuleStore
+
+        assert isinstance(store, DatabaseRuleStore)
+        await store.clear_state(rule_id, who)
+
+    _with_store(db_url(db), apply)
+    console.print(f"{rule_id}: enabled (cleared by {who})", highlight=False)
+
+
+@app.command("list")
+def list_states(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Every rule with a state set, and when it expires."""
+    states: dict[str, RuleState] = _with_store(db_url(db), lambda store: store.list_states())
+    if as_json:
+        body = [{"rule_id": rule_id, **state_to_dict(s)} for rule_id, s in states.items()]
+        console.print_json(orjson.dumps(body).decode())
+        return
+    now = utcnow()
+    table = Table()
+    for column in ("rule", "state", "ceiling", "expires", "reason", "set by", "set at"):
+        table.add_column(column, overflow="fold")
+    for rule_id, state in states.items():
+        ceiling = f"{state.confidence_max:g}" if state.confidence_max is not None else ""
+        expires = f"{_iso(state.expires_at)} ({format_remaining(state.expires_at, now=now)})" \
+            if state.expires_at is not None else "never"
+        table.add_row(rule_id, state.state.value, ceiling, expires, state.reason or "",
+                      state.set_by or "", _iso(state.set_at))
+    console.print(table)
+    console.print(f"{len(states)} rule(s) with a state set", highlight=False)

@@ -1,0 +1,666 @@
+"""`DatabaseRuleStore`: rules and operator state in SQL, shared by a swarm.
+
+Propagation is by revision number, never by timestamp: every write takes the next
+revision of the single `ttp_revision` row and appends one `ttp_change_log` entry
+(see `decnet.ttp.store.sql.repository`). A worker's `tail_db` polls that one row
+and, when it moved, reads the log entries past its watermark joined with the
+current rows. On PostgreSQL a LISTEN connection wakes the poll at once.
+
+The master's `sync_from_filesystem` projects a `FilesystemRuleStore` onto the
+`ttp_rule` table while it holds the master lease (`ttp_master_lease`); a second
+master started by mistake stands by until the first stops or goes silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from decnet.bus.base import Bus
+from decnet.ttp.constants import (
+    CHANGE_LOG_BATCH,
+    DB_CONNECT_TIMEOUT,
+    LISTEN_KEEPALIVE,
+    MASTER_LEASE_TTL,
+    NOTIFY_CHANNEL,
+    TAIL_POLL_INTERVAL,
+    TAIL_QUERY_TIMEOUT,
+)
+from decnet.ttp.errors import MasterLeaseLost, RuleError, RuleSetError, StoreError
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
+from decnet.ttp.store.base import (
+    DEFAULT_STATE,
+    DEFINITION,
+    DELETED,
+    RESYNC,
+    RuleChange,
+    RuleState,
+    utcnow,
+    validate_rule_id,
+)
+from decnet.ttp.store.common import BaseRuleStore
+from decnet.ttp.store.sql.repository import (
+    DEFINITION_KIND,
+    DELETED_KIND,
+    Fence,
+    LeaseInfo,
+    LogEntry,
+    RuleRepository,
+    Snapshot,
+    StoredRule,
+    StoredState,
+)
+
+if TYPE_CHECKING:
+    from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DatabaseRuleStore", "RuleRepository", "TailStats", "sync_from_filesystem",
+           "tail_db"]
+
+MasterRole = Literal["idle", "standby", "active"]
+
+
+@dataclass(slots=True)
+class TailStats:
+    """Counters of a tailing store, for a worker's /metrics."""
+
+    polls: int = 0
+    changes_applied: int = 0
+    poll_errors: int = 0
+    resyncs: int = 0
+    notifications: int = 0
+    #: `time.monotonic()` of the last successful poll; None before the first.
+    last_sync: float | None = None
+    #: Revision the tail has applied up to.
+    watermark: int | None = None
+
+
+class DatabaseRuleStore(BaseRuleStore):
+    """Rules (`ttp_rule`) and operator state (`ttp_rule_state`) in a database.
+
+    `repo` is a `RuleRepository` or a database URL; None means a private in-memory
+    SQLite database. A stored row whose YAML does not compile is logged with its
+    rule id, listed in `problems` and skipped; the other rules keep working.
+    """
+
+    def __init__(self, repo: RuleRepository | str | None = None, *,
+                 bus: Bus | None = None) -> None:
+        super().__init__(bus=bus)
+        self._owns_repo = not isinstance(repo, RuleRepository)
+        self.repo = repo if isinstance(repo, RuleRepository) else RuleRepository(repo)
+        #: rule_id -> (revision, compiled rule with the default state): the compile cache.
+        self._compiled: dict[str, tuple[int, CompiledRule]] = {}
+        # What this process has announced (or loaded before following), by revision.
+        self._known_defs: dict[str, int] = {}
+        self._known_states: dict[str, StoredState] = {}
+        self._watermark: int | None = None
+        self._view_lock = asyncio.Lock()
+        #: rule_id -> the errors of its stored row (skipped until fixed).
+        self.problems: dict[str, tuple[RuleError, ...]] = {}
+        self._reported: dict[str, int] = {}
+        self.stats = TailStats()
+        self.master_role: MasterRole = "idle"
+        self._tail_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, check the schema, take the initial view and arm expiry timers."""
+        if self._started:
+            return
+        await self.repo.connect()
+        await self._ensure_view()
+        self._started = True
+
+    def start_tail(self, poll_interval: float = TAIL_POLL_INTERVAL) -> asyncio.Task[None]:
+        """Run `tail_db(poll_interval)` in the background until `stop()`."""
+        if self._tail_task is None or self._tail_task.done():
+            self._tail_task = asyncio.get_running_loop().create_task(
+                self.tail_db(poll_interval), name="decnet-ttp-tail")
+        return self._tail_task
+
+    async def stop(self) -> None:
+        task, self._tail_task = self._tail_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.close_shared()
+        if self._owns_repo:
+            await self.repo.dispose()
+        self._started = False
+
+    # the contract ---------------------------------------------------------------
+
+    async def load_compiled(self) -> list[CompiledRule]:
+        """Every stored rule with its state. When the database cannot be read and this
+        store already has a view (a worker during an outage), that view is returned
+        (see `cached_rules`) and the failure logged; a first load raises `StoreError`.
+        """
+        try:
+            snapshot = await self.repo.snapshot()
+        except StoreError as exc:
+            if self._watermark is None:
+                raise
+            log.warning("rule database unreachable; serving the last good rules: %s", exc)
+            return self.cached_rules()
+        await self._ensure_view(snapshot)
+        now = utcnow()
+        present = set()
+        rules = []
+        for row in snapshot.rules:
+            present.add(row.rule_id)
+            compiled = self._compile(row)
+            if compiled is None:
+                continue
+            stored = snapshot.states.get(row.rule_id)
+            state = DEFAULT_STATE if stored is None else stored.state.effective(now)
+            rules.append(compiled.with_state(state))
+        for rule_id in [r for r in self._compiled if r not in present]:
+            del self._compiled[rule_id]
+        for rule_id in [r for r in self.problems if r not in present]:
+            del self.problems[rule_id]
+            self._reported.pop(rule_id, None)
+        return rules
+
+    def cached_rules(self) -> list[CompiledRule]:
+        """The rules as this process last saw them (loaded or announced), no database read."""
+        now = utcnow()
+        rules = []
+        for rule_id, revision in sorted(self._known_defs.items()):
+            cached = self._compiled.get(rule_id)
+            if cached is None or cached[0] != revision:
+                continue
+            stored = self._known_states.get(rule_id)
+            state = DEFAULT_STATE if stored is None else stored.state.effective(now)
+            rules.append(cached[1].with_state(state))
+        return rules
+
+    async def _read_state(self, rule_id: str) -> RuleState:
+        stored = await self.repo.read_state(rule_id)
+        return DEFAULT_STATE if stored is None else stored.state
+
+    async def _write_state(self, rule_id: str, state: RuleState) -> bool:
+        revision = await self.repo.write_state(rule_id, state)
+        if revision is None:
+            return True  # clearing what was not set: nothing stored, still acknowledged
+        return self._learn_state(rule_id, StoredState(revision, state))
+
+    async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
+        revision = await self.repo.revert_expired(rule_id, expires_at)
+        if revision is None:
+            return False  # not there any more, or another process reverted it first
+        return self._learn_state(rule_id, StoredState(revision, DEFAULT_STATE))
+
+    async def list_states(self) -> dict[str, RuleState]:
+        now = utcnow()
+        return {rule_id: stored.state
+                for rule_id, stored in sorted((await self.repo.read_states()).items())
+                if not stored.state.is_expired(now)}
+
+    # definitions ------------------------------------------------------------------
+
+    async def upsert_rule(self, compiled: CompiledRule, *, source_path: str | None,
+                          updated_by: str | None) -> bool:
+        """Store a rule's definition (its exact YAML); False when the row was identical."""
+        return await self._upsert(compiled, source_path=source_path, updated_by=updated_by)
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        """Remove a rule's definition (an operator state on it stays); False if unknown."""
+        return await self._delete(rule_id)
+
+    async def _upsert(self, compiled: CompiledRule, *, source_path: str | None,
+                      updated_by: str | None, fence: Fence | None = None) -> bool:
+        rule_id = validate_rule_id(compiled.rule_id)
+        if not compiled.source_yaml:
+            raise ValueError(f"rule {rule_id} has no source_yaml to store")
+        written = await self.repo.upsert_rule(
+            rule_id, compiled.rule_version, compiled.source_yaml,
+            source_path=source_path, updated_by=updated_by, fence=fence)
+        if written is None:
+            return False
+        base = replace(compiled, state=DEFAULT_STATE,
+                       source_path=source_path or _row_source(rule_id))
+        self._compiled[rule_id] = (written.revision, base)
+        self.problems.pop(rule_id, None)
+        if self._known_defs.get(rule_id, 0) < written.revision:
+            self._known_defs[rule_id] = written.revision
+            self.definition_changed(base.with_state(written.state.effective()))
+        return True
+
+    async def _delete(self, rule_id: str, fence: Fence | None = None) -> bool:
+        validate_rule_id(rule_id)
+        revision = await self.repo.delete_rule(rule_id, fence=fence)
+        if revision is None:
+            return False
+        self._compiled.pop(rule_id, None)
+        self.problems.pop(rule_id, None)
+        if rule_id in self._known_defs:
+            del self._known_defs[rule_id]
+            self.rule_deleted(rule_id)
+        return True
+
+    # the announced view -------------------------------------------------------------
+
+    async def _ensure_view(self, snapshot: Snapshot | None = None) -> None:
+        """Take the view the tail starts from: the first snapshot this store reads."""
+        if self._watermark is not None:
+            return
+        async with self._view_lock:
+            if self._watermark is None:
+                self._adopt(snapshot or await self.repo.snapshot())
+
+    def _adopt(self, snapshot: Snapshot) -> None:
+        self._watermark = self.stats.watermark = snapshot.revision
+        self._known_defs = {row.rule_id: row.revision for row in snapshot.rules}
+        self._known_states = dict(snapshot.states)
+        armed = self._expiry.armed()
+        for rule_id in armed:
+            if rule_id not in snapshot.states:
+                self._expiry.schedule(rule_id, None)
+        self.arm_expiry({rule_id: stored.state for rule_id, stored in snapshot.states.items()})
+
+    def _learn_state(self, rule_id: str, stored: StoredState) -> bool:
+        """Record a state this process wrote; False if the tail announced it already."""
+        known = self._known_states.get(rule_id)
+        if known is not None and known.revision >= stored.revision:
+            return False
+        self._known_states[rule_id] = stored
+        return True
+
+    def _compile(self, row: StoredRule) -> CompiledRule | None:
+        cached = self._compiled.get(row.rule_id)
+        if cached is not None and cached[0] == row.revision:
+            return cached[1]
+        try:
+            compiled = compile_rule(row.yaml_content, source=row.source_path or
+                                    _row_source(row.rule_id), expected_rule_id=row.rule_id)
+        except RuleSetError as exc:
+            self.problems[row.rule_id] = exc.errors
+            self._compiled.pop(row.rule_id, None)
+            if self._reported.get(row.rule_id) != row.revision:
+                self._reported[row.rule_id] = row.revision
+                for error in exc.errors:
+                    log.error("stored rule %s (revision %d) skipped: %s",
+                              row.rule_id, row.revision, error)
+            return None
+        self.problems.pop(row.rule_id, None)
+        self._reported.pop(row.rule_id, None)
+        self._compiled[row.rule_id] = (row.revision, compiled)
+        return compiled
+
+    # worker: following the database ---------------------------------------------------
+
+    async def tail_db(self, poll_interval: float = TAIL_POLL_INTERVAL) -> None:
+        """Announce every change other processes make, until cancelled.
+
+        Starts from the view of this store's first `load_compiled` (or takes one now),
+        so no old history is replayed. Each poll issues one cheap query (the revision
+        row); only when it moved are the change-log entries past the watermark read.
+        A watermark older than the retained log announces a `resync`. Database errors
+        are logged and counted (`stats.poll_errors`), retried with a backoff capped
+        at `poll_interval`, and the last good rules stay. On PostgreSQL a LISTEN
+        connection wakes the poll as soon as a write commits.
+        """
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        wake = asyncio.Event()
+        listener: asyncio.Task[None] | None = None
+        if self.repo.dialect == "postgresql":
+            listener = asyncio.get_running_loop().create_task(
+                self._listen(wake), name="decnet-ttp-listen")
+        failures = 0
+        try:
+            while True:
+                wake.clear()
+                try:
+                    async with asyncio.timeout(max(TAIL_QUERY_TIMEOUT, 2 * poll_interval)):
+                        await self.repo.connect()
+                        await self._ensure_view()
+                        await self.poll_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    self.stats.poll_errors += 1
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    log.log(level, "rule database poll failed (%d in a row), keeping the "
+                            "last good rules: %s: %s", failures, type(exc).__name__, exc)
+                    delay = min(poll_interval, 0.05 * 2 ** (failures - 1))
+                else:
+                    if failures:
+                        log.warning("rule database reachable again after %d failed poll(s); "
+                                    "caught up to revision %s", failures, self._watermark)
+                    failures = 0
+                    delay = poll_interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def poll_once(self) -> int:
+        """One poll: read the revision and apply what moved; how many changes it applied."""
+        await self._ensure_view()
+        head = await self.repo.head_revision()
+        self.stats.polls += 1
+        applied = 0
+        assert self._watermark is not None
+        if head < self._watermark:
+            log.warning("rule database revision went back from %d to %d (restored or "
+                        "recreated?); reloading everything", self._watermark, head)
+            await self._resync()
+            head = self._watermark
+        while self._watermark < head:
+            entries = await self.repo.changes_since(self._watermark, head, CHANGE_LOG_BATCH)
+            if not entries or entries[0].revision != self._watermark + 1:
+                log.warning("change log no longer reaches back to revision %d; reloading "
+                            "everything", self._watermark + 1)
+                await self._resync()
+                break
+            for entry in entries:
+                applied += self._apply(entry)
+            self._watermark = self.stats.watermark = entries[-1].revision
+        self.stats.last_sync = time.monotonic()
+        return applied
+
+    def _apply(self, entry: LogEntry) -> int:
+        rule_id = entry.rule_id
+        if entry.change_kind == DEFINITION_KIND:
+            row = entry.rule
+            if row is None or row.revision <= self._known_defs.get(rule_id, 0):
+                return 0
+            compiled = self._compile(row)
+            self._known_defs[rule_id] = row.revision
+            if compiled is None:
+                return 0
+            state = DEFAULT_STATE if entry.state is None else entry.state.state.effective()
+            self.definition_changed(compiled.with_state(state))
+        elif entry.change_kind == DELETED_KIND:
+            if entry.rule is not None and entry.rule.revision > entry.revision:
+                return 0  # deleted, then created again: its definition entry follows
+            known = self._known_defs.get(rule_id)
+            if known is None or known > entry.revision:
+                return 0
+            del self._known_defs[rule_id]
+            self._compiled.pop(rule_id, None)
+            self.problems.pop(rule_id, None)
+            self.rule_deleted(rule_id)
+        else:
+            known_state = self._known_states.get(rule_id)
+            if entry.state is not None:
+                if known_state is not None and known_state.revision >= entry.state.revision:
+                    return 0
+                self._known_states[rule_id] = entry.state
+                self.state_changed(rule_id, entry.state.state)
+            else:
+                if known_state is None or known_state.revision >= entry.revision:
+                    return 0
+                self._known_states[rule_id] = StoredState(entry.revision, DEFAULT_STATE)
+                if known_state.state.is_default:
+                    return 0
+                self.state_changed(rule_id, DEFAULT_STATE)
+        self.stats.changes_applied += 1
+        return 1
+
+    async def _resync(self) -> None:
+        self._adopt(await self.repo.snapshot())
+        self.stats.resyncs += 1
+        self._announcer.announce(RuleChange(RESYNC, "*", None))
+
+    async def _listen(self, wake: asyncio.Event) -> None:
+        """PostgreSQL: LISTEN on a connection of its own; every notification wakes the poll."""
+        import asyncpg
+
+        failures = 0
+        while True:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self.repo.asyncpg_dsn(),
+                                             timeout=DB_CONNECT_TIMEOUT)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+
+                def notified(*_args: object) -> None:
+                    self.stats.notifications += 1
+                    wake.set()
+
+                await conn.add_listener(NOTIFY_CHANNEL, notified)
+                if failures:
+                    log.info("LISTEN %s connected again", NOTIFY_CHANNEL)
+                failures = 0
+                wake.set()  # catch up on whatever was missed while not listening
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
+                    except TimeoutError:
+                        await conn.execute("SELECT 1", timeout=DB_CONNECT_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "LISTEN %s failed (polling continues): %s: %s",
+                        NOTIFY_CHANNEL, type(exc).__name__, exc)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+            await asyncio.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)))
+
+    # master: projecting a rules directory ----------------------------------------------
+
+    async def sync_from_filesystem(self, fs_store: FilesystemRuleStore, *,
+                                   updated_by: str = "master",
+                                   lease_ttl: float = MASTER_LEASE_TTL) -> None:
+        """Keep `ttp_rule` equal to `fs_store`'s directory, until cancelled.
+
+        Only the holder of the master lease writes. A second master stands by (logging
+        who holds the lease) and takes over when the holder releases it or its heartbeat
+        stops for `lease_ttl` seconds; a master that lost the lease has its writes
+        refused and goes back to standing by. Once holding the lease: the whole
+        directory is reconciled (new, changed and deleted rules; a file that exists but
+        does not compile keeps its row), then each definition change and deletion of
+        `fs_store` is projected. State changes of the filesystem store are not.
+        """
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        try:
+            while True:
+                fence = await self._acquire_lease(holder, lease_ttl)
+                try:
+                    await self._run_master(fs_store, fence, updated_by, lease_ttl)
+                except MasterLeaseLost as exc:
+                    log.error("master lease lost (%s); standing by", exc)
+                finally:
+                    self.master_role = "idle"
+                    with contextlib.suppress(Exception):
+                        await self.repo.release_lease(fence)
+        finally:
+            self.master_role = "idle"
+
+    async def _acquire_lease(self, holder: str, ttl: float) -> Fence:
+        announced: str | None = None
+        seen: LeaseInfo | None = None
+        seen_since = time.monotonic()
+        while True:
+            try:
+                lease = await self.repo.read_lease()
+                stale = False
+                if lease.holder is not None:
+                    if seen is None or (lease.holder, lease.token, lease.heartbeat) != \
+                            (seen.holder, seen.token, seen.heartbeat):
+                        seen, seen_since = lease, time.monotonic()
+                    stale = time.monotonic() - seen_since >= ttl or _holder_is_dead(lease.holder)
+                if lease.holder is None or lease.holder == holder or stale:
+                    fence = await self.repo.acquire_lease(holder, lease)
+                    if fence is not None:
+                        if lease.holder is not None:
+                            log.warning("took over the master lease from %s (no heartbeat "
+                                        "for %.0f s)", lease.holder, time.monotonic() -
+                                        seen_since)
+                        log.info("master lease acquired by %s", holder)
+                        self.master_role = "active"
+                        return fence
+                    continue
+                if announced != lease.holder:
+                    announced = lease.holder
+                    self.master_role = "standby"
+                    since = lease.acquired_at.isoformat(timespec="seconds") \
+                        if lease.acquired_at else "?"
+                    log.warning("another master holds the lease: %s (since %s); standing by "
+                                "until it stops or misses heartbeats for %.0f s",
+                                lease.holder, since, ttl)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading the master lease failed: %s: %s",
+                            type(exc).__name__, exc)
+            await asyncio.sleep(ttl / 4)
+
+    async def _run_master(self, fs_store: FilesystemRuleStore, fence: Fence,
+                          updated_by: str, ttl: float) -> None:
+        lost = asyncio.Event()
+        heartbeat = asyncio.get_running_loop().create_task(
+            self._heartbeat(fence, ttl, lost), name="decnet-ttp-lease")
+        changes = fs_store.subscribe_changes()
+        next_change: asyncio.Task[RuleChange] | None = None
+        lost_wait: asyncio.Task[bool] | None = None
+        try:
+            await self.reconcile(fs_store, updated_by=updated_by, fence=fence)
+            lost_wait = asyncio.get_running_loop().create_task(lost.wait())
+            while True:
+                next_change = asyncio.get_running_loop().create_task(_next(changes))
+                await asyncio.wait({next_change, lost_wait},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if lost.is_set():
+                    raise MasterLeaseLost(f"{fence.holder} missed its heartbeats")
+                change, next_change = next_change.result(), None
+                await self._project(fs_store, change, updated_by, fence)
+        finally:
+            for task in (next_change, lost_wait, heartbeat):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await task
+            await changes.aclose()  # type: ignore[attr-defined]
+
+    async def _heartbeat(self, fence: Fence, ttl: float, lost: asyncio.Event) -> None:
+        last_ok = time.monotonic()
+        while True:
+            await asyncio.sleep(ttl / 4)
+            try:
+                if not await self.repo.heartbeat_lease(fence):
+                    log.error("master lease of %s was taken over", fence.holder)
+                    lost.set()
+                    return
+                last_ok = time.monotonic()
+            except Exception as exc:
+                log.warning("master lease heartbeat failed: %s: %s", type(exc).__name__, exc)
+                if time.monotonic() - last_ok >= ttl:
+                    lost.set()
+                    return
+
+    async def _project(self, fs_store: FilesystemRuleStore, change: RuleChange,
+                       updated_by: str, fence: Fence) -> None:
+        try:
+            if change.change_kind == DEFINITION and isinstance(change.new_value, CompiledRule):
+                rule = change.new_value
+                await self._upsert(rule, source_path=_file_name(rule),
+                                   updated_by=updated_by, fence=fence)
+            elif change.change_kind == DELETED:
+                await self._delete(change.rule_id, fence=fence)
+            elif change.change_kind == RESYNC:
+                await self.reconcile(fs_store, updated_by=updated_by, fence=fence)
+        except MasterLeaseLost:
+            raise
+        except Exception:
+            # The next reconcile (lease regained, resync, restart) repairs it.
+            log.exception("projecting %s of %s onto the database failed; reconciling",
+                          change.change_kind, change.rule_id)
+            await asyncio.sleep(1.0)
+            await self.reconcile(fs_store, updated_by=updated_by, fence=fence)
+
+    async def reconcile(self, fs_store: FilesystemRuleStore, *, updated_by: str = "master",
+                        fence: Fence | None = None) -> tuple[int, int]:
+        """Make `ttp_rule` equal the directory once: (rules written, rules deleted).
+
+        Unchanged files cause no write. A rule whose file exists but does not compile
+        (listed in `fs_store.problems`) keeps its row, whatever its last good version.
+        """
+        wanted = {rule.rule_id: rule for rule in await fs_store.load_compiled()}
+        broken = {rule_id_of_path(name) for name in fs_store.problems}
+        stored = await self.repo.rule_contents()
+        written = deleted = 0
+        for rule_id, rule in sorted(wanted.items()):
+            if stored.get(rule_id) == (rule.rule_version, rule.source_yaml):
+                continue
+            if await self._upsert(rule, source_path=_file_name(rule), updated_by=updated_by,
+                                  fence=fence):
+                written += 1
+        for rule_id in sorted(set(stored) - set(wanted)):
+            if rule_id in broken:
+                log.warning("rule %s: its file does not compile; the stored version stays",
+                            rule_id)
+                continue
+            if await self._delete(rule_id, fence=fence):
+                deleted += 1
+        log.info("reconciled %d rule file(s) with the database: %d written, %d deleted",
+                 len(wanted), written, deleted)
+        return written, deleted
+
+
+async def _next(changes: AsyncIterator[RuleChange]) -> RuleChange:
+    return await anext(changes)
+
+
+def _row_source(rule_id: str) -> str:
+    return f"ttp_rule/{rule_id}"
+
+
+def _file_name(rule: CompiledRule) -> str:
+    """The rule's file name (not the master's path: the row is read on other hosts)."""
+    return os.path.basename(rule.source_path) if rule.source_path else f"{rule.rule_id}.yaml"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """A holder on this host whose process is gone (a master killed and restarted)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def tail_db(store: DatabaseRuleStore, poll_interval: float = TAIL_POLL_INTERVAL) -> None:
+    """`store.tail_db(poll_interval)`: follow the database until cancelled."""
+    await store.tail_db(poll_interval)
+
+
+async def sync_from_filesystem(store: DatabaseRuleStore, fs_store: FilesystemRuleStore, *,
+                               updated_by: str = "master") -> None:
+    """`store.sync_from_filesystem(fs_store)`: the master's loop, until cancelled."""
+    await store.sync_from_filesystem(fs_store, updated_by=updated_by)

@@ -1,0 +1,82 @@
+"""Schema migrations, run programmatically: the code path of `decnet-ttp db upgrade`."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import URL
+
+from decnet.ttp.store.sql.repository import RuleRepository
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the migrations shipped in this package."""
+    config = Config()
+    config.set_main_option("script_location",
+                           str(files("decnet.ttp.store.sql") / "migrations"))
+    return config
+
+
+def head() -> str:
+    from alembic.script import ScriptDirectory
+
+    script_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert script_head is not None
+    return script_head
+
+
+def _repo(target: RuleRepository | str | URL) -> tuple[RuleRepository, bool]:
+    if isinstance(target, RuleRepository):
+        return target, False
+    return RuleRepository(target, check_schema=False), True
+
+
+async def upgrade(target: RuleRepository | str | URL, revision: str = "head") -> str | None:
+    """Migrate the database to `revision` (default: the newest); the revision it is at."""
+    repo, owned = _repo(target)
+    config = alembic_config()
+
+    def run(sync_conn: Any) -> None:
+        config.attributes["connection"] = sync_conn
+        command.upgrade(config, revision)
+
+    try:
+        async with repo.engine.begin() as conn:
+            await conn.run_sync(run)
+        return await repo.schema_revision()
+    finally:
+        if owned:
+            await repo.dispose()
+
+
+async def downgrade(target: RuleRepository | str | URL, revision: str) -> str | None:
+    repo, owned = _repo(target)
+    config = alembic_config()
+
+    def run(sync_conn: Any) -> None:
+        config.attributes["connection"] = sync_conn
+        command.downgrade(config, revision)
+
+    try:
+        async with repo.engine.begin() as conn:
+            await conn.run_sync(run)
+        return await repo.schema_revision()
+    finally:
+        if owned:
+            await repo.dispose()
+
+
+async def current(target: RuleRepository | str | URL) -> str | None:
+    """The revision the database is at; None when it has no schema."""
+    repo, owned = _repo(target)
+    try:
+        return await repo.schema_revision()
+    finally:
+        if owned:
+            await repo.dispose()
+
+
+create_schema = upgrade

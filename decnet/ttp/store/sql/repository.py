@@ -1,0 +1,651 @@
+"""`RuleRepository`: the async engine and every query of the database store.
+
+Writes follow one pattern (`_transact`): in one transaction, bump the single
+`ttp_revision` row (its row lock serializes writers, so revisions are handed out and
+become visible in commit order, without gaps), write the row with that revision,
+append one `ttp_change_log` entry and, on PostgreSQL, `NOTIFY` (delivered at commit).
+A write that would change nothing rolls back and consumes no revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import delete, event, func, insert, inspect, select, text, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from decnet.ttp.constants import (
+    CHANGE_LOG_RETENTION,
+    DB_COMMAND_TIMEOUT,
+    DB_CONNECT_TIMEOUT,
+    NOTIFY_CHANNEL,
+    SQLITE_BUSY_TIMEOUT_MS,
+)
+from decnet.ttp.errors import ConfigError, MasterLeaseLost, SchemaOutdatedError, StoreError
+from decnet.ttp.store.base import DEFAULT_STATE, RuleState, utcnow
+from decnet.ttp.store.sql.models import (
+    Base,
+    ChangeLogRow,
+    MasterLeaseRow,
+    RevisionRow,
+    RuleRow,
+    StateRow,
+)
+
+log = logging.getLogger(__name__)
+
+#: Alembic revisions this version knows, oldest first; the last is the one it needs.
+SCHEMA_REVISIONS: Final = ("0001",)
+SCHEMA_HEAD: Final = SCHEMA_REVISIONS[-1]
+
+DEFINITION_KIND: Final = "definition"
+STATE_KIND: Final = "state"
+DELETED_KIND: Final = "deleted"
+
+STATE_TABLE: Final = StateRow.__table__
+
+_DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
+
+
+def memory_url() -> str:
+    """A fresh, private in-memory SQLite database shared by the store's connections."""
+    return (f"sqlite+aiosqlite:///file:decnet_ttp_{uuid.uuid4().hex}"
+            "?mode=memory&cache=shared&uri=true")
+
+
+def upgrade_hint(url: URL | str) -> str:
+    shown = make_url(url).render_as_string(hide_password=True) if url else "URL"
+    return f"decnet-ttp db upgrade --db {shown}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    """One `ttp_rule` row."""
+
+    rule_id: str
+    rule_version: int
+    source_path: str | None
+    yaml_content: str
+    updated_at: datetime
+    updated_by: str | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """One `ttp_rule_state` row: the state and the revision that wrote it."""
+
+    revision: int
+    state: RuleState
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every rule and state, and the revision they are at least as new as."""
+
+    revision: int
+    rules: list[StoredRule]
+    states: dict[str, StoredState]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One change-log entry joined with the current rows of its rule."""
+
+    revision: int
+    rule_id: str
+    change_kind: str
+    rule: StoredRule | None
+    state: StoredState | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """The `ttp_master_lease` row."""
+
+    holder: str | None
+    token: int
+    heartbeat: int
+    acquired_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Proof of holding the master lease, checked inside each fenced write."""
+
+    holder: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleWrite:
+    """Result of a definition write: its revision and the rule's state at that revision."""
+
+    revision: int
+    state: RuleState
+
+
+class _NoChange(Exception):
+    """Raised inside a write transaction to roll it back: nothing would change."""
+
+
+def _state_of(row: Any) -> RuleState:
+    return RuleState(state=row.state, confidence_max=row.confidence_max,
+                     expires_at=row.expires_at, reason=row.reason, set_by=row.set_by,
+                     set_at=row.set_at)
+
+
+class RuleRepository:
+    """Owns the `AsyncEngine` of one database and runs every query of the store.
+
+    `url` is an SQLAlchemy async URL (`sqlite+aiosqlite:///rules.db`,
+    `postgresql+asyncpg://…`, `mysql+asyncmy://…`); None means a private in-memory
+    SQLite database, whose schema is created on first use. Any other database must
+    have been migrated (`decnet-ttp db upgrade`); an older schema is refused with
+    `SchemaOutdatedError`. The engine is created lazily, on first use.
+    """
+
+    def __init__(self, url: str | URL | None = None, *,
+                 change_log_retention: int = CHANGE_LOG_RETENTION,
+                 check_schema: bool = True) -> None:
+        self.url: URL = make_url(url or memory_url())
+        backend = self.url.get_backend_name()
+        if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
+            raise ConfigError(f"unsupported database {backend!r}: use sqlite+aiosqlite, "
+                              "postgresql+asyncpg or mysql+asyncmy")
+        self.dialect = "mysql" if backend == "mariadb" else backend
+        self.is_memory = self.dialect == "sqlite" and _sqlite_is_memory(self.url)
+        self.change_log_retention = max(1, change_log_retention)
+        self._prune_every = max(1, min(1000, self.change_log_retention // 10))
+        self._check_schema = check_schema
+        self._engine: AsyncEngine | None = None
+        self._poll_engine: AsyncEngine | None = None
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        #: SQL statements issued through this repository's engines (for /metrics).
+        self.statements = 0
+
+    def __repr__(self) -> str:
+        return f"RuleRepository({self.url.render_as_string(hide_password=True)!r})"
+
+    # engines ----------------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    def _make_engine(self, *, autocommit: bool = False) -> AsyncEngine:
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            if self.is_memory:
+                kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+        elif self.dialect == "postgresql":
+            kwargs["connect_args"] = {"timeout": DB_CONNECT_TIMEOUT,
+                                      "command_timeout": DB_COMMAND_TIMEOUT}
+        else:
+            kwargs["connect_args"] = {"connect_timeout": int(DB_CONNECT_TIMEOUT)}
+            kwargs["pool_recycle"] = 3600
+        if autocommit:
+            kwargs["isolation_level"] = "AUTOCOMMIT"
+            kwargs["pool_size"] = 1
+        engine = create_async_engine(self.url, **kwargs)
+        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+        if self.dialect == "sqlite":
+            file_db = not self.is_memory
+            event.listen(engine.sync_engine, "connect",
+                         lambda dbapi, _record: _sqlite_connect(dbapi, file_db))
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+
+    def _count(self, *_args: Any) -> None:
+        self.statements += 1
+
+    @property
+    def _poll(self) -> AsyncEngine:
+        """Engine of cheap single-statement reads: autocommit where that saves round trips."""
+        if self.dialect == "sqlite":
+            return self.engine
+        if self._poll_engine is None:
+            self._poll_engine = self._make_engine(autocommit=True)
+        return self._poll_engine
+
+    async def dispose(self) -> None:
+        for engine in (self._poll_engine, self._engine):
+            if engine is not None:
+                await engine.dispose()
+        self._poll_engine = self._engine = None
+        self._ready = False
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, what: str) -> AsyncIterator[None]:
+        """Database errors of a read become `StoreError` naming what was being read."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except _DB_ERRORS as exc:
+            raise StoreError(f"reading {what} from the rule database failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _serial(self) -> AsyncIterator[None]:
+        """In-memory SQLite has one connection: every use of it takes turns."""
+        if self.is_memory:
+            async with self._write_lock:
+                yield
+        else:
+            yield
+
+    # schema -----------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Create the engine and check the schema (create it, in memory). Idempotent."""
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            try:
+                if self.is_memory:
+                    await self.create_schema()
+                elif self._check_schema:
+                    await self.check_schema()
+            except StoreError:
+                raise
+            except _DB_ERRORS as exc:
+                raise StoreError(f"cannot open the rule database {self!r}: {exc}") from exc
+            self._ready = True
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at; None when it has no schema."""
+        def read(sync_conn: Any) -> str | None:
+            if not inspect(sync_conn).has_table("alembic_version"):
+                return None
+            versions = sync_conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            return str(versions[0][0]) if versions else None
+
+        async with self._serial(), self.engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    async def check_schema(self) -> None:
+        current = await self.schema_revision()
+        if current == SCHEMA_HEAD:
+            return
+        if current is None or current in SCHEMA_REVISIONS:
+            found = "no schema" if current is None else f"schema revision {current}"
+            raise SchemaOutdatedError(
+                f"the rule database has {found}; this version needs {SCHEMA_HEAD}. "
+                f"Run: {upgrade_hint(self.url)}")
+        raise SchemaOutdatedError(
+            f"the rule database is at schema revision {current}, newer than this version "
+            f"of decnet-ttp knows ({SCHEMA_HEAD}); upgrade decnet-ttp")
+
+    async def create_schema(self) -> None:
+        """Create the tables from the models and stamp them (in-memory databases, tests)."""
+        def create(sync_conn: Any) -> None:
+            from alembic.runtime.migration import MigrationContext
+
+            Base.metadata.create_all(sync_conn)
+            if sync_conn.execute(select(RevisionRow.id)).first() is None:
+                sync_conn.execute(insert(RevisionRow).values(id=1, revision=0))
+                sync_conn.execute(insert(MasterLeaseRow).values(
+                    id=1, holder=None, token=0, heartbeat=0))
+            context = MigrationContext.configure(sync_conn)
+            context.stamp(_script_directory(), SCHEMA_HEAD)
+
+        async with self._serial(), self.engine.begin() as conn:
+            await conn.run_sync(create)
+
+    # reads ------------------------------------------------------------------
+
+    async def head_revision(self) -> int:
+        """The last committed revision: the one cheap query of an idle tail."""
+        async with self._reading("the revision"):
+            return await self._head_revision()
+
+    async def _head_revision(self) -> int:
+        """The last committed revision: the one cheap query of an idle tail."""
+        await self.connect()
+        async with self._serial(), self._poll.connect() as conn:
+            result = await conn.execute(select(RevisionRow.revision).where(RevisionRow.id == 1))
+            return int(result.scalar_one())
+
+    async def snapshot(self) -> Snapshot:
+        """Every rule and state. The revision is read first, so rows are at least that new."""
+        async with self._reading("the rules"):
+            return await self._snapshot()
+
+    async def _snapshot(self) -> Snapshot:
+        """Every rule and state. The revision is read first, so rows are at least that new."""
+        await self.connect()
+        async with self._serial(), self.engine.connect() as conn:
+            head = (await conn.execute(
+                select(RevisionRow.revision).where(RevisionRow.id == 1))).scalar_one()
+            rule_rows = (await conn.execute(select(
+                RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path,
+                RuleRow.yaml_content, RuleRow.updated_at, RuleRow.updated_by,
+                RuleRow.revision).order_by(RuleRow.rule_id))).all()
+            state_rows = (await conn.execute(select(STATE_TABLE))).all()
+        rules = [StoredRule(*row) for row in rule_rows]
+        states = {row.rule_id: StoredState(row.revision, _state_of(row)) for row in state_rows}
+        return Snapshot(int(head), rules, states)
+
+    async def read_state(self, rule_id: str) -> StoredState | None:
+        async with self._reading("a state"):
+            return await self._read_state(rule_id)
+
+    async def _read_state(self, rule_id: str) -> StoredState | None:
+        await self.connect()
+        async with self._serial(), self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(STATE_TABLE).where(StateRow.rule_id == rule_id))).first()
+        return None if row is None else StoredState(row.revision, _state_of(row))
+
+    async def read_states(self) -> dict[str, StoredState]:
+        async with self._reading("the states"):
+            return await self._read_states()
+
+    async def _read_states(self) -> dict[str, StoredState]:
+        await self.connect()
+        async with self._serial(), self.engine.connect() as conn:
+            rows = (await conn.execute(select(STATE_TABLE))).all()
+        return {row.rule_id: StoredState(row.revision, _state_of(row)) for row in rows}
+
+    async def rule_contents(self) -> dict[str, tuple[int, str]]:
+        """`rule_id -> (rule_version, yaml_content)` of every stored rule."""
+        async with self._reading("the rules"):
+            return await self._rule_contents()
+
+    async def _rule_contents(self) -> dict[str, tuple[int, str]]:
+        """`rule_id -> (rule_version, yaml_content)` of every stored rule."""
+        await self.connect()
+        async with self._serial(), self.engine.connect() as conn:
+            rows = (await conn.execute(select(
+                RuleRow.rule_id, RuleRow.rule_version, RuleRow.yaml_content))).all()
+        return {rule_id: (version, text) for rule_id, version, text in rows}
+
+    async def changes_since(self, watermark: int, head: int, limit: int) -> list[LogEntry]:
+        """Change-log entries in `(watermark, head]`, oldest first, with current rows."""
+        async with self._reading("the change log"):
+            return await self._changes_since(watermark, head, limit)
+
+    async def _changes_since(self, watermark: int, head: int, limit: int) -> list[LogEntry]:
+        """Change-log entries in `(watermark, head]`, oldest first, with current rows."""
+        await self.connect()
+        stmt = (
+            select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
+                   RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
+                   RuleRow.updated_at, RuleRow.updated_by,
+                   RuleRow.revision.label("rule_revision"),
+                   StateRow.state, StateRow.confidence_max, StateRow.expires_at,
+                   StateRow.reason, StateRow.set_by, StateRow.set_at,
+                   StateRow.revision.label("state_revision"))
+            .select_from(ChangeLogRow)
+            .outerjoin(RuleRow, RuleRow.rule_id == ChangeLogRow.rule_id)
+            .outerjoin(StateRow, StateRow.rule_id == ChangeLogRow.rule_id)
+            .where(ChangeLogRow.revision > watermark, ChangeLogRow.revision <= head)
+            .order_by(ChangeLogRow.revision)
+            .limit(limit)
+        )
+        async with self._serial(), self._poll.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        entries = []
+        for row in rows:
+            rule = None if row.rule_revision is None else StoredRule(
+                row.rule_id, row.rule_version, row.source_path, row.yaml_content,
+                row.updated_at, row.updated_by, row.rule_revision)
+            state = None if row.state_revision is None else StoredState(
+                row.state_revision, _state_of(row))
+            entries.append(LogEntry(row.revision, row.rule_id, row.change_kind, rule, state))
+        return entries
+
+    async def rule_exists(self, rule_id: str) -> bool:
+        async with self._reading("a rule"):
+            return await self._rule_exists(rule_id)
+
+    async def _rule_exists(self, rule_id: str) -> bool:
+        await self.connect()
+        async with self._serial(), self.engine.connect() as conn:
+            found = (await conn.execute(
+                select(RuleRow.revision).where(RuleRow.rule_id == rule_id))).first()
+        return found is not None
+
+    async def oldest_logged_revision(self) -> int | None:
+        async with self._reading("the change log"):
+            return await self._oldest_logged_revision()
+
+    async def _oldest_logged_revision(self) -> int | None:
+        await self.connect()
+        async with self._serial(), self.engine.connect() as conn:
+            value = (await conn.execute(select(func.min(ChangeLogRow.revision)))).scalar()
+        return None if value is None else int(value)
+
+    # writes -----------------------------------------------------------------
+
+    async def _transact(
+        self, rule_id: str, kind: str,
+        body: Callable[[AsyncConnection, int], Awaitable[None]],
+        fence: Fence | None = None,
+    ) -> int | None:
+        """Run `body` in a revision-bumping transaction; its revision, or None if no-op."""
+        await self.connect()
+        try:
+            async with self._write_lock:
+                engine = self.engine
+                if self.dialect == "sqlite":
+                    engine = engine.execution_options(decnet_sqlite_begin="IMMEDIATE")
+                async with engine.begin() as conn:
+                    if fence is not None:
+                        await self._check_fence(conn, fence)
+                    revision = await self._bump(conn)
+                    await body(conn, revision)
+                    await conn.execute(insert(ChangeLogRow).values(
+                        revision=revision, rule_id=rule_id, change_kind=kind,
+                        changed_at=utcnow()))
+                    if revision % self._prune_every == 0:
+                        await conn.execute(delete(ChangeLogRow).where(
+                            ChangeLogRow.revision <= revision - self.change_log_retention))
+                    if self.dialect == "postgresql":
+                        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(revision))))
+            return revision
+        except _NoChange:
+            return None
+        except StoreError:
+            raise
+        except _DB_ERRORS as exc:
+            raise StoreError(f"writing {kind} of {rule_id} to the rule database failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    async def _bump(self, conn: AsyncConnection) -> int:
+        stmt = update(RevisionRow).where(RevisionRow.id == 1).values(
+            revision=RevisionRow.revision + 1)
+        if self.dialect != "mysql":
+            return int((await conn.execute(stmt.returning(RevisionRow.revision))).scalar_one())
+        await conn.execute(stmt)
+        return int((await conn.execute(
+            select(RevisionRow.revision).where(RevisionRow.id == 1))).scalar_one())
+
+    async def _check_fence(self, conn: AsyncConnection, fence: Fence) -> None:
+        result = await conn.execute(
+            update(MasterLeaseRow)
+            .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
+                   MasterLeaseRow.token == fence.token)
+            .values(heartbeat=MasterLeaseRow.heartbeat + 1, heartbeat_at=utcnow()))
+        if result.rowcount != 1:
+            raise MasterLeaseLost(f"{fence.holder} no longer holds the master lease")
+
+    async def upsert_rule(self, rule_id: str, rule_version: int, yaml_content: str, *,
+                          source_path: str | None, updated_by: str | None,
+                          fence: Fence | None = None) -> RuleWrite | None:
+        """Insert or replace a definition; None when the stored row is identical."""
+        state_now: list[RuleState] = []
+
+        async def body(conn: AsyncConnection, revision: int) -> None:
+            current = (await conn.execute(
+                select(RuleRow.rule_version, RuleRow.yaml_content)
+                .where(RuleRow.rule_id == rule_id))).first()
+            if current is not None and tuple(current) == (rule_version, yaml_content):
+                raise _NoChange
+            values = {"rule_version": rule_version, "yaml_content": yaml_content,
+                      "source_path": source_path, "updated_at": utcnow(),
+                      "updated_by": updated_by, "revision": revision}
+            if current is None:
+                await conn.execute(insert(RuleRow).values(rule_id=rule_id, **values))
+            else:
+                await conn.execute(update(RuleRow).where(RuleRow.rule_id == rule_id)
+                                   .values(**values))
+            row = (await conn.execute(select(STATE_TABLE).where(
+                StateRow.rule_id == rule_id))).first()
+            state_now.append(DEFAULT_STATE if row is None else _state_of(row))
+
+        revision = await self._transact(rule_id, DEFINITION_KIND, body, fence)
+        return None if revision is None else RuleWrite(revision, state_now[0])
+
+    async def delete_rule(self, rule_id: str, *, fence: Fence | None = None) -> int | None:
+        """Remove a definition (its state stays); None when there was none."""
+        async def body(conn: AsyncConnection, revision: int) -> None:
+            result = await conn.execute(delete(RuleRow).where(RuleRow.rule_id == rule_id))
+            if result.rowcount == 0:
+                raise _NoChange
+
+        return await self._transact(rule_id, DELETED_KIND, body, fence)
+
+    async def write_state(self, rule_id: str, state: RuleState) -> int | None:
+        """Persist a state (the default state deletes the row); None when nothing changed."""
+        async def body(conn: AsyncConnection, revision: int) -> None:
+            if state.is_default:
+                result = await conn.execute(delete(StateRow).where(StateRow.rule_id == rule_id))
+                if result.rowcount == 0:
+                    raise _NoChange
+                return
+            values = {"state": state.state.value, "confidence_max": state.confidence_max,
+                      "expires_at": state.expires_at, "reason": state.reason,
+                      "set_by": state.set_by, "set_at": state.set_at, "revision": revision}
+            result = await conn.execute(
+                update(StateRow).where(StateRow.rule_id == rule_id).values(**values))
+            if result.rowcount == 0:
+                await conn.execute(insert(StateRow).values(rule_id=rule_id, **values))
+
+        return await self._transact(rule_id, STATE_KIND, body)
+
+    async def revert_expired(self, rule_id: str, expires_at: datetime) -> int | None:
+        """Delete the state of `rule_id` if it still expires at `expires_at`.
+
+        Several processes racing on the same expiry produce one delete (one revision);
+        the others get None.
+        """
+        async def body(conn: AsyncConnection, revision: int) -> None:
+            result = await conn.execute(delete(StateRow).where(
+                StateRow.rule_id == rule_id, StateRow.expires_at == expires_at))
+            if result.rowcount == 0:
+                raise _NoChange
+
+        return await self._transact(rule_id, STATE_KIND, body)
+
+    async def prune_change_log(self, keep: int) -> int:
+        """Delete all but the newest `keep` change-log entries; how many were deleted."""
+        await self.connect()
+        async with self._write_lock, self.engine.begin() as conn:
+            head = (await conn.execute(
+                select(RevisionRow.revision).where(RevisionRow.id == 1))).scalar_one()
+            result = await conn.execute(
+                delete(ChangeLogRow).where(ChangeLogRow.revision <= head - keep))
+            return int(result.rowcount)
+
+    # master lease -------------------------------------------------------------
+
+    async def read_lease(self) -> LeaseInfo:
+        async with self._reading("the master lease"):
+            return await self._read_lease()
+
+    async def _read_lease(self) -> LeaseInfo:
+        await self.connect()
+        async with self._serial(), self._poll.connect() as conn:
+            row = (await conn.execute(
+                select(MasterLeaseRow.__table__).where(MasterLeaseRow.id == 1))).one()
+            return LeaseInfo(row.holder, row.token, row.heartbeat, row.acquired_at,
+                             row.heartbeat_at)
+
+    async def acquire_lease(self, holder: str, seen: LeaseInfo) -> Fence | None:
+        """Take the lease if the row is still exactly as `seen`; the fence, or None."""
+        now = utcnow()
+        async with self._serial(), self.engine.begin() as conn:
+            result = await conn.execute(
+                update(MasterLeaseRow)
+                .where(MasterLeaseRow.id == 1, MasterLeaseRow.token == seen.token,
+                       MasterLeaseRow.heartbeat == seen.heartbeat)
+                .values(holder=holder, token=MasterLeaseRow.token + 1,
+                        heartbeat=MasterLeaseRow.heartbeat + 1,
+                        acquired_at=now, heartbeat_at=now))
+        return Fence(holder, seen.token + 1) if result.rowcount == 1 else None
+
+    async def heartbeat_lease(self, fence: Fence) -> bool:
+        async with self._serial(), self.engine.begin() as conn:
+            result = await conn.execute(
+                update(MasterLeaseRow)
+                .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
+                       MasterLeaseRow.token == fence.token)
+                .values(heartbeat=MasterLeaseRow.heartbeat + 1, heartbeat_at=utcnow()))
+        return result.rowcount == 1
+
+    async def release_lease(self, fence: Fence) -> bool:
+        async with self._serial(), self.engine.begin() as conn:
+            result = await conn.execute(
+                update(MasterLeaseRow)
+                .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
+                       MasterLeaseRow.token == fence.token)
+                .values(holder=None, heartbeat=MasterLeaseRow.heartbeat + 1))
+        return result.rowcount == 1
+
+    # PostgreSQL notifications ---------------------------------------------------
+
+    def asyncpg_dsn(self) -> str:
+        """This URL as a plain libpq DSN for a dedicated asyncpg connection."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _sqlite_is_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def _sqlite_connect(dbapi_connection: Any, file_db: bool) -> None:
+    # We emit BEGIN ourselves (see `_sqlite_begin`): the driver's implicit transactions
+    # start too late for a consistent read and too weak for a writer.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        if file_db:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get("decnet_sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def _script_directory() -> Any:
+    from alembic.script import ScriptDirectory
+
+    from decnet.ttp.store.sql.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config())

@@ -1,0 +1,145 @@
+"""`decnet-ttp state …` and `decnet-ttp db …` against a SQLite file and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from decnet.cli import db as db_cli
+from decnet.cli import state as state_cli
+from decnet.ttp.store.base import StateName
+from decnet.ttp.store.impl.database import DatabaseRuleStore
+from tests.ttp.store.databases import (
+    create_server_database,
+    drop_server_database,
+    postgres_url,
+    require,
+)
+
+runner = CliRunner()
+
+
+@pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema), sync fixture: the CLI runs its own event loops."""
+    if request.param == "sqlite-file":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"
+        return
+    base = postgres_url()
+    require("PostgreSQL", base)
+    url = asyncio.run(create_server_database(base))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_server_database(url))
+
+
+@pytest.fixture
+def db(empty_db: str) -> str:
+    result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
+    assert result.exit_code == 0, result.output
+    return empty_db
+
+
+def state_of(url: str, rule_id: str) -> object:
+    async def read() -> object:
+        store = DatabaseRuleStore(url)
+        try:
+            return await store.get_state(rule_id)
+        finally:
+            await store.stop()
+
+    return asyncio.run(read())
+
+
+def test_db_upgrade_and_current(empty_db: str) -> None:
+    result = runner.invoke(db_cli.app, ["current", "--db", empty_db])
+    assert result.exit_code == 1
+    assert "no schema" in result.output and "decnet-ttp db upgrade" in result.output
+    result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
+    assert result.exit_code == 0, result.output
+    assert "upgraded from nothing to 0001" in result.output
+    result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
+    assert "already at schema revision 0001" in result.output
+    result = runner.invoke(db_cli.app, ["current", "--db", empty_db])
+    assert result.exit_code == 0 and "0001 (head)" in result.output
+
+
+def test_state_commands_on_an_unmigrated_database_name_the_upgrade(empty_db: str) -> None:
+    result = runner.invoke(state_cli.app, ["list", "--db", empty_db])
+    assert result.exit_code == 1
+    assert "decnet-ttp db upgrade --db" in result.output
+
+
+def test_set_get_list_clear(db: str) -> None:
+    result = runner.invoke(state_cli.app, [
+        "set", "R0007", "disabled", "--for", "4h", "--reason", "noisy on decky-3",
+        "--by", "alice", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "R0007: disabled" in result.output and "in 3h 59m" in result.output
+    state = state_of(db, "R0007")
+    assert state.state is StateName.DISABLED  # type: ignore[attr-defined]
+    assert state.set_by == "alice"  # type: ignore[attr-defined]
+    remaining = state.expires_at - datetime.now(UTC)  # type: ignore[attr-defined]
+    assert timedelta(hours=3, minutes=58) < remaining <= timedelta(hours=4)
+
+    result = runner.invoke(state_cli.app, [
+        "set", "R0008", "clipped", "--confidence-max", "0.5", "--until", "2099-12-01T00:00Z",
+        "--reason", "too eager", "--db", db], env={"USER": "bob"})
+    assert result.exit_code == 0, result.output
+    assert state_of(db, "R0008").set_by == "bob"  # type: ignore[attr-defined]
+
+    result = runner.invoke(state_cli.app, ["get", "R0008", "--json", "--db", db])
+    assert result.exit_code == 0
+    body = json.loads(result.output)
+    assert body["state"] == "clipped" and body["confidence_max"] == 0.5
+    assert body["expires_at"].startswith("2099-12-01T00:00:00")
+
+    result = runner.invoke(state_cli.app, ["list", "--db", db], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "R0007" in result.output and "R0008" in result.output
+    assert "2099-12-01T00:00:00+00:00" in result.output
+    assert "2 rule(s) with a state set" in result.output
+
+    result = runner.invoke(state_cli.app, ["clear", "R0007", "--by", "alice", "--db", db])
+    assert result.exit_code == 0
+    result = runner.invoke(state_cli.app, ["list", "--json", "--db", db])
+    assert [row["rule_id"] for row in json.loads(result.output)] == ["R0008"]
+    result = runner.invoke(state_cli.app, ["get", "R0007", "--db", db])
+    assert "R0007: enabled" in result.output
+
+
+def test_database_url_from_the_environment(db: str) -> None:
+    result = runner.invoke(state_cli.app, ["set", "R0001", "disabled", "--reason", "x"],
+                           env={"DECNET_TTP_DB_URL": db})
+    assert result.exit_code == 0, result.output
+    assert state_of(db, "R0001").state is StateName.DISABLED  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["set", "R0001", "disabled", "--for", "4x", "--reason", "r"], "invalid duration"),
+    (["set", "R0001", "disabled", "--until", "2020-01-01T00:00Z", "--reason", "r"],
+     "in the past"),
+    (["set", "R0001", "disabled", "--until", "2099-01-01T00:00", "--reason", "r"],
+     "no UTC offset"),
+    (["set", "R0001", "disabled", "--for", "4h", "--until", "2099-01-01T00:00Z",
+      "--reason", "r"], "not both"),
+    (["set", "R0001", "clipped", "--reason", "r"], "--confidence-max"),
+    (["set", "R0001", "clipped", "--confidence-max", "1.5", "--reason", "r"], "[0, 1]"),
+    (["set", "R0001", "disabled", "--confidence-max", "0.5", "--reason", "r"],
+     "only to the clipped"),
+    (["set", "R1.*", "disabled", "--reason", "r"], "invalid rule id"),
+    (["set", "R0001", "disabled", "--reason", " "], "must say why"),
+    (["get", "../etc"], "invalid rule id"),
+])
+def test_bad_input_exits_2_with_a_reason(db: str, args: list[str], message: str) -> None:
+    result = runner.invoke(state_cli.app, [*args, "--db", db], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert state_of(db, "R0001").state is StateName.ENABLED  # type: ignore[attr-defined]

@@ -1,0 +1,181 @@
+"""`tail_db`: a worker's store follows changes other processes make to the database."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.store.base import (
+    DEFAULT_STATE,
+    DEFINITION,
+    DELETED,
+    RESYNC,
+    STATE,
+    RuleChange,
+    RuleState,
+    StateName,
+)
+from decnet.ttp.store.impl.database import DatabaseRuleStore
+from decnet.ttp.store.sql.repository import RuleRepository
+from tests.ttp.store.databases import fresh_postgres
+from tests.ttp.store.test_database import open_store, seed
+from tests.waiting import next_change, no_change, poll
+
+FAST_POLL = 0.05
+
+
+@contextlib.asynccontextmanager
+async def tailing(url: str, poll_interval: float = FAST_POLL) -> AsyncIterator[DatabaseRuleStore]:
+    store = DatabaseRuleStore(url)
+    await store.start()
+    store.start_tail(poll_interval)
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+async def test_tail_carries_definitions_states_deletions_and_expiry(db_url: str) -> None:
+    async with open_store(db_url) as writer, tailing(db_url) as worker:
+        changes = worker.subscribe_changes()
+        await seed(writer, "R0001")
+        change = await next_change(changes)
+        assert change.change_kind == DEFINITION and change.rule_id == "R0001"
+        assert isinstance(change.new_value, CompiledRule)
+        assert change.new_value.rule_version == 1
+        assert change.new_value.description
+
+        await seed(writer, "R0001", version=2)
+        change = await next_change(changes)
+        assert isinstance(change.new_value, CompiledRule) and change.new_value.rule_version == 2
+
+        await writer.set_state("R0001", RuleState(StateName.CLIPPED, confidence_max=0.3,
+                                                  reason="noisy"), "alice")
+        change = await next_change(changes)
+        assert change == RuleChange(STATE, "R0001", await writer.get_state("R0001"))
+
+        await writer.clear_state("R0001", "alice")
+        change = await next_change(changes)
+        assert (change.change_kind, change.new_value) == (STATE, DEFAULT_STATE)
+
+        soon = datetime.now(UTC) + timedelta(seconds=0.5)
+        await writer.set_state("R0001", RuleState(StateName.DISABLED, expires_at=soon), "bob")
+        change = await next_change(changes)
+        assert isinstance(change.new_value, RuleState)
+        assert change.new_value.state is StateName.DISABLED
+        revert = await next_change(changes, timeout=5)  # by whichever store's timer won
+        assert (revert.change_kind, revert.rule_id, revert.new_value) == \
+            (STATE, "R0001", DEFAULT_STATE)
+
+        await writer.delete_rule("R0001")
+        change = await next_change(changes)
+        assert change.is_deletion and change.rule_id == "R0001"
+        await no_change(changes, within=0.3)
+        assert await worker.load_compiled() == []
+        assert worker.stats.changes_applied >= 6
+        assert worker.stats.poll_errors == 0
+
+
+async def test_tail_does_not_replay_history(db_url: str) -> None:
+    async with open_store(db_url) as writer:
+        for n in range(1, 4):
+            await seed(writer, f"R000{n}")
+        await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        async with tailing(db_url) as worker:
+            changes = worker.subscribe_changes()
+            await no_change(changes, within=0.3)
+            assert len(await worker.load_compiled()) == 3
+            await seed(writer, "R0004")
+            assert (await next_change(changes)).rule_id == "R0004"
+
+
+async def test_own_writes_are_announced_once_with_the_tail_running(db_url: str) -> None:
+    async with tailing(db_url) as store:
+        changes = store.subscribe_changes()
+        await seed(store, "R0001")
+        await store.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        await store.clear_state("R0001", "alice")
+        await store.delete_rule("R0001")
+        kinds = [(await next_change(changes)).change_kind for _ in range(4)]
+        assert kinds == [DEFINITION, STATE, STATE, DELETED]
+        await poll(lambda: store.stats.watermark == 4, message="tail to pass its own writes")
+        await no_change(changes, within=0.3)
+
+
+async def test_catch_up_in_batches_keeps_order(db_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import decnet.ttp.store.impl.database as database_module
+
+    monkeypatch.setattr(database_module, "CHANGE_LOG_BATCH", 3)
+    async with open_store(db_url) as writer, open_store(db_url) as worker:
+        changes = worker.subscribe_changes()
+        ids = [f"R{n:04d}" for n in range(1, 11)]
+        for rule_id in ids:
+            await seed(writer, rule_id)
+        assert await worker.poll_once() == 10
+        assert [(await next_change(changes)).rule_id for _ in ids] == ids
+
+
+async def test_a_watermark_older_than_the_log_resyncs(db_url: str) -> None:
+    async with open_store(db_url) as writer, open_store(db_url) as worker:
+        await seed(writer, "R0001")
+        await worker.poll_once()
+        changes = worker.subscribe_changes()
+        for n in range(2, 7):
+            await seed(writer, f"R000{n}")
+        await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        assert await writer.repo.prune_change_log(keep=2) > 0
+        await worker.poll_once()
+        change = await next_change(changes)
+        assert (change.change_kind, change.rule_id, change.new_value) == (RESYNC, "*", None)
+        await no_change(changes, within=0.2)
+        assert worker.stats.resyncs == 1
+        rules = await worker.load_compiled()
+        assert len(rules) == 6 and rules[0].state.state is StateName.DISABLED
+        await seed(writer, "R0007")  # and it follows on from the new position
+        await worker.poll_once()
+        assert (await next_change(changes)).rule_id == "R0007"
+
+
+async def test_the_change_log_is_pruned_to_its_retention(db_url: str) -> None:
+    repo = RuleRepository(db_url, change_log_retention=20)
+    store = DatabaseRuleStore(repo)
+    try:
+        for n in range(60):
+            await store.set_state("R0001", RuleState(StateName.DISABLED, reason=str(n)), "a")
+        oldest = await repo.oldest_logged_revision()
+        head = await repo.head_revision()
+        assert oldest is not None and head - oldest + 1 <= 20 + 2
+    finally:
+        await store.stop()
+        await repo.dispose()
+
+
+async def test_an_idle_poll_is_one_cheap_query(server_db_url: str) -> None:
+    async with open_store(server_db_url) as writer, open_store(server_db_url) as worker:
+        for n in range(1, 21):
+            await seed(writer, f"R{n:04d}")
+        await worker.poll_once()
+        before = worker.repo.statements
+        for _ in range(5):
+            assert await worker.poll_once() == 0
+        assert worker.repo.statements - before == 5
+        assert worker.stats.polls >= 6
+
+
+@pytest.mark.postgres
+async def test_postgres_notifications_wake_the_tail_long_before_the_poll() -> None:
+    async with fresh_postgres() as url, open_store(url) as writer, \
+            tailing(url, poll_interval=30.0) as worker:
+        changes = worker.subscribe_changes()
+        await poll(lambda: worker.stats.polls >= 2, message="listener's catch-up poll")
+        await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        change = await next_change(changes, timeout=2.0)
+        assert change.rule_id == "R0001"
+        await seed(writer, "R0002")
+        assert (await next_change(changes, timeout=2.0)).rule_id == "R0002"
+        assert worker.stats.notifications >= 2
