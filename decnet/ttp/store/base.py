@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Self
 
 from decnet.ttp.constants import RULE_ID_RE
 from decnet.ttp.errors import InvalidRuleId, InvalidStateError
@@ -159,7 +159,7 @@ class RuleStore(ABC):
     async def stop(self) -> None:
         """Stop background work and release resources. Idempotent."""
 
-    async def __aenter__(self) -> RuleStore:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
