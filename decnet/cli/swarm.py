@@ -56,6 +56,14 @@ def worker(
     poll_interval: Annotated[float, typer.Option(
         "--poll-interval", min=0.01, help="Seconds between polls of the database.")
     ] = 1.0,
+    listen: Annotated[bool, typer.Option(
+        "--listen/--no-listen",
+        help="On PostgreSQL, wake on LISTEN/NOTIFY as well as polling (--no-listen behind "
+             "a pooler in transaction mode).")
+    ] = True,
+    max_body: Annotated[int, typer.Option(
+        "--max-body", min=1024, help="Largest POST /events body, in bytes.")
+    ] = 1 << 20,
     verbose: VerboseOption = False,
 ) -> None:
     """Tail the database, keep an engine in step and serve it over HTTP."""
@@ -68,7 +76,8 @@ def worker(
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] --http: {exc}")
         raise typer.Exit(2) from None
-    raise typer.Exit(run(main_async(db_url(db), host, port, poll_interval)))
+    raise typer.Exit(run(main_async(db_url(db), host, port, poll_interval, listen=listen,
+                                    max_body_bytes=max_body)))
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,10 @@
 - `GET /healthz`: 503 until the rules are loaded, then 200.
 - `GET /metrics`: Prometheus text, from a registry of this app's own.
 - `GET /rules`: the live view, a JSON array sorted by rule_id (header
-  `X-Decnet-TTP-Revision` carries the store revision it includes, when known).
+  `X-Decnet-TTP-Revision` carries the store revision it includes, when known);
+  `GET /rules/{rule_id}`: one entry, 404 when the rule is not live.
+  Each entry has `applied_at`: the wall-clock time (Unix seconds) this worker
+  applied the rule's latest change, taken when it was applied.
 - `GET /status`: one JSON object (ready, revision, counters).
 - `POST /events`: one JSON event or an array of them -> a JSON array of tags.
   413 past the body limit, 400 on malformed JSON, 422 on a malformed event
@@ -199,6 +202,13 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
         headers = {REVISION_HEADER: str(revision)} if revision is not None else None
         return json_response(body, headers=headers)
 
+    async def one_rule(request: Request) -> Response:
+        rule_id = request.path_params["rule_id"]
+        rule = live.engine.rules.get(rule_id)
+        if rule is None:
+            return error(404, f"no rule {rule_id}")
+        return json_response(rule_view(rule, live.applied_at.get(rule_id)))
+
     async def events(request: Request) -> Response:
         if not live.ready:
             return error(503, "rules not loaded yet")
@@ -227,5 +237,6 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
         Route("/metrics", metrics, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         Route("/rules", rules, methods=["GET"]),
+        Route("/rules/{rule_id}", one_rule, methods=["GET"]),
         Route("/events", events, methods=["POST"]),
     ])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -144,22 +145,37 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def database_tail(poll_interval: float) -> Tail:
-    """The tail of a `DatabaseRuleStore`: poll (and on PostgreSQL listen) forever."""
+def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
+    """The tail of a `DatabaseRuleStore`: poll (and on PostgreSQL listen) forever.
+
+    `listen=False` polls only, also on PostgreSQL (a pooler in transaction mode,
+    such as PgBouncer, cannot carry LISTEN; benchmarks of the poll alone).
+    """
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     async def tail(store: RuleStore) -> None:
         assert isinstance(store, DatabaseRuleStore)
+        if "listen" in inspect.signature(store.tail_db).parameters:
+            await store.tail_db(poll_interval, listen=listen)  # type: ignore[call-arg]
+            return
+        if not listen:
+            # The store has no switch for it (yet): its listener never connects.
+            async def no_listener(wake: asyncio.Event) -> None:
+                await asyncio.Event().wait()
+
+            store._listen = no_listener  # type: ignore[method-assign]
         await store.tail_db(poll_interval)
 
     return tail
 
 
-async def main_async(db_url: str, host: str, port: int, poll_interval: float) -> int:
+async def main_async(db_url: str, host: str, port: int, poll_interval: float, *,
+                     listen: bool = True, max_body_bytes: int = MAX_BODY_BYTES) -> int:
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     store = DatabaseRuleStore(db_url)
-    return await run_worker(store, host=host, port=port, tail=database_tail(poll_interval))
+    return await run_worker(store, host=host, port=port, max_body_bytes=max_body_bytes,
+                            tail=database_tail(poll_interval, listen=listen))
 
 
 if __name__ == "__main__":

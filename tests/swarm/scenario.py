@@ -27,6 +27,9 @@ from unittest.mock import ANY
 TECHNIQUES = (("TA0007", "T1082"), ("TA0002", "T1059"), ("TA0007", "T1083"),
               ("TA0005", "T1070"), ("TA0003", "T1053"))
 
+#: Stable rules whose states the CLI writes (the others: the store in the test process).
+CLI_RULES = 4
+
 OpKind = Literal["add", "edit", "touch", "rename", "delete", "break", "set", "clear", "expire"]
 
 
@@ -108,7 +111,7 @@ def initial_rules(stable: int, volatile: int) -> dict[str, str]:
     return rules
 
 
-def plan(seed: int, n_ops: int, initial: dict[str, str], *, cli_share: float = 0.3,
+def plan(seed: int, n_ops: int, initial: dict[str, str], *, cli_share: float = 0.12,
          state_share: float = 0.3, short_ttl: float = 1.5) -> tuple[list[Op], Model]:
     """`n_ops` operations and the model of their result."""
     rng = random.Random(seed)
@@ -129,8 +132,10 @@ def plan(seed: int, n_ops: int, initial: dict[str, str], *, cli_share: float = 0
         flavour += 1
         roll = rng.random()
         if roll < state_share:
-            rule_id = rng.choice(stable)
+            # The CLI writes the first stable rules, the local store the others: each
+            # rule has one writer, so per-rule order needs no cross-writer waits.
             via_cli = rng.random() < cli_share
+            rule_id = rng.choice(stable[:CLI_RULES] if via_cli else stable[CLI_RULES:])
             pick = rng.random()
             if pick < 0.3:
                 op = StateOp("disabled", reason=f"noisy #{len(ops)}")
@@ -209,16 +214,22 @@ def seed_directory(directory: Path, rules: dict[str, str]) -> None:
 
 
 StateWriter = Callable[[str, StateOp], Awaitable[None]]
+#: Waits until the database holds exactly this text for the rule.
+Settle = Callable[[str, str], Awaitable[None]]
 
 
 async def execute(ops: Sequence[Op], directory: Path, *, cli: StateWriter,
-                  local: StateWriter, seed: int = 0, max_gap: float = 0.01,
-                  cli_concurrency: int = 3) -> None:
+                  local: StateWriter, settle: Settle | None = None, seed: int = 0,
+                  max_gap: float = 0.01, cli_concurrency: int = 3) -> None:
     """Apply `ops` in order, pacing file operations by small random gaps.
 
     CLI state writes run in the background (a few at a time) but stay ordered per
-    rule, so the last write of each rule is the model's.
+    rule, so the last write of each rule is the model's. Before a malformed save,
+    `settle` waits for the master to have stored the rule's last good text: a save
+    overwritten within milliseconds may never be seen by anybody, and then "the
+    last good version" is an older one.
     """
+    current: dict[str, str] = {}
     rng = random.Random(seed)
     slots = asyncio.Semaphore(cli_concurrency)
     last_cli: dict[str, asyncio.Task[None]] = {}
@@ -247,14 +258,18 @@ async def execute(ops: Sequence[Op], directory: Path, *, cli: StateWriter,
         if op.kind in ("add", "edit", "touch"):
             assert op.text is not None
             write_rule(directory, op.rule_id, op.text, atomic=op.atomic)
+            current[op.rule_id] = op.text
         elif op.kind == "rename":
             assert op.text is not None and op.new_rule_id is not None
             write_rule(directory, op.new_rule_id, op.text)
+            current[op.new_rule_id] = op.text
             (directory / f"{op.rule_id}.yaml").unlink()
         elif op.kind == "delete":
             (directory / f"{op.rule_id}.yaml").unlink()
         elif op.kind == "break":
             assert op.text is not None
+            if settle is not None and op.rule_id in current:
+                await settle(op.rule_id, current[op.rule_id])
             write_rule(directory, op.rule_id, op.text)
         if max_gap > 0:
             await asyncio.sleep(rng.uniform(0, max_gap))  # pacing, not waiting

@@ -152,11 +152,13 @@ class Swarm:
         return proc
 
     def add_worker(self, name: str | None = None, *, db_url: str | None = None,
-                   poll_interval: float | None = None) -> Worker:
+                   poll_interval: float | None = None, listen: bool = True) -> Worker:
         name = name or f"worker{len(self.workers) + 1}"
         interval = self.poll_interval if poll_interval is None else poll_interval
         argv = cli_command("worker", "--db", db_url or self.db_url, "--http", "127.0.0.1:0",
                            "--poll-interval", str(interval))
+        if not listen:
+            argv.append("--no-listen")
         worker = Worker(name, self.group.add(name, argv))
         self.workers.append(worker)
         return worker
@@ -172,8 +174,10 @@ class Swarm:
             await worker.proc.wait_event("ready")
         return worker
 
-    async def start_workers(self, count: int) -> list[Worker]:
-        workers = [self.add_worker() for _ in range(count)]
+    async def start_workers(self, count: int, *, poll_interval: float | None = None,
+                            listen: bool = True, db_url: str | None = None) -> list[Worker]:
+        workers = [self.add_worker(poll_interval=poll_interval, listen=listen, db_url=db_url)
+                   for _ in range(count)]
         await asyncio.gather(*(self.start_worker(w) for w in workers))
         return workers
 
@@ -215,6 +219,16 @@ class Swarm:
         except AssertionError as exc:
             details = "\n".join(f"{name}: {problems[:8]}" for name, problems in last.items())
             raise AssertionError(f"{exc}\n{details}\n{self.group.logs()}") from None
+
+    async def wait_stored(self, rule_id: str, text: str, *, timeout: float = 20.0) -> None:
+        """Wait until the database holds exactly `text` as the definition of `rule_id`."""
+        async def stored() -> bool:
+            rules, _ = await self.truth.rows()
+            row = rules.get(rule_id)
+            return row is not None and row.yaml_content == text
+
+        await poll(stored, timeout=timeout, interval=0.01,
+                   message=f"the master to store {rule_id}")
 
     async def wait_reverted(self, *, timeout: float = 20.0) -> None:
         """Wait until no expired state is left anywhere: not in the database, and not

@@ -215,3 +215,13 @@ async def test_unknown_route_and_method(tmp_path: Path) -> None:
     async with worker(tmp_path) as w:
         assert (await w.client.get("/nope")).status_code == 404
         assert (await w.client.get("/events")).status_code == 405
+
+
+async def test_one_rule(tmp_path: Path) -> None:
+    async with worker(tmp_path) as w:
+        entry = (await w.client.get("/rules/R0002")).json()
+        assert entry["rule_id"] == "R0002"
+        assert entry == (await w.client.get("/rules")).json()[1]
+        missing = await w.client.get("/rules/R9999")
+        assert missing.status_code == 404
+        assert "R9999" in missing.json()["error"]

@@ -51,8 +51,9 @@ async def test_scripted_operations_converge(swarm: Swarm) -> None:
     await start(swarm, rules)
     cli = CliWriter(swarm)
     async with LocalWriter(swarm.db_url) as local:
-        await execute(ops, swarm.rules_dir, cli=cli, local=local, seed=4)
-    assert cli.calls >= 15 and local.calls >= 30
+        await execute(ops, swarm.rules_dir, cli=cli, local=local, settle=swarm.wait_stored,
+                      seed=4)
+    assert cli.calls >= 8 and local.calls >= 30
     await swarm.wait_converged(expected=model.expected(), timeout=30)
     # A TTL set from a process that then exits: reverted by the workers' own timers.
     await cli("S0000", StateOp("disabled", ttl_seconds=0.8, reason="brief"))
@@ -71,7 +72,8 @@ async def test_worker_sigkilled_midstream_and_restarted(swarm: Swarm) -> None:
     victim = swarm.workers[1]
     async with LocalWriter(swarm.db_url) as local:
         script = asyncio.get_running_loop().create_task(
-            execute(ops, swarm.rules_dir, cli=local, local=local, seed=11, max_gap=0.02))
+            execute(ops, swarm.rules_dir, cli=local, local=local, settle=swarm.wait_stored,
+                    seed=11, max_gap=0.02))
         # Kill once the stream is well under way, while it is still flowing.
         await poll_changes(victim, at_least=20)
         await victim.proc.kill()
@@ -136,7 +138,8 @@ async def test_database_connection_cut_and_restored(swarm: Swarm) -> None:
 
         proxy.outage()
         async with LocalWriter(swarm.db_url) as local:
-            await execute(ops, swarm.rules_dir, cli=local, local=local, seed=23)
+            await execute(ops, swarm.rules_dir, cli=local, local=local,
+                          settle=swarm.wait_stored, seed=23)
 
         async def every_worker_failed_several_polls() -> bool:
             statuses = [await w.status() for w in swarm.workers]

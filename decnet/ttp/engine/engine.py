@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from decnet.telemetry import get_tracer, tracing_enabled
 from decnet.ttp.constants import COMMAND_CONTEXT_FIELDS
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.engine.index import RuleIndex
-from decnet.ttp.engine.prefilter import EvalContext
+from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext, build_bucket
 from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.matchers import PatternLeaf
 from decnet.ttp.rules.sandbox import SandboxStats, default_sandbox
 from decnet.ttp.store.base import (
     DEFINITION,
@@ -30,14 +35,28 @@ log = logging.getLogger(__name__)
 
 _NO_UNSAFE: frozenset[str] = frozenset()
 
+#: The background compactor waits this long after a change before rebuilding.
+COMPACTION_DEBOUNCE_SECONDS = 0.02
+
+
+@dataclass(slots=True)
+class _Compaction:
+    """One compaction round: buckets to build from `base`, built so far."""
+
+    base: RuleIndex
+    items: list[tuple[BucketKey, list[tuple[str, int, PatternLeaf]]]]
+    built: dict[BucketKey, Bucket] = field(default_factory=dict)
+    position: int = 0
+
 
 class RuleEngine:
     """Tags events with ATT&CK techniques using an index that is swapped, never mutated.
 
     An evaluation reads the index once, so one running while a change lands sees
     either the old rule or the new one, never a mix. Changed rules are evaluated on
-    their own until a background compaction has rebuilt the prefilter buckets they
-    touch (`background=False` compacts synchronously inside `apply`).
+    their own until a compaction has rebuilt the prefilter buckets they touch: on
+    the event loop `apply` runs on, one bucket per callback; without a running loop
+    in a background thread (or, with `background=False`, inside `apply`).
     """
 
     def __init__(self, rules: Iterable[CompiledRule] = (), *, background: bool = True) -> None:
@@ -56,7 +75,7 @@ class RuleEngine:
 
     @property
     def rules(self) -> Mapping[str, CompiledRule]:
-        return self._index.rules
+        return MappingProxyType(self._index.rules)
 
     @property
     def pending(self) -> int:
@@ -95,38 +114,82 @@ class RuleEngine:
             if start:
                 self._compacting = True
         if start:
-            if self._background:
-                threading.Thread(target=self._compact_loop, name="ttp-engine-compact",
-                                 daemon=True).start()
-            else:
-                self._compact_loop()
+            self._start_compaction()
         return True
 
     def compact(self) -> None:
-        """Fold every pending rule into the prefilter now (in this thread)."""
+        """Fold every pending rule into the prefilter now, in this thread."""
         while True:
             base = self._index
             if not base.pending:
                 return
             built = base.rebuild()
-            with self._lock:
-                self._index = self._index.with_rebuilt(base, built)
-                self.compactions += 1
+            self._install(base, built)
 
-    def _compact_loop(self) -> None:
+    def _install(self, base: RuleIndex, built: Mapping[BucketKey, Bucket]) -> bool:
+        """Swap in rebuilt buckets; True when nothing is pending any more."""
+        with self._lock:
+            self._index = self._index.with_rebuilt(base, built)
+            self.compactions += 1
+            if self._index.pending:
+                return False
+            self._compacting = False
+            return True
+
+    def _start_compaction(self) -> None:
         try:
-            while True:
-                self.compact()
-                with self._lock:
-                    if not self._index.pending:
-                        self._compacting = False
-                        return
-        except BaseException:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            # On the event loop: one bucket compile per callback, so an evaluation
+            # queued on the loop waits for one bucket compile at most.
+            loop.call_later(COMPACTION_DEBOUNCE_SECONDS, self._step, loop, None)
+        elif self._background:
+            threading.Thread(target=self._compact_thread, name="ttp-engine-compact",
+                             daemon=True).start()
+        else:
+            self.compact()
+            with self._lock:
+                self._compacting = False
+
+    def _step(self, loop: asyncio.AbstractEventLoop, work: _Compaction | None) -> None:
+        try:
+            if work is None:
+                base = self._index
+                work = _Compaction(base, base.rebuild_work())
+            elif work.position < len(work.items):
+                key, entries = work.items[work.position]
+                work.built[key] = build_bucket(entries)
+                work.position += 1
+            else:
+                if self._install(work.base, work.built):
+                    return
+                work = None
+        except Exception:
             with self._lock:
                 self._compacting = False
             log.exception("prefilter compaction failed; changed rules stay individually "
                           "evaluated")
-            raise
+            return
+        loop.call_soon(self._step, loop, work)
+
+    def _compact_thread(self) -> None:
+        try:
+            while True:
+                time.sleep(COMPACTION_DEBOUNCE_SECONDS)
+                base = self._index
+                built: dict[BucketKey, Bucket] = {}
+                for key, entries in base.rebuild_work():
+                    built[key] = build_bucket(entries)
+                    time.sleep(0.001)  # let evaluating threads have the GIL
+                if self._install(base, built):
+                    return
+        except Exception:
+            with self._lock:
+                self._compacting = False
+            log.exception("prefilter compaction failed; changed rules stay individually "
+                          "evaluated")
 
     async def follow(self, store: RuleStore) -> None:
         """Load the store's rules and apply its changes until cancelled."""

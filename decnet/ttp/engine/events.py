@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from decnet.ttp.constants import ATTACK_RELEASE, TAG_UUID_NAMESPACE
 from decnet.ttp.errors import DecnetTTPError
 
 _NAMESPACE = uuid.UUID(TAG_UUID_NAMESPACE)
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 class EventError(DecnetTTPError, ValueError):
@@ -59,10 +61,17 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
 
 def tag_uuid(source_kind: str, source_id: str, rule_id: str, rule_version: int,
              technique_id: str, sub_technique_id: str | None) -> str:
-    """Deterministic tag id: the same observation tagged by the same rule is one tag."""
+    """Deterministic tag id: the same observation tagged by the same rule is one tag.
+
+    `uuid.uuid5(namespace, name)` as text, computed without building UUID objects.
+    """
     name = "\x1f".join((source_kind, source_id, rule_id, str(rule_version), technique_id,
                         sub_technique_id or ""))
-    return str(uuid.uuid5(_NAMESPACE, name))
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

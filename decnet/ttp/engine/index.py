@@ -29,6 +29,7 @@ from decnet.ttp.engine.prefilter import (
     plan_rule,
 )
 from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.matchers import PatternLeaf
 from decnet.ttp.store.base import RuleState, StateName
 
 _EMPTY_KEYS: Final[frozenset[BucketKey]] = frozenset()
@@ -52,18 +53,24 @@ def plans_of(rule: CompiledRule) -> Mapping[str, RulePlan]:
 
 @dataclass(frozen=True, slots=True)
 class RuleIndex:
-    """Every rule by id, the plans, the prefilter, and the rules pending compaction."""
+    """Every rule by id, the plans, the prefilter, and the rules pending compaction.
 
-    rules: Mapping[str, CompiledRule]
-    plans: Mapping[str, Mapping[str, RulePlan]]
+    The dicts are never mutated once the index is made (copy on write: a change
+    copies the few it touches with `dict.copy`, a C-speed copy of pointers).
+    """
+
+    rules: dict[str, CompiledRule]
+    plans: dict[str, Mapping[str, RulePlan]]
     #: per kind: its fields' bucket sets
     fields: Mapping[str, tuple[FieldIndex, ...]]
     #: buckets per (kind, field); fixed between full builds
-    layout: Mapping[tuple[str, str], int]
+    layout: dict[tuple[str, str], int]
+    #: rule ids with entries in each bucket, as the plans stand now
+    members: dict[BucketKey, frozenset[str]]
     #: per kind: rules with no necessary leaf, evaluated on every event
     always: Mapping[str, frozenset[str]]
     #: rule id -> buckets its old and new entries live in
-    pending: Mapping[str, frozenset[BucketKey]]
+    pending: dict[str, frozenset[BucketKey]]
     #: bumped by every full build; a compaction of another generation is dropped
     generation: int = 0
 
@@ -79,12 +86,12 @@ class RuleIndex:
                     counts[pair] = counts.get(pair, 0) + 1
         layout = layout_for(counts)
         all_plans = [p for per_kind in plans.values() for p in per_kind.values()]
-        built = {key: build_bucket(entries)
-                 for key, entries in bucket_entries(all_plans, layout).items()}
-        fields = _install({}, layout, built)
-        return cls(MappingProxyType(by_id), MappingProxyType(plans), fields,
-                   MappingProxyType(layout), _always(plans), MappingProxyType({}),
-                   generation)
+        entries = bucket_entries(all_plans, layout)
+        built = {key: build_bucket(group) for key, group in entries.items()}
+        members = {key: frozenset(rid for rid, _bit, _leaf in group)
+                   for key, group in entries.items()}
+        return cls(by_id, plans, _install({}, layout, built), layout, members,
+                   _always(plans), {}, generation)
 
     # -- changes ----------------------------------------------------------------
 
@@ -92,56 +99,59 @@ class RuleIndex:
         """Add or replace a definition (with the state it carries)."""
         rule_id = rule.rule_id
         old = self.rules.get(rule_id)
-        if old is not None and old.matchers is rule.matchers and old.state != rule.state:
+        if old is not None and old.matchers is rule.matchers:
             return self.with_state(rule_id, rule.state, rule)
         new_plans = plans_of(rule)
-        layout = dict(self.layout)
+        layout = self.layout
         for plan in new_plans.values():
             for _bit, leaf in plan.set_leaves:
-                layout.setdefault((plan.kind, leaf.field), 1)
-        keys = self._pending_keys(rule_id, new_plans, layout)
-        rules = dict(self.rules)
+                if (plan.kind, leaf.field) not in layout:
+                    if layout is self.layout:
+                        layout = layout.copy()
+                    layout[(plan.kind, leaf.field)] = 1
+        rules = self.rules.copy()
         rules[rule_id] = rule
-        plans = dict(self.plans)
+        plans = self.plans.copy()
         plans[rule_id] = new_plans
-        pending = dict(self.pending)
-        pending[rule_id] = keys
-        return replace(self, rules=MappingProxyType(rules), plans=MappingProxyType(plans),
-                       layout=MappingProxyType(layout),
-                       always=_always_updated(self.always, rule_id, new_plans),
-                       pending=MappingProxyType(pending))
+        return self._changed(rule_id, new_plans, rules, plans, layout)
 
     def with_state(self, rule_id: str, state: RuleState,
                    rule: CompiledRule | None = None) -> RuleIndex:
         current = self.rules.get(rule_id)
         if current is None:
             return self
-        rules = dict(self.rules)
+        rules = self.rules.copy()
         rules[rule_id] = rule if rule is not None else current.with_state(state)
-        return replace(self, rules=MappingProxyType(rules))
+        return replace(self, rules=rules)
 
     def without(self, rule_id: str) -> RuleIndex:
         if rule_id not in self.rules:
             return self
-        keys = self._pending_keys(rule_id, {}, self.layout)
-        rules = dict(self.rules)
+        rules = self.rules.copy()
         del rules[rule_id]
-        plans = dict(self.plans)
+        plans = self.plans.copy()
         plans.pop(rule_id, None)
-        pending = dict(self.pending)
-        pending[rule_id] = keys
-        return replace(self, rules=MappingProxyType(rules), plans=MappingProxyType(plans),
-                       always=_always_updated(self.always, rule_id, {}),
-                       pending=MappingProxyType(pending))
+        return self._changed(rule_id, {}, rules, plans, self.layout)
 
-    def _pending_keys(self, rule_id: str, new_plans: Mapping[str, RulePlan],
-                      layout: Mapping[tuple[str, str], int]) -> frozenset[BucketKey]:
-        keys = set(self.pending.get(rule_id, _EMPTY_KEYS))
+    def _changed(self, rule_id: str, new_plans: Mapping[str, RulePlan],
+                 rules: dict[str, CompiledRule], plans: dict[str, Mapping[str, RulePlan]],
+                 layout: dict[tuple[str, str], int]) -> RuleIndex:
+        old_keys: set[BucketKey] = set()
         for plan in self.plans.get(rule_id, {}).values():
-            keys |= plan.keys(self.layout)
+            old_keys |= plan.keys(self.layout)
+        new_keys: set[BucketKey] = set()
         for plan in new_plans.values():
-            keys |= plan.keys(layout)
-        return frozenset(keys)
+            new_keys |= plan.keys(layout)
+        members = self.members.copy()
+        for key in old_keys - new_keys:
+            members[key] = members.get(key, frozenset()) - {rule_id}
+        for key in new_keys - old_keys:
+            members[key] = members.get(key, frozenset()) | {rule_id}
+        pending = self.pending.copy()
+        pending[rule_id] = self.pending.get(rule_id, _EMPTY_KEYS) | old_keys | new_keys
+        return replace(self, rules=rules, plans=plans, layout=layout, members=members,
+                       always=_always_updated(self.always, rule_id, new_plans),
+                       pending=pending)
 
     # -- compaction -------------------------------------------------------------
 
@@ -151,12 +161,23 @@ class RuleIndex:
             keys |= bucket_keys
         return frozenset(keys)
 
+    def rebuild_work(self) -> list[tuple[BucketKey, list[tuple[str, int, PatternLeaf]]]]:
+        """The buckets a pending rule touches, with their entries, in build order."""
+        work = []
+        for key in sorted(self.dirty()):
+            kind, field, _number = key
+            entries: list[tuple[str, int, PatternLeaf]] = []
+            for rule_id in sorted(self.members.get(key, ())):
+                plan = self.plans[rule_id].get(kind)
+                if plan is not None:
+                    entries.extend((rule_id, bit, leaf) for bit, leaf in plan.set_leaves
+                                   if leaf.field == field)
+            work.append((key, entries))
+        return work
+
     def rebuild(self) -> dict[BucketKey, Bucket]:
         """New buckets for every bucket a pending rule touches (the slow part)."""
-        wanted = self.dirty()
-        all_plans = [p for per_kind in self.plans.values() for p in per_kind.values()]
-        return {key: build_bucket(entries)
-                for key, entries in bucket_entries(all_plans, self.layout, wanted).items()}
+        return {key: build_bucket(entries) for key, entries in self.rebuild_work()}
 
     def with_rebuilt(self, base: RuleIndex, built: Mapping[BucketKey, Bucket]) -> RuleIndex:
         """Install buckets `base.rebuild()` made; rules changed since `base` stay pending."""
@@ -165,7 +186,7 @@ class RuleIndex:
         pending = {rid: keys for rid, keys in self.pending.items()
                    if self.plans.get(rid) is not base.plans.get(rid)}
         return replace(self, fields=_install(self.fields, self.layout, built),
-                       pending=MappingProxyType(pending))
+                       pending=pending)
 
 
 def _install(fields: Mapping[str, tuple[FieldIndex, ...]],

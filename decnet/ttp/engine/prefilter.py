@@ -35,8 +35,9 @@ from decnet.ttp.rules.matchers import (
 from decnet.ttp.rules.regex import CompiledPattern, re2_options
 
 #: Pattern leaves per bucket: bounds the time one bucket compile holds the GIL
-#: (about 15 us per pattern) and keeps each set's DFA small.
-BUCKET_SIZE: Final = 1024
+#: (RE2::Set::Compile, about 15 us per pattern: ~8 ms here) and keeps each set's
+#: DFA small; more buckets cost one more `Set.Match` call (~0.3 us) per event.
+BUCKET_SIZE: Final = 512
 
 _UNANCHORED: Final = re2._Anchor.UNANCHORED
 _NO_UNSAFE: Final[frozenset[str]] = frozenset()
@@ -94,7 +95,7 @@ def plan_rule(rule: CompiledRule, kind: str) -> RulePlan | None:
             set_leaves.append((len(set_leaves), leaf))
     necessary = _necessary(tree, bits)
     single = (isinstance(tree, PatternLeaf) and id(tree) in bits
-              and not tree.pattern.newline_sensitive)
+              and not tree.pattern.input_sensitive)
     return RulePlan(rule.rule_id, kind, tree, tuple(set_leaves),
                     None if necessary is None else frozenset(necessary), single,
                     _check(tree, bits))
@@ -141,7 +142,8 @@ def _check(node: MatchNode, bits: Mapping[int, int]) -> Check:
 def _leaf_check(leaf: PatternLeaf, bit: int) -> Check:
     field = leaf.field
     get = leaf.get
-    sensitive = leaf.pattern.newline_sensitive
+    pattern = leaf.pattern
+    sensitive = pattern.input_sensitive
 
     def check(payload: Mapping[str, Any], mask: int, ctx: EvalContext) -> bool:
         if ctx.unsafe and field in ctx.unsafe:
@@ -150,7 +152,7 @@ def _leaf_check(leaf: PatternLeaf, bit: int) -> Check:
             return False
         if sensitive:
             text = get(payload)
-            if text is not None and "\n" in text[:-1]:
+            if text is not None and pattern.needs_python(text):
                 return leaf.evaluate(payload, ctx.deadline)
         return True
 

@@ -10,7 +10,9 @@ regexes load) and re-emitted from the parse tree as an RE2 pattern that matches
 exactly the same texts: every character class is spelled out as explicit code
 point ranges (so `\\s` keeps `\\v`, case folding stays ASCII), `$` becomes
 `\\n?\\z` where nothing follows it and `(?m:$)` elsewhere (exact unless the text
-has a newline before its last character, see `CompiledPattern.needs_python`),
+has a newline before its last character), `\\B` stays `\\B` (exact on ASCII text;
+RE2 also finds it inside a multi-byte character) — `CompiledPattern.needs_python`
+names the texts where Python must confirm;
 lazy quantifiers become greedy (a search only asks whether a match exists).
 Lookaround, backreferences, conditionals, atomic groups, possessive quantifiers
 and repeat counts over 1000 have no RE2 form: such a pattern is a *fallback*
@@ -20,6 +22,7 @@ and reported by a load-time warning.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 import re
@@ -32,13 +35,15 @@ from re2 import _re2
 
 _parser: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")
+_compiler: Any = importlib.import_module("re._compiler")
 
 #: Flags every rule pattern is compiled with (the reference semantics).
 BASE_FLAGS: Final = re.ASCII
 #: Largest repeat count RE2 accepts.
 RE2_MAX_REPEAT: Final = 1000
-#: Memory budget of one compiled RE2 program (bytes).
-RE2_MAX_MEM: Final = 64 << 20
+#: Memory budget of one compiled RE2 program or set, its DFA cache included (bytes):
+#: the cache is flushed when full, so this bounds the memory a hostile input can grow.
+RE2_MAX_MEM: Final = 8 << 20
 
 MAX_CODE_POINT: Final = 0x10FFFF
 _SURROGATES: Final = (0xD800, 0xDFFF)
@@ -74,22 +79,29 @@ class Translation:
     #: `$` is used before more pattern: exact only if the text has no newline
     #: before its last character.
     newline_sensitive: bool = False
+    #: `\B` is used: RE2 also finds it between the bytes of one non-ASCII character,
+    #: so it is exact only on ASCII text.
+    non_boundary: bool = False
 
 
 def translate(pattern: str, flags: int = BASE_FLAGS) -> Translation:
     """Translate a valid Python pattern (parsed with `flags`) into RE2 syntax."""
-    parsed = _parser.parse(pattern, flags)
+    return _translate_parsed(_parser.parse(pattern, flags))
+
+
+def _translate_parsed(parsed: Any) -> Translation:
     emitter = _Emitter()
     try:
         source = emitter.sequence(parsed.data, parsed.state.flags, tail=True)
     except Unsupported as exc:
         return Translation(None, str(exc))
-    return Translation(source, None, emitter.newline_sensitive)
+    return Translation(source, None, emitter.newline_sensitive, emitter.non_boundary)
 
 
 class _Emitter:
     def __init__(self) -> None:
         self.newline_sensitive = False
+        self.non_boundary = False
 
     def sequence(self, items: Sequence[tuple[Any, Any]], flags: int, tail: bool) -> str:
         last = len(items) - 1
@@ -97,15 +109,15 @@ class _Emitter:
                        for i, (op, av) in enumerate(items))
 
     def item(self, op: Any, av: Any, flags: int, tail: bool) -> str:
+        folded = flags & re.IGNORECASE
         if op is _c.LITERAL:
-            return char_class(_fold([(av, av)], flags))
+            return _literal(av, folded)
         if op is _c.NOT_LITERAL:
-            return char_class(complement(_fold([(av, av)], flags)))
+            return _not_literal(av, folded)
         if op is _c.ANY:
-            return char_class([(0, MAX_CODE_POINT)] if flags & re.DOTALL
-                              else complement([(0x0A, 0x0A)]))
+            return _ANY_DOTALL if flags & re.DOTALL else _ANY
         if op is _c.IN:
-            return char_class(_class_ranges(av, flags))
+            return _class(tuple(av), folded)
         if op is _c.BRANCH:
             return "(?:" + "|".join(self.sequence(alt.data, flags, tail)
                                     for alt in av[1]) + ")"
@@ -144,6 +156,7 @@ class _Emitter:
         if where is _c.AT_BOUNDARY:
             return r"\b"
         if where is _c.AT_NON_BOUNDARY:
+            self.non_boundary = True
             return r"\B"
         raise Unsupported(str(where).lower())
 
@@ -196,6 +209,23 @@ def _fold(ranges: Ranges, flags: int) -> Ranges:
     return normalize([*ranges, *extra])
 
 
+@functools.lru_cache(maxsize=4096)
+def _literal(code: int, folded: int) -> str:
+    if not folded and code < 0x80 and chr(code).isalnum():
+        return chr(code)
+    return char_class(_fold([(code, code)], folded))
+
+
+@functools.lru_cache(maxsize=1024)
+def _not_literal(code: int, folded: int) -> str:
+    return char_class(complement(_fold([(code, code)], folded)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _class(items: tuple[tuple[Any, Any], ...], folded: int) -> str:
+    return char_class(_class_ranges(items, folded))
+
+
 def _class_ranges(items: Sequence[tuple[Any, Any]], flags: int) -> Ranges:
     negate = False
     ranges: Ranges = []
@@ -246,6 +276,10 @@ def _without_surrogates(low: int, high: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in ((low, s_low - 1), (s_high + 1, high)) if a <= b]
 
 
+_ANY: Final = char_class(complement([(0x0A, 0x0A)]))
+_ANY_DOTALL: Final = char_class([(0, MAX_CODE_POINT)])
+
+
 def python_flags(ignore_case: bool) -> int:
     return BASE_FLAGS | (re.IGNORECASE if ignore_case else 0)
 
@@ -276,6 +310,7 @@ class CompiledPattern:
     re2_source: str | None
     re2: Any
     newline_sensitive: bool
+    non_boundary: bool
     matches_empty: bool
     engine: str
     warning: str | None = None
@@ -287,13 +322,24 @@ class CompiledPattern:
     def is_fallback(self) -> bool:
         return self.re2 is None
 
+    @property
+    def input_sensitive(self) -> bool:
+        """Whether RE2's answer must be confirmed on some texts (see `needs_python`).
+
+        On those texts RE2 over-approximates (it may find a match Python does not,
+        never the reverse), so a miss from a combined set is still exact.
+        """
+        return self.newline_sensitive or self.non_boundary
+
     def needs_python(self, text: str) -> bool:
         """Whether RE2 cannot decide this pattern on `text` (Python `re` must, sandboxed)."""
         if self.re2 is None:
             return True
         if self.newline_sensitive and "\n" in text[:-1]:
             return True
-        return not text_is_utf8_safe(text)
+        if text.isascii():
+            return False
+        return self.non_boundary or not text_is_utf8_safe(text)
 
     def search(self, text: str, deadline: float | None = None) -> bool:
         """Whether the pattern occurs in `text`; exact, never stalls the caller.
@@ -320,8 +366,11 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
                    rule_id: str | None = None, where: str = "pattern") -> CompiledPattern:
     """Compile `pattern`; raises `re.error` when it is not a valid Python regex."""
     flags = python_flags(ignore_case)
-    python = re.compile(pattern, flags)
-    translation = translate(pattern, flags)
+    # Parse once: the same tree is translated, then compiled by Python's compiler
+    # (which does not modify it) — what `re.compile` does, minus its second parse.
+    parsed = _parser.parse(pattern, flags)
+    translation = _translate_parsed(parsed)
+    python: re.Pattern[str] = _compiler.compile(parsed, flags)
     program: Any = None
     reason = translation.reason
     if translation.source is not None:
@@ -341,6 +390,7 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         re2_source=translation.source if program is not None else None,
         re2=program,
         newline_sensitive=translation.newline_sensitive,
+        non_boundary=translation.non_boundary,
         matches_empty=python.search("") is not None,
         engine="re2" if program is not None else "re-sandbox",
         warning=warning,

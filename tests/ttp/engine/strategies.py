@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,18 +15,19 @@ from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.base import RuleState, StateName
 
 #: Characters where Python `re` and RE2 disagree unless translated with care.
-TEXT_ALPHABET = list("aAbBkK09_ -.;/|é\n\t\r\x0b\x1c$\\ſ\u212a\u0663ı")
+TEXT_ALPHABET = list("aAbBkK09_ -.;/|é\n\t\r\x0b\x1c$\\\u017f\u212a\u0663\u0131")
 
-LITERALS = ["a", "b", "A", "B", "k", "0", "9", "_", " ", "-", "é", "ſ", "/", ";",
+LITERALS = ["a", "b", "A", "B", "k", "0", "9", "_", " ", "-", "é", "\u017f", "/", ";",
             r"\.", r"\n", r"\t", r"\x0b", r"\\", r"\$", r"\x1c", r"\u212a"]
 CLASSES = [".", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", "[ab]", "[^ab]", "[a-c]",
-           r"[^\s]", r"[\d_]", "[A-Z]", r"[\S\n]", r"[\W\d]", "[^a-z]", "[é-ſ]", "[k]"]
+           r"[^\s]", r"[\d_]", "[A-Z]", r"[\S\n]", r"[\W\d]", "[^a-z]", "[é-\u017f]", "[k]"]
 ANCHORS = ["^", "$", r"\A", r"\Z", r"\b", r"\B"]
 FALLBACK = ["(?=a)", "(?<!b)", "(?!a)", "(a)\\1", "(?<=a)"]
 GROUPS = ["(?:{})", "({})", "(?i:{})", "(?m:{})", "(?s:{})", "(?-i:{})"]
 QUANTIFIERS = ["*", "+", "?", "{0,2}", "{2}", "*?", "+?", "{1,}"]
 
 
+@functools.cache
 def regexes(fallback: bool = False) -> st.SearchStrategy[str]:
     atoms = st.sampled_from(LITERALS + CLASSES)
     base = st.one_of(atoms, st.sampled_from(ANCHORS),
@@ -53,6 +55,7 @@ def _valid(pattern: str) -> bool:
     return True
 
 
+@functools.cache
 def texts(max_size: int = 12) -> st.SearchStrategy[str]:
     return st.text(alphabet=st.sampled_from(TEXT_ALPHABET), max_size=max_size)
 
@@ -62,6 +65,7 @@ FIELDS = ["command_text", "raw_url", "username", "user", "headers.user_agent", "
 WORDS = ["wget", "curl", "admin", "root", "x", "ab", "é", "WGET", "", "/tmp"]
 
 
+@functools.cache
 def leaf_specs(fallback: bool) -> st.SearchStrategy[dict[str, Any]]:
     modifiers = st.fixed_dictionaries({}, optional={
         "field": st.sampled_from(FIELDS), "case_insensitive": st.booleans()})
@@ -77,6 +81,7 @@ def leaf_specs(fallback: bool) -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(lambda op, mods: {**op, **mods}, operator, modifiers)
 
 
+@functools.cache
 def match_specs(fallback: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     def extend(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
         return st.one_of(
@@ -93,6 +98,7 @@ def match_specs(fallback: bool = False) -> st.SearchStrategy[dict[str, Any]]:
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
+@functools.cache
 def states() -> st.SearchStrategy[RuleState]:
     expiry = st.sampled_from([None, NOW - timedelta(hours=1), NOW + timedelta(days=3650)])
     return st.one_of(

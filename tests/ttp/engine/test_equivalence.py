@@ -50,7 +50,7 @@ def test_engine_equals_reference_with_fallback_patterns(
         assert tags(engine, event) == tags(reference, event)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=150)
 @given(before=rule_sets(), after=rule_sets(), data=st.data())
 def test_engine_equals_reference_through_changes(
         before: list[CompiledRule], after: list[CompiledRule], data: st.DataObject) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from decnet.ttp.constants import TAG_UUID_NAMESPACE
 from decnet.ttp.engine.engine import RuleEngine
@@ -208,3 +211,28 @@ def test_replace_all_and_empty_fields() -> None:
 def test_bad_events_are_rejected() -> None:
     with pytest.raises(ValueError, match="source_kind"):
         RuleEngine().evaluate({"source_id": "1", "payload": {}})
+
+
+async def test_changes_applied_off_the_loop_compact_in_a_thread() -> None:
+    rules = [make_rule(f"R{i:04d}", {"pattern": rf"\bcmd{i}\b"}, ["command"])
+             for i in range(20)]
+    engine = RuleEngine(rules)
+    new = make_rule("R0020", {"pattern": r"\bcmd20\b"}, ["command"])
+    # no running loop in that thread: the engine starts its compaction thread
+    await asyncio.to_thread(engine.apply, RuleChange("definition", "R0020", new))
+    assert fired(engine, command("cmd20")) == ["R0020"]
+    await poll(lambda: engine.pending == 0, message="thread compaction")
+    assert engine.compactions >= 1
+    assert fired(engine, command("cmd20")) == ["R0020"]
+
+
+@given(parts=st.tuples(st.text(min_size=1), st.text(min_size=1),
+                       st.from_regex(r"R\d{4}", fullmatch=True), st.integers(1, 99),
+                       st.sampled_from(["T1082", "T1548"]),
+                       st.sampled_from([None, "T1548.001"])))
+def test_tag_uuid_is_uuid5(parts: tuple[str, str, str, int, str, str | None]) -> None:
+    kind, source_id, rule_id, version, technique, sub = parts
+    assume(not any("\ud800" <= c <= "\udfff" for c in kind + source_id))
+    name = "\x1f".join((kind, source_id, rule_id, str(version), technique, sub or ""))
+    expected = str(uuid.uuid5(uuid.UUID(TAG_UUID_NAMESPACE), name))
+    assert tag_uuid(kind, source_id, rule_id, version, technique, sub) == expected

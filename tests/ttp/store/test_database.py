@@ -227,7 +227,7 @@ async def test_concurrent_writers_get_distinct_gap_free_revisions(db_url: str) -
                                          .order_by(ChangeLogRow.revision))).all()
         assert [r for r, _ in logged] == list(range(start + 1, start + 41))
         assert len({rule for _, rule in logged}) == 40
-        assert set((await one.list_states())) == {f"{p}{n}" for p in "ABCD" for n in range(10)}
+        assert set(await one.list_states()) == {f"{p}{n}" for p in "ABCD" for n in range(10)}
 
 
 async def test_expiry_racing_between_stores_reverts_once(db_url: str) -> None:

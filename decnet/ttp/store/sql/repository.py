@@ -10,18 +10,31 @@ A write that would change nothing rolls back and consumes no revision.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import delete, event, func, insert, inspect, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from decnet.ttp.constants import (
@@ -41,8 +54,14 @@ from decnet.ttp.store.sql.models import (
     RuleRow,
     StateRow,
 )
+from decnet.ttp.store.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds a cancelled caller lets its in-flight database operation finish.
+CANCEL_GRACE: Final = 2.0
 
 #: Alembic revisions this version knows, oldest first; the last is the one it needs.
 SCHEMA_REVISIONS: Final = ("0001",)
@@ -147,13 +166,18 @@ def _state_of(row: Any) -> RuleState:
 
 
 class RuleRepository:
-    """Owns the `AsyncEngine` of one database and runs every query of the store.
+    """Owns the engines of one database and runs every query of the store.
 
-    `url` is an SQLAlchemy async URL (`sqlite+aiosqlite:///rules.db`,
+    `url` is an SQLAlchemy URL (`sqlite+aiosqlite:///rules.db`,
     `postgresql+asyncpg://…`, `mysql+asyncmy://…`); None means a private in-memory
     SQLite database, whose schema is created on first use. Any other database must
     have been migrated (`decnet-ttp db upgrade`); an older schema is refused with
-    `SchemaOutdatedError`. The engine is created lazily, on first use.
+    `SchemaOutdatedError`. Engines are created lazily, on first use.
+
+    Every operation is one synchronous function over a `Connection`. On PostgreSQL
+    and MariaDB/MySQL it runs on the async engine (`AsyncConnection.run_sync`); on
+    SQLite it runs whole on one worker thread with the standard `sqlite3` driver, so an
+    operation costs one thread hop instead of several per statement.
     """
 
     def __init__(self, url: str | URL | None = None, *,
@@ -171,6 +195,8 @@ class RuleRepository:
         self._check_schema = check_schema
         self._engine: AsyncEngine | None = None
         self._poll_engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
@@ -184,6 +210,7 @@ class RuleRepository:
 
     @property
     def engine(self) -> AsyncEngine:
+        """The async engine (on SQLite: for migrations and ad-hoc access only)."""
         if self._engine is None:
             self._engine = self._make_engine()
         return self._engine
@@ -204,57 +231,91 @@ class RuleRepository:
             kwargs["isolation_level"] = "AUTOCOMMIT"
             kwargs["pool_size"] = 1
         engine = create_async_engine(self.url, **kwargs)
-        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+        self._instrument(engine.sync_engine)
+        return engine
+
+    def _instrument(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._count)
         if self.dialect == "sqlite":
             file_db = not self.is_memory
-            event.listen(engine.sync_engine, "connect",
+            event.listen(engine, "connect",
                          lambda dbapi, _record: _sqlite_connect(dbapi, file_db))
-            event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        return engine
+            event.listen(engine, "begin", _sqlite_begin)
 
     def _count(self, *_args: Any) -> None:
         self.statements += 1
 
     @property
     def _poll(self) -> AsyncEngine:
-        """Engine of cheap single-statement reads: autocommit where that saves round trips."""
-        if self.dialect == "sqlite":
-            return self.engine
+        """Engine of cheap single-statement reads: autocommit saves BEGIN/ROLLBACK trips."""
         if self._poll_engine is None:
             self._poll_engine = self._make_engine(autocommit=True)
         return self._poll_engine
+
+    def _sqlite_engine(self) -> Engine:
+        if self._sync_engine is None:
+            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+            if self.is_memory:
+                kwargs["poolclass"] = StaticPool
+            else:
+                kwargs["pool_size"] = 1
+            engine = create_engine(self.url.set(drivername="sqlite+pysqlite"), **kwargs)
+            self._instrument(engine)
+            self._sync_engine = engine
+        return self._sync_engine
 
     async def dispose(self) -> None:
         for engine in (self._poll_engine, self._engine):
             if engine is not None:
                 await engine.dispose()
+        thread, self._thread = self._thread, None
+        sync_engine, self._sync_engine = self._sync_engine, None
+        if thread is not None:
+            if sync_engine is not None:
+                await asyncio.get_running_loop().run_in_executor(thread, sync_engine.dispose)
+            thread.shutdown(wait=False)
         self._poll_engine = self._engine = None
         self._ready = False
 
-    @contextlib.asynccontextmanager
-    async def _reading(self, what: str) -> AsyncIterator[None]:
-        """Database errors of a read become `StoreError` naming what was being read."""
+    async def run(self, operation: Callable[[Connection], T], *, poll: bool = False) -> T:
+        """Run `operation(connection)`; it begins and ends its own transaction.
+
+        A cancelled caller lets the operation finish (see `settle`).
+        """
+        if self.dialect == "sqlite":
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="decnet-ttp-sqlite")
+            engine = self._sqlite_engine()
+
+            def in_thread() -> T:
+                with engine.connect() as conn:
+                    return operation(conn)
+
+            return await settle(_await_future(
+                asyncio.get_running_loop().run_in_executor(self._thread, in_thread)))
+
+        async def on_engine() -> T:
+            async with (self._poll if poll else self.engine).connect() as conn:
+                return await conn.run_sync(operation)
+
+        return await settle(on_engine())
+
+    async def _read(self, what: str, operation: Callable[[Connection], T], *,
+                    poll: bool = False) -> T:
+        """A read: database errors become `StoreError` naming what was being read."""
+        await self.connect()
         try:
-            yield
+            return await self.run(operation, poll=poll)
         except StoreError:
             raise
         except _DB_ERRORS as exc:
             raise StoreError(f"reading {what} from the rule database failed: "
                              f"{type(exc).__name__}: {exc}") from exc
 
-    @contextlib.asynccontextmanager
-    async def _serial(self) -> AsyncIterator[None]:
-        """In-memory SQLite has one connection: every use of it takes turns."""
-        if self.is_memory:
-            async with self._write_lock:
-                yield
-        else:
-            yield
-
     # schema -----------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Create the engine and check the schema (create it, in memory). Idempotent."""
+        """Check the schema (create it, in memory) on first use. Idempotent."""
         if self._ready:
             return
         async with self._ready_lock:
@@ -273,14 +334,13 @@ class RuleRepository:
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at; None when it has no schema."""
-        def read(sync_conn: Any) -> str | None:
-            if not inspect(sync_conn).has_table("alembic_version"):
+        def read(conn: Connection) -> str | None:
+            if not inspect(conn).has_table("alembic_version"):
                 return None
-            versions = sync_conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
             return str(versions[0][0]) if versions else None
 
-        async with self._serial(), self.engine.connect() as conn:
-            return await conn.run_sync(read)
+        return await self.run(read)
 
     async def check_schema(self) -> None:
         current = await self.schema_revision()
@@ -297,96 +357,74 @@ class RuleRepository:
 
     async def create_schema(self) -> None:
         """Create the tables from the models and stamp them (in-memory databases, tests)."""
-        def create(sync_conn: Any) -> None:
+        def create(conn: Connection) -> None:
             from alembic.runtime.migration import MigrationContext
 
-            Base.metadata.create_all(sync_conn)
-            if sync_conn.execute(select(RevisionRow.id)).first() is None:
-                sync_conn.execute(insert(RevisionRow).values(id=1, revision=0))
-                sync_conn.execute(insert(MasterLeaseRow).values(
-                    id=1, holder=None, token=0, heartbeat=0))
-            context = MigrationContext.configure(sync_conn)
-            context.stamp(_script_directory(), SCHEMA_HEAD)
+            with conn.begin():
+                Base.metadata.create_all(conn)
+                if conn.execute(select(RevisionRow.id)).first() is None:
+                    conn.execute(insert(RevisionRow).values(id=1, revision=0))
+                    conn.execute(insert(MasterLeaseRow).values(
+                        id=1, holder=None, token=0, heartbeat=0))
+                MigrationContext.configure(conn).stamp(_script_directory(), SCHEMA_HEAD)
 
-        async with self._serial(), self.engine.begin() as conn:
-            await conn.run_sync(create)
+        await self.run(create)
 
     # reads ------------------------------------------------------------------
 
     async def head_revision(self) -> int:
         """The last committed revision: the one cheap query of an idle tail."""
-        async with self._reading("the revision"):
-            return await self._head_revision()
+        def read(conn: Connection) -> int:
+            return int(conn.execute(_HEAD).scalar_one())
 
-    async def _head_revision(self) -> int:
-        """The last committed revision: the one cheap query of an idle tail."""
-        await self.connect()
-        async with self._serial(), self._poll.connect() as conn:
-            result = await conn.execute(select(RevisionRow.revision).where(RevisionRow.id == 1))
-            return int(result.scalar_one())
+        return await self._read("the revision", read, poll=True)
 
     async def snapshot(self) -> Snapshot:
         """Every rule and state. The revision is read first, so rows are at least that new."""
-        async with self._reading("the rules"):
-            return await self._snapshot()
-
-    async def _snapshot(self) -> Snapshot:
-        """Every rule and state. The revision is read first, so rows are at least that new."""
-        await self.connect()
-        async with self._serial(), self.engine.connect() as conn:
-            head = (await conn.execute(
-                select(RevisionRow.revision).where(RevisionRow.id == 1))).scalar_one()
-            rule_rows = (await conn.execute(select(
+        def read(conn: Connection) -> Snapshot:
+            head = conn.execute(_HEAD).scalar_one()
+            rules = [StoredRule(*row) for row in conn.execute(select(
                 RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path,
                 RuleRow.yaml_content, RuleRow.updated_at, RuleRow.updated_by,
-                RuleRow.revision).order_by(RuleRow.rule_id))).all()
-            state_rows = (await conn.execute(select(STATE_TABLE))).all()
-        rules = [StoredRule(*row) for row in rule_rows]
-        states = {row.rule_id: StoredState(row.revision, _state_of(row)) for row in state_rows}
-        return Snapshot(int(head), rules, states)
+                RuleRow.revision).order_by(RuleRow.rule_id))]
+            states = {row.rule_id: StoredState(row.revision, _state_of(row))
+                      for row in conn.execute(select(STATE_TABLE))}
+            return Snapshot(int(head), rules, states)
+
+        return await self._read("the rules", read)
 
     async def read_state(self, rule_id: str) -> StoredState | None:
-        async with self._reading("a state"):
-            return await self._read_state(rule_id)
+        def read(conn: Connection) -> StoredState | None:
+            row = conn.execute(_STATE_READ, {"b_rule_id": rule_id}).first()
+            return None if row is None else StoredState(row.revision, _state_of(row))
 
-    async def _read_state(self, rule_id: str) -> StoredState | None:
-        await self.connect()
-        async with self._serial(), self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(STATE_TABLE).where(StateRow.rule_id == rule_id))).first()
-        return None if row is None else StoredState(row.revision, _state_of(row))
+        return await self._read("a state", read)
 
     async def read_states(self) -> dict[str, StoredState]:
-        async with self._reading("the states"):
-            return await self._read_states()
+        def read(conn: Connection) -> dict[str, StoredState]:
+            return {row.rule_id: StoredState(row.revision, _state_of(row))
+                    for row in conn.execute(select(STATE_TABLE))}
 
-    async def _read_states(self) -> dict[str, StoredState]:
-        await self.connect()
-        async with self._serial(), self.engine.connect() as conn:
-            rows = (await conn.execute(select(STATE_TABLE))).all()
-        return {row.rule_id: StoredState(row.revision, _state_of(row)) for row in rows}
+        return await self._read("the states", read)
 
     async def rule_contents(self) -> dict[str, tuple[int, str]]:
         """`rule_id -> (rule_version, yaml_content)` of every stored rule."""
-        async with self._reading("the rules"):
-            return await self._rule_contents()
+        def read(conn: Connection) -> dict[str, tuple[int, str]]:
+            rows = conn.execute(select(RuleRow.rule_id, RuleRow.rule_version,
+                                       RuleRow.yaml_content))
+            return {rule_id: (version, content) for rule_id, version, content in rows}
 
-    async def _rule_contents(self) -> dict[str, tuple[int, str]]:
-        """`rule_id -> (rule_version, yaml_content)` of every stored rule."""
-        await self.connect()
-        async with self._serial(), self.engine.connect() as conn:
-            rows = (await conn.execute(select(
-                RuleRow.rule_id, RuleRow.rule_version, RuleRow.yaml_content))).all()
-        return {rule_id: (version, text) for rule_id, version, text in rows}
+        return await self._read("the rules", read)
+
+    async def rule_exists(self, rule_id: str) -> bool:
+        def read(conn: Connection) -> bool:
+            return conn.execute(select(RuleRow.revision).where(
+                RuleRow.rule_id == rule_id)).first() is not None
+
+        return await self._read("a rule", read)
 
     async def changes_since(self, watermark: int, head: int, limit: int) -> list[LogEntry]:
         """Change-log entries in `(watermark, head]`, oldest first, with current rows."""
-        async with self._reading("the change log"):
-            return await self._changes_since(watermark, head, limit)
-
-    async def _changes_since(self, watermark: int, head: int, limit: int) -> list[LogEntry]:
-        """Change-log entries in `(watermark, head]`, oldest first, with current rows."""
-        await self.connect()
         stmt = (
             select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
                    RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
@@ -402,92 +440,70 @@ class RuleRepository:
             .order_by(ChangeLogRow.revision)
             .limit(limit)
         )
-        async with self._serial(), self._poll.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        entries = []
-        for row in rows:
-            rule = None if row.rule_revision is None else StoredRule(
-                row.rule_id, row.rule_version, row.source_path, row.yaml_content,
-                row.updated_at, row.updated_by, row.rule_revision)
-            state = None if row.state_revision is None else StoredState(
-                row.state_revision, _state_of(row))
-            entries.append(LogEntry(row.revision, row.rule_id, row.change_kind, rule, state))
-        return entries
 
-    async def rule_exists(self, rule_id: str) -> bool:
-        async with self._reading("a rule"):
-            return await self._rule_exists(rule_id)
+        def read(conn: Connection) -> list[LogEntry]:
+            entries = []
+            for row in conn.execute(stmt):
+                rule = None if row.rule_revision is None else StoredRule(
+                    row.rule_id, row.rule_version, row.source_path, row.yaml_content,
+                    row.updated_at, row.updated_by, row.rule_revision)
+                state = None if row.state_revision is None else StoredState(
+                    row.state_revision, _state_of(row))
+                entries.append(LogEntry(row.revision, row.rule_id, row.change_kind, rule,
+                                        state))
+            return entries
 
-    async def _rule_exists(self, rule_id: str) -> bool:
-        await self.connect()
-        async with self._serial(), self.engine.connect() as conn:
-            found = (await conn.execute(
-                select(RuleRow.revision).where(RuleRow.rule_id == rule_id))).first()
-        return found is not None
+        return await self._read("the change log", read, poll=True)
 
     async def oldest_logged_revision(self) -> int | None:
-        async with self._reading("the change log"):
-            return await self._oldest_logged_revision()
+        def read(conn: Connection) -> int | None:
+            value = conn.execute(select(func.min(ChangeLogRow.revision))).scalar()
+            return None if value is None else int(value)
 
-    async def _oldest_logged_revision(self) -> int | None:
-        await self.connect()
-        async with self._serial(), self.engine.connect() as conn:
-            value = (await conn.execute(select(func.min(ChangeLogRow.revision)))).scalar()
-        return None if value is None else int(value)
+        return await self._read("the change log", read)
 
     # writes -----------------------------------------------------------------
 
-    async def _transact(
-        self, rule_id: str, kind: str,
-        body: Callable[[AsyncConnection, int], Awaitable[None]],
-        fence: Fence | None = None,
-    ) -> int | None:
+    async def _transact(self, rule_id: str, kind: str, body: Callable[[Connection, int], None],
+                        fence: Fence | None = None) -> int | None:
         """Run `body` in a revision-bumping transaction; its revision, or None if no-op."""
+        def transaction(conn: Connection) -> int | None:
+            if self.dialect == "sqlite":
+                conn.execution_options(decnet_sqlite_begin="IMMEDIATE")
+            try:
+                with conn.begin():
+                    if fence is not None:
+                        _check_fence(conn, fence)
+                    revision = self._bump(conn)
+                    body(conn, revision)
+                    conn.execute(_LOG_INSERT, {"revision": revision, "rule_id": rule_id,
+                                               "change_kind": kind, "changed_at": utcnow()})
+                    if revision % self._prune_every == 0:
+                        conn.execute(_LOG_PRUNE,
+                                     {"b_upto": revision - self.change_log_retention})
+                    if self.dialect == "postgresql":
+                        conn.execute(_NOTIFY, {"b_payload": str(revision)})
+                return revision
+            except _NoChange:
+                return None
+
         await self.connect()
         try:
+            if self.dialect == "sqlite":  # one writer thread serializes already
+                return await self.run(transaction)
             async with self._write_lock:
-                engine = self.engine
-                if self.dialect == "sqlite":
-                    engine = engine.execution_options(decnet_sqlite_begin="IMMEDIATE")
-                async with engine.begin() as conn:
-                    if fence is not None:
-                        await self._check_fence(conn, fence)
-                    revision = await self._bump(conn)
-                    await body(conn, revision)
-                    await conn.execute(insert(ChangeLogRow).values(
-                        revision=revision, rule_id=rule_id, change_kind=kind,
-                        changed_at=utcnow()))
-                    if revision % self._prune_every == 0:
-                        await conn.execute(delete(ChangeLogRow).where(
-                            ChangeLogRow.revision <= revision - self.change_log_retention))
-                    if self.dialect == "postgresql":
-                        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(revision))))
-            return revision
-        except _NoChange:
-            return None
+                return await self.run(transaction)
         except StoreError:
             raise
         except _DB_ERRORS as exc:
             raise StoreError(f"writing {kind} of {rule_id} to the rule database failed: "
                              f"{type(exc).__name__}: {exc}") from exc
 
-    async def _bump(self, conn: AsyncConnection) -> int:
-        stmt = update(RevisionRow).where(RevisionRow.id == 1).values(
-            revision=RevisionRow.revision + 1)
+    def _bump(self, conn: Connection) -> int:
         if self.dialect != "mysql":
-            return int((await conn.execute(stmt.returning(RevisionRow.revision))).scalar_one())
-        await conn.execute(stmt)
-        return int((await conn.execute(
-            select(RevisionRow.revision).where(RevisionRow.id == 1))).scalar_one())
-
-    async def _check_fence(self, conn: AsyncConnection, fence: Fence) -> None:
-        result = await conn.execute(
-            update(MasterLeaseRow)
-            .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
-                   MasterLeaseRow.token == fence.token)
-            .values(heartbeat=MasterLeaseRow.heartbeat + 1, heartbeat_at=utcnow()))
-        if result.rowcount != 1:
-            raise MasterLeaseLost(f"{fence.holder} no longer holds the master lease")
+            return int(conn.execute(_BUMP_RETURNING).scalar_one())
+        conn.execute(_BUMP)
+        return int(conn.execute(_HEAD).scalar_one())
 
     async def upsert_rule(self, rule_id: str, rule_version: int, yaml_content: str, *,
                           source_path: str | None, updated_by: str | None,
@@ -495,51 +511,44 @@ class RuleRepository:
         """Insert or replace a definition; None when the stored row is identical."""
         state_now: list[RuleState] = []
 
-        async def body(conn: AsyncConnection, revision: int) -> None:
-            current = (await conn.execute(
-                select(RuleRow.rule_version, RuleRow.yaml_content)
-                .where(RuleRow.rule_id == rule_id))).first()
+        def body(conn: Connection, revision: int) -> None:
+            key = {"b_rule_id": rule_id}
+            current = conn.execute(_RULE_CONTENT, key).first()
             if current is not None and tuple(current) == (rule_version, yaml_content):
                 raise _NoChange
             values = {"rule_version": rule_version, "yaml_content": yaml_content,
                       "source_path": source_path, "updated_at": utcnow(),
                       "updated_by": updated_by, "revision": revision}
             if current is None:
-                await conn.execute(insert(RuleRow).values(rule_id=rule_id, **values))
+                conn.execute(_RULE_INSERT, {"rule_id": rule_id, **values})
             else:
-                await conn.execute(update(RuleRow).where(RuleRow.rule_id == rule_id)
-                                   .values(**values))
-            row = (await conn.execute(select(STATE_TABLE).where(
-                StateRow.rule_id == rule_id))).first()
+                conn.execute(_RULE_UPDATE, {**key, **values})
+            row = conn.execute(_STATE_READ, key).first()
             state_now.append(DEFAULT_STATE if row is None else _state_of(row))
 
         revision = await self._transact(rule_id, DEFINITION_KIND, body, fence)
-        return None if revision is None else RuleWrite(revision, state_now[0])
+        return None if revision is None else RuleWrite(revision, state_now[-1])
 
     async def delete_rule(self, rule_id: str, *, fence: Fence | None = None) -> int | None:
         """Remove a definition (its state stays); None when there was none."""
-        async def body(conn: AsyncConnection, revision: int) -> None:
-            result = await conn.execute(delete(RuleRow).where(RuleRow.rule_id == rule_id))
-            if result.rowcount == 0:
+        def body(conn: Connection, revision: int) -> None:
+            if conn.execute(_RULE_DELETE, {"b_rule_id": rule_id}).rowcount == 0:
                 raise _NoChange
 
         return await self._transact(rule_id, DELETED_KIND, body, fence)
 
     async def write_state(self, rule_id: str, state: RuleState) -> int | None:
         """Persist a state (the default state deletes the row); None when nothing changed."""
-        async def body(conn: AsyncConnection, revision: int) -> None:
+        def body(conn: Connection, revision: int) -> None:
             if state.is_default:
-                result = await conn.execute(delete(StateRow).where(StateRow.rule_id == rule_id))
-                if result.rowcount == 0:
+                if conn.execute(_STATE_DELETE, {"b_rule_id": rule_id}).rowcount == 0:
                     raise _NoChange
                 return
             values = {"state": state.state.value, "confidence_max": state.confidence_max,
                       "expires_at": state.expires_at, "reason": state.reason,
                       "set_by": state.set_by, "set_at": state.set_at, "revision": revision}
-            result = await conn.execute(
-                update(StateRow).where(StateRow.rule_id == rule_id).values(**values))
-            if result.rowcount == 0:
-                await conn.execute(insert(StateRow).values(rule_id=rule_id, **values))
+            if conn.execute(_STATE_UPDATE, {"b_rule_id": rule_id, **values}).rowcount == 0:
+                conn.execute(_STATE_INSERT, {"rule_id": rule_id, **values})
 
         return await self._transact(rule_id, STATE_KIND, body)
 
@@ -549,74 +558,138 @@ class RuleRepository:
         Several processes racing on the same expiry produce one delete (one revision);
         the others get None.
         """
-        async def body(conn: AsyncConnection, revision: int) -> None:
-            result = await conn.execute(delete(StateRow).where(
-                StateRow.rule_id == rule_id, StateRow.expires_at == expires_at))
-            if result.rowcount == 0:
+        def body(conn: Connection, revision: int) -> None:
+            if conn.execute(_STATE_REVERT, {"b_rule_id": rule_id,
+                                            "b_expires_at": expires_at}).rowcount == 0:
                 raise _NoChange
 
         return await self._transact(rule_id, STATE_KIND, body)
 
     async def prune_change_log(self, keep: int) -> int:
         """Delete all but the newest `keep` change-log entries; how many were deleted."""
+        def prune(conn: Connection) -> int:
+            with conn.begin():
+                head = conn.execute(_HEAD).scalar_one()
+                return int(conn.execute(delete(ChangeLogRow).where(
+                    ChangeLogRow.revision <= head - keep)).rowcount)
+
         await self.connect()
-        async with self._write_lock, self.engine.begin() as conn:
-            head = (await conn.execute(
-                select(RevisionRow.revision).where(RevisionRow.id == 1))).scalar_one()
-            result = await conn.execute(
-                delete(ChangeLogRow).where(ChangeLogRow.revision <= head - keep))
-            return int(result.rowcount)
+        return await self.run(prune)
 
     # master lease -------------------------------------------------------------
 
     async def read_lease(self) -> LeaseInfo:
-        async with self._reading("the master lease"):
-            return await self._read_lease()
-
-    async def _read_lease(self) -> LeaseInfo:
-        await self.connect()
-        async with self._serial(), self._poll.connect() as conn:
-            row = (await conn.execute(
-                select(MasterLeaseRow.__table__).where(MasterLeaseRow.id == 1))).one()
+        def read(conn: Connection) -> LeaseInfo:
+            row = conn.execute(select(MasterLeaseRow.__table__)
+                               .where(MasterLeaseRow.id == 1)).one()
             return LeaseInfo(row.holder, row.token, row.heartbeat, row.acquired_at,
                              row.heartbeat_at)
 
+        return await self._read("the master lease", read, poll=True)
+
     async def acquire_lease(self, holder: str, seen: LeaseInfo) -> Fence | None:
         """Take the lease if the row is still exactly as `seen`; the fence, or None."""
-        now = utcnow()
-        async with self._serial(), self.engine.begin() as conn:
-            result = await conn.execute(
-                update(MasterLeaseRow)
-                .where(MasterLeaseRow.id == 1, MasterLeaseRow.token == seen.token,
-                       MasterLeaseRow.heartbeat == seen.heartbeat)
-                .values(holder=holder, token=MasterLeaseRow.token + 1,
-                        heartbeat=MasterLeaseRow.heartbeat + 1,
-                        acquired_at=now, heartbeat_at=now))
-        return Fence(holder, seen.token + 1) if result.rowcount == 1 else None
+        def acquire(conn: Connection) -> bool:
+            now = utcnow()
+            with conn.begin():
+                return conn.execute(
+                    update(MasterLeaseRow)
+                    .where(MasterLeaseRow.id == 1, MasterLeaseRow.token == seen.token,
+                           MasterLeaseRow.heartbeat == seen.heartbeat)
+                    .values(holder=holder, token=MasterLeaseRow.token + 1,
+                            heartbeat=MasterLeaseRow.heartbeat + 1,
+                            acquired_at=now, heartbeat_at=now)).rowcount == 1
+
+        await self.connect()
+        return Fence(holder, seen.token + 1) if await self.run(acquire) else None
 
     async def heartbeat_lease(self, fence: Fence) -> bool:
-        async with self._serial(), self.engine.begin() as conn:
-            result = await conn.execute(
-                update(MasterLeaseRow)
-                .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
-                       MasterLeaseRow.token == fence.token)
-                .values(heartbeat=MasterLeaseRow.heartbeat + 1, heartbeat_at=utcnow()))
-        return result.rowcount == 1
+        def beat(conn: Connection) -> bool:
+            with conn.begin():
+                try:
+                    _check_fence(conn, fence)
+                except MasterLeaseLost:
+                    return False
+                return True
+
+        await self.connect()
+        return await self.run(beat)
 
     async def release_lease(self, fence: Fence) -> bool:
-        async with self._serial(), self.engine.begin() as conn:
-            result = await conn.execute(
-                update(MasterLeaseRow)
-                .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
-                       MasterLeaseRow.token == fence.token)
-                .values(holder=None, heartbeat=MasterLeaseRow.heartbeat + 1))
-        return result.rowcount == 1
+        def release(conn: Connection) -> bool:
+            with conn.begin():
+                return conn.execute(
+                    update(MasterLeaseRow)
+                    .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
+                           MasterLeaseRow.token == fence.token)
+                    .values(holder=None, heartbeat=MasterLeaseRow.heartbeat + 1)
+                ).rowcount == 1
+
+        await self.connect()
+        return await self.run(release)
 
     # PostgreSQL notifications ---------------------------------------------------
 
     def asyncpg_dsn(self) -> str:
         """This URL as a plain libpq DSN for a dedicated asyncpg connection."""
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# Statements built once (their compiled form is cached; building them per call costs
+# more than SQLite's own work). Bound names of WHERE clauses start with b_.
+_HEAD: Final = select(RevisionRow.revision).where(RevisionRow.id == 1)
+_BUMP: Final = update(RevisionRow).where(RevisionRow.id == 1).values(
+    revision=RevisionRow.revision + 1)
+_BUMP_RETURNING: Final = _BUMP.returning(RevisionRow.revision)
+_LOG_INSERT: Final = insert(ChangeLogRow)
+_LOG_PRUNE: Final = delete(ChangeLogRow).where(ChangeLogRow.revision <= bindparam("b_upto"))
+_NOTIFY: Final = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("b_payload")))
+_RULE_CONTENT: Final = select(RuleRow.rule_version, RuleRow.yaml_content).where(
+    RuleRow.rule_id == bindparam("b_rule_id"))
+_RULE_INSERT: Final = insert(RuleRow)
+_RULE_UPDATE: Final = update(RuleRow).where(RuleRow.rule_id == bindparam("b_rule_id"))
+_RULE_DELETE: Final = delete(RuleRow).where(RuleRow.rule_id == bindparam("b_rule_id"))
+_STATE_READ: Final = select(STATE_TABLE).where(StateRow.rule_id == bindparam("b_rule_id"))
+_STATE_INSERT: Final = insert(StateRow)
+_STATE_UPDATE: Final = update(StateRow).where(StateRow.rule_id == bindparam("b_rule_id"))
+_STATE_DELETE: Final = delete(StateRow).where(StateRow.rule_id == bindparam("b_rule_id"))
+_STATE_REVERT: Final = delete(StateRow).where(
+    StateRow.rule_id == bindparam("b_rule_id"),
+    StateRow.expires_at == bindparam("b_expires_at", type_=UTCDateTime()))
+
+
+def _check_fence(conn: Connection, fence: Fence) -> None:
+    """Inside a write: prove `fence` still holds the master lease (and count a heartbeat)."""
+    result = conn.execute(
+        update(MasterLeaseRow)
+        .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == fence.holder,
+               MasterLeaseRow.token == fence.token)
+        .values(heartbeat=MasterLeaseRow.heartbeat + 1, heartbeat_at=utcnow()))
+    if result.rowcount != 1:
+        raise MasterLeaseLost(f"{fence.holder} no longer holds the master lease")
+
+
+async def _await_future(future: asyncio.Future[T]) -> T:
+    return await future
+
+
+async def settle(operation: Coroutine[Any, Any, T]) -> T:
+    """Run a database operation so that cancelling the caller does not abandon it mid-query.
+
+    A cancelled caller waits up to `CANCEL_GRACE` seconds for the operation to finish
+    (and return its connection to the pool), then the cancellation proceeds.
+    """
+    task = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            await asyncio.wait({task}, timeout=CANCEL_GRACE)
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: never "exception was never retrieved"
+        raise
 
 
 def _sqlite_is_memory(url: URL) -> bool:

@@ -1,0 +1,243 @@
+"""Database store: set_state latency and load_compiled of 10,000 rules, per database.
+
+Run: python -m bench.bench_database
+PostgreSQL and MariaDB come from DECNET_TTP_TEST_POSTGRES_URL / DECNET_TTP_TEST_MARIADB_URL
+(defaults: the local services); a fresh database is created and dropped for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from sqlalchemy import insert, text, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.synthetic import percentile, rule_id, rule_yaml
+from decnet.ttp.store.base import RuleState, StateName, utcnow
+from decnet.ttp.store.impl.database import DatabaseRuleStore
+from decnet.ttp.store.sql.migrate import upgrade
+from decnet.ttp.store.sql.models import RevisionRow, RuleRow
+
+COMMAND = "python -m bench.bench_database"
+SET_STATE_CALLS = 2_000
+WARMUP = 200
+RULES = 10_000
+
+
+def _server_url(env: str, default: str) -> URL:
+    return make_url(os.environ.get(env) or default)
+
+
+def _reachable(url: URL) -> bool:
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 0), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def sqlite_file() -> AsyncIterator[str]:
+    with tempfile.TemporaryDirectory(prefix="decnet-ttp-bench-") as directory:
+        url = f"sqlite+aiosqlite:///{Path(directory) / 'rules.db'}"
+        await upgrade(url)
+        yield url
+
+
+def server_database(base: URL) -> Callable[[], contextlib.AbstractAsyncContextManager[str]]:
+    @contextlib.asynccontextmanager
+    async def fresh() -> AsyncIterator[str]:
+        name = f"decnet_ttp_bench_{uuid.uuid4().hex[:8]}"
+        postgres = base.get_backend_name() == "postgresql"
+        admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with admin.connect() as conn:
+                await conn.execute(text(f"CREATE DATABASE {name}"))
+            url = base.set(database=name).render_as_string(hide_password=False)
+            try:
+                await upgrade(url)
+                yield url
+            finally:
+                async with admin.connect() as conn:
+                    await conn.execute(text(f"DROP DATABASE IF EXISTS {name}" +
+                                            (" WITH (FORCE)" if postgres else "")))
+        finally:
+            await admin.dispose()
+
+    return fresh
+
+
+async def set_state_latency(url: str) -> list[float]:
+    """Seconds from the call to the change committed and in a subscriber's inbox."""
+    store = DatabaseRuleStore(url)
+    await store.start()
+    try:
+        changes = store.subscribe_changes()
+        states = [RuleState(StateName.DISABLED, reason="bench"),
+                  RuleState(StateName.CLIPPED, confidence_max=0.5, reason="bench")]
+        samples = []
+        for n in range(WARMUP + SET_STATE_CALLS):
+            start = time.perf_counter()
+            await store.set_state(f"R{n % 100:04d}", states[n % 2], "bench")
+            await anext(changes)  # already queued: set_state announces before returning
+            if n >= WARMUP:
+                samples.append(time.perf_counter() - start)
+        return samples
+    finally:
+        await store.stop()
+
+
+async def commit_floor(url: str) -> list[float]:
+    """Seconds per bare one-row UPDATE + COMMIT through the raw driver: the disk's floor."""
+    parsed = make_url(url)
+    samples = []
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(parsed.database or ":memory:", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        for n in range(WARMUP + SET_STATE_CALLS):
+            start = time.perf_counter()
+            conn.execute("UPDATE ttp_revision SET revision = revision + 1 WHERE id = 1")
+            if n >= WARMUP:
+                samples.append(time.perf_counter() - start)
+        conn.close()
+    elif backend == "postgresql":
+        import asyncpg
+
+        pg = await asyncpg.connect(parsed.set(drivername="postgresql")
+                                   .render_as_string(hide_password=False))
+        for n in range(WARMUP + SET_STATE_CALLS):
+            start = time.perf_counter()
+            await pg.execute("UPDATE ttp_revision SET revision = revision + 1 WHERE id = 1")
+            if n >= WARMUP:
+                samples.append(time.perf_counter() - start)
+        await pg.close()
+    else:
+        import asyncmy
+
+        my = await asyncmy.connect(host=parsed.host, port=parsed.port or 3306,
+                                   user=parsed.username, password=parsed.password or "",
+                                   db=parsed.database, autocommit=True)
+        async with my.cursor() as cursor:
+            for n in range(WARMUP + SET_STATE_CALLS):
+                start = time.perf_counter()
+                await cursor.execute(
+                    "UPDATE ttp_revision SET revision = revision + 1 WHERE id = 1")
+                if n >= WARMUP:
+                    samples.append(time.perf_counter() - start)
+        my.close()
+    return samples
+
+
+def compile_floor(count: int) -> float:
+    """Seconds to compile `count` synthetic rules with no database at all."""
+    from decnet.ttp.rules.compiler import compile_rule
+
+    texts = [rule_yaml(n) for n in range(count)]
+    gc.collect()
+    start = time.perf_counter()
+    for n, yaml_text in enumerate(texts):
+        compile_rule(yaml_text, source=f"{rule_id(n)}.yaml", expected_rule_id=rule_id(n))
+    return time.perf_counter() - start
+
+
+async def bulk_load(url: str, count: int) -> None:
+    """Insert `count` synthetic rules in one transaction (setup, not measured)."""
+    engine = create_async_engine(url)
+    try:
+        now = utcnow()
+        rows = [{"rule_id": rule_id(n), "rule_version": 1, "source_path": f"{rule_id(n)}.yaml",
+                 "yaml_content": rule_yaml(n), "updated_at": now, "updated_by": "bench",
+                 "revision": 1} for n in range(count)]
+        async with engine.begin() as conn:
+            for start in range(0, count, 1000):
+                await conn.execute(insert(RuleRow), rows[start:start + 1000])
+            await conn.execute(update(RevisionRow).values(revision=1))
+    finally:
+        await engine.dispose()
+
+
+async def load_times(url: str) -> tuple[float, float, float]:
+    """Best of 3: a fresh store's load_compiled (compiles all), then a re-load (cached),
+    and the database read alone (`repo.snapshot()`)."""
+    cold = warm = read = float("inf")
+    for _ in range(3):
+        store = DatabaseRuleStore(url)
+        try:
+            gc.collect()
+            start = time.perf_counter()
+            rules = await store.load_compiled()
+            cold = min(cold, time.perf_counter() - start)
+            assert len(rules) == RULES, len(rules)
+            start = time.perf_counter()
+            rules = await store.load_compiled()
+            warm = min(warm, time.perf_counter() - start)
+            start = time.perf_counter()
+            await store.repo.snapshot()
+            read = min(read, time.perf_counter() - start)
+        finally:
+            await store.stop()
+    return cold, warm, read
+
+
+async def main() -> None:
+    postgres = _server_url("DECNET_TTP_TEST_POSTGRES_URL",
+                           "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    mariadb = _server_url("DECNET_TTP_TEST_MARIADB_URL",
+                          "mysql+asyncmy://root@127.0.0.1:3306/test")
+    databases: list[tuple[str, Callable[[], contextlib.AbstractAsyncContextManager[str]] | None]]
+    databases = [
+        ("SQLite file (WAL)", sqlite_file),
+        ("PostgreSQL (loopback)", server_database(postgres) if _reachable(postgres) else None),
+        ("MariaDB (loopback)", server_database(mariadb) if _reachable(mariadb) else None),
+    ]
+    print(f"### Database store\n\n`{COMMAND}` (Python {sys.version.split()[0]})\n")
+    latency_rows, load_rows = [], []
+    for name, fresh in databases:
+        if fresh is None:
+            latency_rows.append(f"| {name} | not reachable | | | | |")
+            load_rows.append(f"| {name} | not reachable | | |")
+            continue
+        async with fresh() as url:
+            samples = await set_state_latency(url)
+            floor = await commit_floor(url)
+            latency_rows.append(
+                f"| {name} | {percentile(samples, 50) * 1e3:.2f} ms | "
+                f"{percentile(samples, 99) * 1e3:.2f} ms | {max(samples) * 1e3:.2f} ms | "
+                f"{percentile(floor, 50) * 1e3:.2f} ms | {percentile(floor, 99) * 1e3:.2f} ms |")
+        async with fresh() as url:
+            await bulk_load(url, RULES)
+            cold, warm, read = await load_times(url)
+            load_rows.append(f"| {name} | {cold * 1e3:,.0f} ms | {read * 1e3:,.0f} ms | "
+                             f"{warm * 1e3:,.0f} ms |")
+    print(f"| set_state (committed and announced), {SET_STATE_CALLS:,} calls | p50 | p99 | max "
+          "| floor p50 | floor p99 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(latency_rows))
+    print("\nFloor: a bare one-row `UPDATE` committed through the raw driver on the same "
+          "database, in the same run (the disk's and the server's own cost).")
+    compile_only = min(compile_floor(RULES) for _ in range(2))
+    print(f"\n| load_compiled, {RULES:,} rules (best of 3) | fresh store | of which database "
+          "read | re-load (compile cache) |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(load_rows))
+    print(f"\nCompiling the same {RULES:,} rules with no database at all (`compile_rule`, "
+          f"best of 2): {compile_only * 1e3:,.0f} ms — the floor of a fresh load.")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
