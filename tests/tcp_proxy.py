@@ -22,6 +22,7 @@ class _Trigger:
     pattern: bytes
     after: bool
     fired: asyncio.Event
+    replies: int = 1
 
 
 class TcpProxy:
@@ -93,14 +94,17 @@ class TcpProxy:
         self.pause()
         self.cut()
 
-    def cut_when(self, pattern: bytes, *, after: bool = False) -> asyncio.Event:
+    def cut_when(self, pattern: bytes, *, after: bool = False,
+                 replies: int = 1) -> asyncio.Event:
         """Cut every connection when a client sends `pattern` (once); the event fires then.
 
         With `after=False` the chunk holding `pattern` is not forwarded; with
         `after=True` it is, and the cut happens when the server answers (the answer is
         dropped): the server has acted on it, the client never learns the outcome.
+        `replies` counts server answers to wait for, the last one dropped (a driver
+        that prepares a statement before executing it gets an answer for each).
         """
-        trigger = _Trigger(pattern, after, asyncio.Event())
+        trigger = _Trigger(pattern, after, asyncio.Event(), replies)
         self._trigger = trigger
         return trigger.fired
 
@@ -144,10 +148,12 @@ class TcpProxy:
                         return
                 pending = self._cut_on_reply
                 if not client and pending is not None:
-                    self._cut_on_reply = None
-                    self.cut()
-                    pending.fired.set()
-                    return
+                    pending.replies -= 1
+                    if pending.replies <= 0:
+                        self._cut_on_reply = None
+                        self.cut()
+                        pending.fired.set()
+                        return
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from decnet.cli.common import console, db_url, err_console, run
@@ -35,14 +36,16 @@ def upgrade(
         before = run(migrate.current(url))
         after = run(migrate.upgrade(url, revision))
     except Exception as exc:
-        err_console.print(f"[red]error:[/] upgrading {_shown(url)} failed: {exc}",
+        err_console.print(f"[red]error:[/] upgrading {_shown(url)} failed: "
+                          f"{escape(str(exc))}",
                           highlight=False)
         raise typer.Exit(1) from None
     if before == after:
-        console.print(f"{_shown(url)}: already at schema revision {after}", highlight=False)
+        console.print(f"{_shown(url)}: already at schema revision {after}", highlight=False,
+                      markup=False)
     else:
         console.print(f"{_shown(url)}: schema upgraded from {before or 'nothing'} to {after}",
-                      highlight=False)
+                      highlight=False, markup=False)
 
 
 @app.command()
@@ -54,7 +57,8 @@ def current(db: DbOption = None) -> None:
     try:
         revision = run(migrate.current(url))
     except Exception as exc:
-        err_console.print(f"[red]error:[/] reading {_shown(url)} failed: {exc}",
+        err_console.print(f"[red]error:[/] reading {_shown(url)} failed: "
+                          f"{escape(str(exc))}",
                           highlight=False)
         raise typer.Exit(1) from None
     head = migrate.head()
@@ -62,5 +66,5 @@ def current(db: DbOption = None) -> None:
         console.print(f"{revision} (head)", highlight=False)
         return
     console.print(f"{revision or 'no schema'} (this version needs {head}; run "
-                  f"decnet-ttp db upgrade --db {_shown(url)})", highlight=False)
+                  f"decnet-ttp db upgrade --db {_shown(url)})", highlight=False, markup=False)
     raise typer.Exit(1)

@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from decnet.cli.common import console, db_url, err_console, run
@@ -45,7 +46,7 @@ def _default_user() -> str:
 
 
 def _usage_error(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(2)
 
 
@@ -70,7 +71,7 @@ def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
     try:
         return run(go())
     except DecnetTTPError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -103,7 +104,7 @@ def get(
     if as_json:
         console.print_json(orjson.dumps({"rule_id": rule_id, **state_to_dict(state)}).decode())
     else:
-        console.print(_describe(rule_id, state), highlight=False)
+        console.print(_describe(rule_id, state), highlight=False, markup=False)
 
 
 @app.command("set")
@@ -160,7 +161,7 @@ def set_state(
     if not known:
         err_console.print(f"[yellow]warning:[/] no rule {rule_id} is stored yet; the state "
                           "applies when it appears", highlight=False)
-    console.print(_describe(rule_id, stored), highlight=False)
+    console.print(_describe(rule_id, stored), highlight=False, markup=False)
 
 
 @app.command()
@@ -181,7 +182,7 @@ def clear(
         await store.clear_state(rule_id, who)
 
     _with_store(db_url(db), apply)
-    console.print(f"{rule_id}: enabled (cleared by {who})", highlight=False)
+    console.print(f"{rule_id}: enabled (cleared by {who})", highlight=False, markup=False)
 
 
 @app.command("list")
@@ -203,7 +204,7 @@ def list_states(
         ceiling = f"{state.confidence_max:g}" if state.confidence_max is not None else ""
         expires = f"{_iso(state.expires_at)} ({format_remaining(state.expires_at, now=now)})" \
             if state.expires_at is not None else "never"
-        table.add_row(rule_id, state.state.value, ceiling, expires, state.reason or "",
-                      state.set_by or "", _iso(state.set_at))
+        table.add_row(rule_id, state.state.value, ceiling, expires, escape(state.reason or ""),
+                      escape(state.set_by or ""), _iso(state.set_at))
     console.print(table)
     console.print(f"{len(states)} rule(s) with a state set", highlight=False)

@@ -23,7 +23,9 @@ from decnet.swarm.process import (
     first_done,
     install_stop_signals,
     remove_stop_signals,
+    start_store,
 )
+from decnet.ttp.errors import RuleSetError
 from decnet.ttp.store.base import RuleStore
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 
@@ -55,8 +57,15 @@ async def run_master(
     sync_task: asyncio.Task[Any] | None = None
     code = 1
     try:
-        await db_store.start()
-        await fs_store.start()
+        if not await start_store(db_store, stop):
+            code = 0
+            return code
+        try:
+            await fs_store.start()
+        except RuleSetError as problem:
+            log.error("cannot watch the rules directory: %s", problem)
+            code = 2
+            return code
 
         def synced() -> None:
             announce("ready", problems=len(fs_store.problems))
@@ -66,8 +75,8 @@ async def run_master(
         if await first_done(stop_task, sync_task) is stop_task:
             code = 0
         else:
-            exc = None if sync_task.cancelled() else sync_task.exception()
-            log.error("the sync ended unexpectedly: %r", exc)
+            failure = None if sync_task.cancelled() else sync_task.exception()
+            log.error("the sync ended unexpectedly: %r", failure)
         return code
     finally:
         await cancel_all(sync_task, stop_task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -11,9 +12,13 @@ from typing import Any
 
 import orjson
 
+from decnet.ttp.store.base import RuleStore
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Pauses between attempts at opening a store whose database is away.
+START_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -78,3 +83,19 @@ async def cancel_all(*tasks: asyncio.Task[Any] | None) -> None:
             pass
         except Exception as exc:
             log.warning("task %s ended with %r during shutdown", task.get_name(), exc)
+
+
+async def start_store(store: RuleStore, stop: asyncio.Event) -> bool:
+    """`store.start()`, retried with backoff until it works or `stop` is set."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await store.start()
+            return True
+        except Exception as exc:
+            delay = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
+            attempt += 1
+            log.warning("opening the store failed (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return False

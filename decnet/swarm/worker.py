@@ -26,13 +26,13 @@ from decnet.swarm.process import (
     first_done,
     install_stop_signals,
     remove_stop_signals,
+    start_store,
 )
 from decnet.ttp.store.base import RuleStore
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL: Final = 1.0
-START_BACKOFF: Final = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 #: Runs the store's tail (or whatever keeps it current) until cancelled.
 Tail = Callable[[RuleStore], Awaitable[None]]
@@ -51,22 +51,6 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.create_server((host, port), family=family, backlog=512)
     sock.setblocking(False)
     return sock
-
-
-async def start_store(store: RuleStore, stop: asyncio.Event) -> bool:
-    """`store.start()`, retried with backoff until it works or `stop` is set."""
-    attempt = 0
-    while not stop.is_set():
-        try:
-            await store.start()
-            return True
-        except Exception as exc:
-            delay = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
-            attempt += 1
-            log.warning("opening the store failed (%s); retrying in %.1fs", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-    return False
 
 
 async def run_worker(
@@ -93,29 +77,32 @@ async def run_worker(
     tail_task: asyncio.Task[None] | None = None
     follow_task: asyncio.Task[None] | None = None
     stop_task = loop.create_task(stop.wait(), name="stop")
-    code = 0
+    started: asyncio.Task[bool] | None = None
+    ready_task: asyncio.Task[None] | None = None
+    code = 1
     try:
         announce("listening", url=f"http://{_url_host(bound_host)}:{bound_port}",
                  host=bound_host, port=bound_port)
         started = loop.create_task(start_store(store, stop), name="start")
-        if await first_done(started, http_task) is http_task or not await started:
-            return _exit_code(http_task, stop)
-        follow_task = loop.create_task(live.run(), name="follow")
-        if tail is not None:
-            tail_task = loop.create_task(_run_tail(tail, store), name="tail")
-        ready_task = loop.create_task(live.wait_ready(), name="ready")
-        tasks = [t for t in (http_task, follow_task, tail_task, stop_task) if t is not None]
-        if await first_done(ready_task, *tasks) is ready_task:
-            announce("ready", rules=len(live.engine.rules), revision=live.revision)
-            await first_done(*tasks)
-        await cancel_all(ready_task)
-        code = _exit_code(http_task, stop, follow_task, tail_task)
+        await first_done(started, http_task)
+        if started.done() and started.result():
+            follow_task = loop.create_task(live.run(), name="follow")
+            if tail is not None:
+                tail_task = loop.create_task(_run_tail(tail, store), name="tail")
+            ready_task = loop.create_task(live.wait_ready(), name="ready")
+            tasks = [t for t in (http_task, follow_task, tail_task, stop_task) if t is not None]
+            if await first_done(ready_task, *tasks) is ready_task:
+                announce("ready", rules=len(live.engine.rules), revision=live.revision)
+                await first_done(*tasks)
+        code = 0 if stop.is_set() else 1
+        if code:
+            _report_unexpected(http_task, follow_task, tail_task)
         return code
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(http_task), 5)
-        await cancel_all(http_task, follow_task, tail_task, stop_task)
+        await cancel_all(started, ready_task, http_task, follow_task, tail_task, stop_task)
         with contextlib.suppress(Exception):
             await store.stop()
         sock.close()
@@ -128,17 +115,12 @@ async def _run_tail(tail: Tail, store: RuleStore) -> None:
     await tail(store)
 
 
-def _exit_code(*tasks: asyncio.Task[None] | asyncio.Event | None) -> int:
-    """0 on a requested stop; 1 if a task ended on its own (crashed or returned)."""
-    stop = next((t for t in tasks if isinstance(t, asyncio.Event)), None)
-    if stop is not None and stop.is_set():
-        return 0
+def _report_unexpected(*tasks: asyncio.Task[None] | None) -> None:
+    """Log which task ended on its own (crashed, or returned when it should not)."""
     for task in tasks:
-        if isinstance(task, asyncio.Task) and task.done():
-            exc = None if task.cancelled() else task.exception()
-            log.error("%s ended unexpectedly: %r", task.get_name(), exc)
-            return 1
-    return 1
+        if task is not None and task.done():
+            failure = None if task.cancelled() else task.exception()
+            log.error("%s ended unexpectedly: %r", task.get_name(), failure)
 
 
 def _url_host(host: str) -> str:

@@ -83,6 +83,7 @@ def test_set_get_list_clear(db: str) -> None:
         "--by", "alice", "--db", db])
     assert result.exit_code == 0, result.output
     assert "R0007: disabled" in result.output and "in 3h 59m" in result.output
+    assert "[set by alice at " in result.output
     state = state_of(db, "R0007")
     assert state.state is StateName.DISABLED  # type: ignore[attr-defined]
     assert state.set_by == "alice"  # type: ignore[attr-defined]
@@ -91,7 +92,7 @@ def test_set_get_list_clear(db: str) -> None:
 
     result = runner.invoke(state_cli.app, [
         "set", "R0008", "clipped", "--confidence-max", "0.5", "--until", "2099-12-01T00:00Z",
-        "--reason", "too eager", "--db", db], env={"USER": "bob"})
+        "--reason", "too eager [bold]x[/bold]", "--db", db], env={"USER": "bob"})
     assert result.exit_code == 0, result.output
     assert state_of(db, "R0008").set_by == "bob"  # type: ignore[attr-defined]
 
@@ -106,6 +107,7 @@ def test_set_get_list_clear(db: str) -> None:
     assert "R0007" in result.output and "R0008" in result.output
     assert "2099-12-01T00:00:00+00:00" in result.output
     assert "2 rule(s) with a state set" in result.output
+    assert "[bold]x[/bold]" in result.output  # operator text is shown, never rendered
 
     result = runner.invoke(state_cli.app, ["clear", "R0007", "--by", "alice", "--db", db])
     assert result.exit_code == 0

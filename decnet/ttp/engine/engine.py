@@ -63,6 +63,7 @@ class RuleEngine:
         self._index = RuleIndex.build(rules)
         self._lock = threading.Lock()
         self._compacting = False
+        self._compaction_loop: asyncio.AbstractEventLoop | None = None
         self._background = background
         self.changes_applied = 0
         self.events_evaluated = 0
@@ -110,9 +111,12 @@ class RuleEngine:
                 return True
             self._index = index
             self.changes_applied += 1
-            start = bool(index.pending) and not self._compacting
+            stranded = (self._compaction_loop is not None
+                        and self._compaction_loop.is_closed())
+            start = bool(index.pending) and (not self._compacting or stranded)
             if start:
                 self._compacting = True
+                self._compaction_loop = None
         if start:
             self._start_compaction()
         return True
@@ -142,6 +146,7 @@ class RuleEngine:
         except RuntimeError:
             loop = None
         if loop is not None:
+            self._compaction_loop = loop
             # On the event loop: one bucket compile per callback, so an evaluation
             # queued on the loop waits for one bucket compile at most.
             loop.call_later(COMPACTION_DEBOUNCE_SECONDS, self._step, loop, None)
@@ -232,6 +237,9 @@ class RuleEngine:
                 for bucket in field_index.buckets:
                     for i in bucket.empty_hits:
                         for rule_id, bits in bucket.triggers[i]:
+                            hits[rule_id] = hits.get(rule_id, 0) | bits
+                    for rule_id, bits, pattern in bucket.extra:
+                        if pattern.matches_empty:
                             hits[rule_id] = hits.get(rule_id, 0) | bits
                 continue
             try:

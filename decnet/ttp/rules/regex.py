@@ -48,6 +48,10 @@ RE2_MAX_MEM: Final = 8 << 20
 MAX_CODE_POINT: Final = 0x10FFFF
 _SURROGATES: Final = (0xD800, 0xDFFF)
 _UNANCHORED: Final = re2._Anchor.UNANCHORED
+_I: Final = int(re.IGNORECASE)
+_M: Final = int(re.MULTILINE)
+_S: Final = int(re.DOTALL)
+_U_OR_L: Final = int(re.UNICODE | re.LOCALE)
 _keys: Final = itertools.count(1)
 
 Ranges = list[tuple[int, int]]
@@ -86,7 +90,7 @@ class Translation:
 
 def translate(pattern: str, flags: int = BASE_FLAGS) -> Translation:
     """Translate a valid Python pattern (parsed with `flags`) into RE2 syntax."""
-    return _translate_parsed(_parser.parse(pattern, flags))
+    return _translate_parsed(_parser.parse(pattern, int(flags)))
 
 
 def _translate_parsed(parsed: Any) -> Translation:
@@ -109,13 +113,13 @@ class _Emitter:
                        for i, (op, av) in enumerate(items))
 
     def item(self, op: Any, av: Any, flags: int, tail: bool) -> str:
-        folded = flags & re.IGNORECASE
+        folded = flags & _I
         if op is _c.LITERAL:
             return _literal(av, folded)
         if op is _c.NOT_LITERAL:
             return _not_literal(av, folded)
         if op is _c.ANY:
-            return _ANY_DOTALL if flags & re.DOTALL else _ANY
+            return _ANY_DOTALL if flags & _S else _ANY
         if op is _c.IN:
             return _class(tuple(av), folded)
         if op is _c.BRANCH:
@@ -123,7 +127,7 @@ class _Emitter:
                                     for alt in av[1]) + ")"
         if op is _c.SUBPATTERN:
             _group, add, remove, sub = av
-            if (add | remove) & (re.UNICODE | re.LOCALE):
+            if (add | remove) & _U_OR_L:
                 raise Unsupported("a local UNICODE/LOCALE flag")
             return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail) + ")"
         if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT:
@@ -141,11 +145,11 @@ class _Emitter:
 
     def at(self, where: Any, flags: int, tail: bool) -> str:
         if where is _c.AT_BEGINNING:
-            return "(?m:^)" if flags & re.MULTILINE else r"\A"
+            return "(?m:^)" if flags & _M else r"\A"
         if where is _c.AT_BEGINNING_STRING:
             return r"\A"
         if where is _c.AT_END:
-            if flags & re.MULTILINE:
+            if flags & _M:
                 return "(?m:$)"
             if tail:
                 return r"(?:\n?\z)"
@@ -198,7 +202,7 @@ def complement(ranges: Ranges) -> Ranges:
 def _fold(ranges: Ranges, flags: int) -> Ranges:
     """Under IGNORECASE (ASCII mode), close a set under ASCII letter case."""
     ranges = normalize(ranges)
-    if not flags & re.IGNORECASE:
+    if not flags & _I:
         return ranges
     extra: Ranges = []
     for low, high in ranges:
@@ -281,7 +285,9 @@ _ANY_DOTALL: Final = char_class([(0, MAX_CODE_POINT)])
 
 
 def python_flags(ignore_case: bool) -> int:
-    return BASE_FLAGS | (re.IGNORECASE if ignore_case else 0)
+    # plain ints: `re`'s own parser and compiler test flags on every node, and
+    # RegexFlag enum arithmetic there is several times slower
+    return int(BASE_FLAGS) | (_I if ignore_case else 0)
 
 
 def text_is_utf8_safe(text: str) -> bool:
@@ -300,15 +306,15 @@ class CompiledPattern:
     """One `pattern` leaf compiled for both engines.
 
     `python` is the reference; `re2_source` (None for a fallback pattern) is its
-    exact RE2 translation and `re2` the compiled program, which the engine's
-    prefilter also puts into combined sets.
+    exact RE2 translation, which the engine's prefilter puts into combined sets.
+    RE2 checked it at load; the stand-alone program (`re2`) is only needed for
+    rules evaluated one by one, so it is compiled on first use and kept.
     """
 
     source: str
     ignore_case: bool
     python: re.Pattern[str]
     re2_source: str | None
-    re2: Any
     newline_sensitive: bool
     non_boundary: bool
     matches_empty: bool
@@ -317,10 +323,22 @@ class CompiledPattern:
     reason: str | None = field(default=None, repr=False)
     #: Unique per compiled pattern: how the sandbox child caches it.
     key: int = field(default_factory=lambda: next(_keys), repr=False)
+    _program: list[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def re2(self) -> Any:
+        """The compiled RE2 program, or None for a fallback pattern."""
+        if self._program:
+            return self._program[0]
+        if self.re2_source is None:
+            return None
+        program = _re2.RE2(self.re2_source.encode("utf-8"), re2_options())
+        self._program.append(program)
+        return program
 
     @property
     def is_fallback(self) -> bool:
-        return self.re2 is None
+        return self.re2_source is None
 
     @property
     def input_sensitive(self) -> bool:
@@ -333,7 +351,7 @@ class CompiledPattern:
 
     def needs_python(self, text: str) -> bool:
         """Whether RE2 cannot decide this pattern on `text` (Python `re` must, sandboxed)."""
-        if self.re2 is None:
+        if self.re2_source is None:
             return True
         if self.newline_sensitive and "\n" in text[:-1]:
             return True
@@ -371,15 +389,16 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
     parsed = _parser.parse(pattern, flags)
     translation = _translate_parsed(parsed)
     python: re.Pattern[str] = _compiler.compile(parsed, flags)
-    program: Any = None
     reason = translation.reason
+    accepted = False
     if translation.source is not None:
-        program = _re2.RE2(translation.source.encode("utf-8"), re2_options())
-        if not program.ok():
-            reason = f"RE2 rejects it ({program.error()})"
-            program = None
+        check = _re2.RE2(translation.source.encode("utf-8"), re2_options())
+        accepted = check.ok()
+        if not accepted:
+            reason = f"RE2 rejects it ({check.error()})"
+        del check  # memory: most patterns only ever run inside a combined set
     warning = None
-    if program is None:
+    if not accepted:
         who = f"rule {rule_id}: " if rule_id else ""
         warning = (f"{who}{where} {pattern!r} uses {reason}, which RE2 cannot run; it is "
                    f"evaluated by Python re in the time-bounded fallback sandbox")
@@ -387,12 +406,11 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         source=pattern,
         ignore_case=ignore_case,
         python=python,
-        re2_source=translation.source if program is not None else None,
-        re2=program,
+        re2_source=translation.source if accepted else None,
         newline_sensitive=translation.newline_sensitive,
         non_boundary=translation.non_boundary,
         matches_empty=python.search("") is not None,
-        engine="re2" if program is not None else "re-sandbox",
+        engine="re2" if accepted else "re-sandbox",
         warning=warning,
         reason=reason,
     )

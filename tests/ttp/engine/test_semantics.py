@@ -236,3 +236,21 @@ def test_tag_uuid_is_uuid5(parts: tuple[str, str, str, int, str, str | None]) ->
     name = "\x1f".join((kind, source_id, rule_id, str(version), technique, sub or ""))
     expected = str(uuid.uuid5(uuid.UUID(TAG_UUID_NAMESPACE), name))
     assert tag_uuid(kind, source_id, rule_id, version, technique, sub) == expected
+
+
+def test_compaction_stranded_on_a_closed_loop_restarts() -> None:
+    rules = [make_rule(f"R{i:04d}", {"pattern": rf"\bcmd{i}\b"}, ["command"])
+             for i in range(5)]
+    engine = RuleEngine(rules, background=False)
+
+    async def change() -> None:
+        engine.apply(RuleChange("definition", "R0005",
+                                make_rule("R0005", {"pattern": r"\bcmd5\b"}, ["command"])))
+
+    asyncio.run(change())  # the loop closes before its compaction callback runs
+    assert engine.pending == 1
+    assert fired(engine, command("cmd5")) == ["R0005"]
+    engine.apply(RuleChange("definition", "R0006",
+                            make_rule("R0006", {"pattern": r"\bcmd6\b"}, ["command"])))
+    assert engine.pending == 0
+    assert fired(engine, command("cmd5 ; cmd6")) == ["R0005", "R0006"]

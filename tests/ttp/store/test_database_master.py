@@ -115,11 +115,14 @@ async def test_a_second_master_stands_by_and_takes_over(db_url: str) -> None:
         directory = Path(fs.directory)
         write(directory, "R0001", rule_yaml("R0001"))
         await fs.start()
+        roles: list[str] = []
+        reconciles: list[tuple[int, int]] = []
         async with running(first.sync_from_filesystem(fs, updated_by="first",
                                                       lease_ttl=0.4)) as first_task:
             await poll(lambda: first.master_role == "active", message="first active")
-            async with running(second.sync_from_filesystem(fs, updated_by="second",
-                                                           lease_ttl=0.4)):
+            async with running(second.sync_from_filesystem(
+                    fs, updated_by="second", lease_ttl=0.4, on_role=roles.append,
+                    on_reconciled=lambda w, d: reconciles.append((w, d)))):
                 await poll(lambda: second.master_role == "standby", message="second standby")
                 lease = await second.repo.read_lease()
                 assert lease.holder is not None and lease.holder.count(":") == 2
@@ -133,6 +136,8 @@ async def test_a_second_master_stands_by_and_takes_over(db_url: str) -> None:
                 await poll(lambda: _has(second, "R0002", 1), message="second projects")
                 snapshot = await second.repo.snapshot()
                 assert {r.rule_id: r.updated_by for r in snapshot.rules}["R0002"] == "second"
+                assert roles == ["standby", "active"]
+                assert reconciles == [(0, 0)]  # the takeover's reconcile: nothing to do
 
 
 async def _heartbeats_moved(store: DatabaseRuleStore, since: int) -> bool:

@@ -179,3 +179,18 @@ async def test_postgres_notifications_wake_the_tail_long_before_the_poll() -> No
         await seed(writer, "R0002")
         assert (await next_change(changes, timeout=2.0)).rule_id == "R0002"
         assert worker.stats.notifications >= 2
+
+
+@pytest.mark.postgres
+async def test_postgres_without_listen_polls_only() -> None:
+    async with fresh_postgres() as url, open_store(url) as writer:
+        worker = DatabaseRuleStore(url)
+        await worker.start()
+        worker.start_tail(0.1, listen=False)
+        try:
+            changes = worker.subscribe_changes()
+            await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+            assert (await next_change(changes)).rule_id == "R0001"
+            assert worker.stats.notifications == 0
+        finally:
+            await worker.stop()

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,6 +112,8 @@ class DatabaseRuleStore(BaseRuleStore):
         self._reported: dict[str, int] = {}
         self.stats = TailStats()
         self.master_role: MasterRole = "idle"
+        self._on_role: Callable[[MasterRole], None] | None = None
+        self._on_reconciled: Callable[[int, int], None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._started = False
 
@@ -125,11 +127,12 @@ class DatabaseRuleStore(BaseRuleStore):
         await self._ensure_view()
         self._started = True
 
-    def start_tail(self, poll_interval: float = TAIL_POLL_INTERVAL) -> asyncio.Task[None]:
-        """Run `tail_db(poll_interval)` in the background until `stop()`."""
+    def start_tail(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
+                   listen: bool = True) -> asyncio.Task[None]:
+        """Run `tail_db(poll_interval, listen=listen)` in the background until `stop()`."""
         if self._tail_task is None or self._tail_task.done():
             self._tail_task = asyncio.get_running_loop().create_task(
-                self.tail_db(poll_interval), name="decnet-ttp-tail")
+                self.tail_db(poll_interval, listen=listen), name="decnet-ttp-tail")
         return self._tail_task
 
     async def stop(self) -> None:
@@ -304,7 +307,8 @@ class DatabaseRuleStore(BaseRuleStore):
 
     # worker: following the database ---------------------------------------------------
 
-    async def tail_db(self, poll_interval: float = TAIL_POLL_INTERVAL) -> None:
+    async def tail_db(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
+                      listen: bool = True) -> None:
         """Announce every change other processes make, until cancelled.
 
         Starts from the view of this store's first `load_compiled` (or takes one now),
@@ -313,13 +317,14 @@ class DatabaseRuleStore(BaseRuleStore):
         A watermark older than the retained log announces a `resync`. Database errors
         are logged and counted (`stats.poll_errors`), retried with a backoff capped
         at `poll_interval`, and the last good rules stay. On PostgreSQL a LISTEN
-        connection wakes the poll as soon as a write commits.
+        connection wakes the poll as soon as a write commits (`listen=False`: poll only,
+        e.g. behind a pooler in transaction mode, which cannot carry LISTEN).
         """
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         wake = asyncio.Event()
         listener: asyncio.Task[None] | None = None
-        if self.repo.dialect == "postgresql":
+        if listen and self.repo.dialect == "postgresql":
             listener = asyncio.get_running_loop().create_task(
                 self._listen(wake), name="decnet-ttp-listen")
         failures = 0
@@ -465,9 +470,12 @@ class DatabaseRuleStore(BaseRuleStore):
 
     # master: projecting a rules directory ----------------------------------------------
 
-    async def sync_from_filesystem(self, fs_store: FilesystemRuleStore, *,
-                                   updated_by: str = "master",
-                                   lease_ttl: float = MASTER_LEASE_TTL) -> None:
+    async def sync_from_filesystem(
+        self, fs_store: FilesystemRuleStore, *, updated_by: str = "master",
+        lease_ttl: float = MASTER_LEASE_TTL,
+        on_role: Callable[[MasterRole], None] | None = None,
+        on_reconciled: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Keep `ttp_rule` equal to `fs_store`'s directory, until cancelled.
 
         Only the holder of the master lease writes. A second master stands by (logging
@@ -477,8 +485,13 @@ class DatabaseRuleStore(BaseRuleStore):
         directory is reconciled (new, changed and deleted rules; a file that exists but
         does not compile keeps its row), then each definition change and deletion of
         `fs_store` is projected. State changes of the filesystem store are not.
+
+        `on_role(role)` is called whenever `master_role` changes ("standby", "active",
+        "idle"); `on_reconciled(written, deleted)` after each whole-directory reconcile.
         """
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._on_role = on_role
+        self._on_reconciled = on_reconciled
         try:
             while True:
                 fence = await self._acquire_lease(holder, lease_ttl)
@@ -487,11 +500,22 @@ class DatabaseRuleStore(BaseRuleStore):
                 except MasterLeaseLost as exc:
                     log.error("master lease lost (%s); standing by", exc)
                 finally:
-                    self.master_role = "idle"
+                    self._set_role("idle")
                     with contextlib.suppress(Exception):
                         await self.repo.release_lease(fence)
         finally:
-            self.master_role = "idle"
+            self._set_role("idle")
+            self._on_role = self._on_reconciled = None
+
+    def _set_role(self, role: MasterRole) -> None:
+        if role == self.master_role:
+            return
+        self.master_role = role
+        if self._on_role is not None:
+            try:
+                self._on_role(role)
+            except Exception:
+                log.exception("on_role callback failed")
 
     async def _acquire_lease(self, holder: str, ttl: float) -> Fence:
         announced: str | None = None
@@ -514,12 +538,12 @@ class DatabaseRuleStore(BaseRuleStore):
                                         "for %.0f s)", lease.holder, time.monotonic() -
                                         seen_since)
                         log.info("master lease acquired by %s", holder)
-                        self.master_role = "active"
+                        self._set_role("active")
                         return fence
                     continue
                 if announced != lease.holder:
                     announced = lease.holder
-                    self.master_role = "standby"
+                    self._set_role("standby")
                     since = lease.acquired_at.isoformat(timespec="seconds") \
                         if lease.acquired_at else "?"
                     log.warning("another master holds the lease: %s (since %s); standing by "
@@ -621,6 +645,11 @@ class DatabaseRuleStore(BaseRuleStore):
                 deleted += 1
         log.info("reconciled %d rule file(s) with the database: %d written, %d deleted",
                  len(wanted), written, deleted)
+        if self._on_reconciled is not None:
+            try:
+                self._on_reconciled(written, deleted)
+            except Exception:
+                log.exception("on_reconciled callback failed")
         return written, deleted
 
 

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Float,
     bindparam,
     create_engine,
     delete,
@@ -33,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -229,7 +230,6 @@ class RuleRepository:
             kwargs["pool_recycle"] = 3600
         if autocommit:
             kwargs["isolation_level"] = "AUTOCOMMIT"
-            kwargs["pool_size"] = 1
         engine = create_async_engine(self.url, **kwargs)
         self._instrument(engine.sync_engine)
         return engine
@@ -305,7 +305,14 @@ class RuleRepository:
         """A read: database errors become `StoreError` naming what was being read."""
         await self.connect()
         try:
-            return await self.run(operation, poll=poll)
+            try:
+                return await self.run(operation, poll=poll)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A pooled connection died while idle (database restarted, network cut):
+                # the pool has been invalidated, so one retry runs on a fresh connection.
+                return await self.run(operation, poll=poll)
         except StoreError:
             raise
         except _DB_ERRORS as exc:
@@ -539,6 +546,8 @@ class RuleRepository:
 
     async def write_state(self, rule_id: str, state: RuleState) -> int | None:
         """Persist a state (the default state deletes the row); None when nothing changed."""
+        if self.dialect == "postgresql" and not state.is_default:
+            return await self._pg_write_state(rule_id, state)
         def body(conn: Connection, revision: int) -> None:
             if state.is_default:
                 if conn.execute(_STATE_DELETE, {"b_rule_id": rule_id}).rowcount == 0:
@@ -551,6 +560,32 @@ class RuleRepository:
                 conn.execute(_STATE_INSERT, {"rule_id": rule_id, **values})
 
         return await self._transact(rule_id, STATE_KIND, body)
+
+    async def _pg_write_state(self, rule_id: str, state: RuleState) -> int:
+        """PostgreSQL: the same transaction as `_transact`, as one autocommit statement.
+
+        Bump, upsert, change-log entry and NOTIFY are one round trip (data-modifying
+        CTEs run atomically; the revision row stays locked until the statement commits).
+        """
+        params = {"rule_id": rule_id, "state": state.state.value,
+                  "confidence_max": state.confidence_max, "expires_at": state.expires_at,
+                  "reason": state.reason, "set_by": state.set_by, "set_at": state.set_at,
+                  "changed_at": utcnow(), "channel": NOTIFY_CHANNEL}
+
+        def write(conn: Connection) -> int:
+            return int(conn.execute(_PG_WRITE_STATE, params).scalar_one())
+
+        await self.connect()
+        try:
+            async with self._write_lock:
+                revision = await self.run(write, poll=True)
+            if revision % self._prune_every == 0:
+                await self.run(lambda conn: conn.execute(
+                    _LOG_PRUNE, {"b_upto": revision - self.change_log_retention}), poll=True)
+            return revision
+        except _DB_ERRORS as exc:
+            raise StoreError(f"writing state of {rule_id} to the rule database failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
     async def revert_expired(self, rule_id: str, expires_at: datetime) -> int | None:
         """Delete the state of `rule_id` if it still expires at `expires_at`.
@@ -653,6 +688,33 @@ _STATE_READ: Final = select(STATE_TABLE).where(StateRow.rule_id == bindparam("b_
 _STATE_INSERT: Final = insert(StateRow)
 _STATE_UPDATE: Final = update(StateRow).where(StateRow.rule_id == bindparam("b_rule_id"))
 _STATE_DELETE: Final = delete(StateRow).where(StateRow.rule_id == bindparam("b_rule_id"))
+_PG_WRITE_STATE: Final = text("""
+WITH rev AS (
+    UPDATE ttp_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision
+), st AS (
+    INSERT INTO ttp_rule_state
+        (rule_id, state, confidence_max, expires_at, reason, set_by, set_at, revision)
+    SELECT :rule_id, :state, CAST(:confidence_max AS DOUBLE PRECISION),
+           CAST(:expires_at AS TIMESTAMP WITHOUT TIME ZONE), :reason, :set_by,
+           CAST(:set_at AS TIMESTAMP WITHOUT TIME ZONE), rev.revision
+    FROM rev
+    ON CONFLICT (rule_id) DO UPDATE SET
+        state = EXCLUDED.state, confidence_max = EXCLUDED.confidence_max,
+        expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason,
+        set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at, revision = EXCLUDED.revision
+    RETURNING revision
+), log AS (
+    INSERT INTO ttp_change_log (revision, rule_id, change_kind, changed_at)
+    SELECT revision, :rule_id, 'state', CAST(:changed_at AS TIMESTAMP WITHOUT TIME ZONE)
+    FROM st
+)
+SELECT revision, pg_notify(:channel, CAST(revision AS TEXT)) FROM st
+""").bindparams(
+    bindparam("confidence_max", type_=Float()),
+    bindparam("expires_at", type_=UTCDateTime()),
+    bindparam("set_at", type_=UTCDateTime()),
+    bindparam("changed_at", type_=UTCDateTime()),
+)
 _STATE_REVERT: Final = delete(StateRow).where(
     StateRow.rule_id == bindparam("b_rule_id"),
     StateRow.expires_at == bindparam("b_expires_at", type_=UTCDateTime()))
