@@ -95,40 +95,25 @@ async def _sync(sync: Sync, db_store: RuleStore, fs_store: FilesystemRuleStore,
 
 
 def database_sync(updated_by: str) -> Sync:
-    """`DatabaseRuleStore.sync_from_filesystem`, announcing each completed reconcile."""
+    """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles."""
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     async def sync(db_store: RuleStore, fs_store: FilesystemRuleStore,
                    synced: Callable[[], None]) -> None:
         assert isinstance(db_store, DatabaseRuleStore)
-        reconcile = db_store.reconcile
 
-        async def reconcile_then_announce(*args: Any, **kwargs: Any) -> tuple[int, int]:
-            result = await reconcile(*args, **kwargs)
+        def on_role(role: str) -> None:
+            if role != "idle":
+                announce(role)
+
+        def on_reconciled(written: int, deleted: int) -> None:
+            log.info("reconciled: %d rule(s) written, %d deleted", written, deleted)
             synced()
-            return result
 
-        # The store has no completion hook: wrap this instance's reconcile.
-        db_store.reconcile = reconcile_then_announce  # type: ignore[method-assign]
-        roles = asyncio.get_running_loop().create_task(_announce_roles(db_store))
-        try:
-            await db_store.sync_from_filesystem(fs_store, updated_by=updated_by)
-        finally:
-            await cancel_all(roles)
+        await db_store.sync_from_filesystem(fs_store, updated_by=updated_by,
+                                            on_role=on_role, on_reconciled=on_reconciled)
 
     return sync
-
-
-async def _announce_roles(db_store: Any) -> None:
-    """Announce `standby` / `active` when the master lease changes hands."""
-    role = None
-    while True:
-        current = db_store.master_role
-        if current != role:
-            role = current
-            if current != "idle":
-                announce(current)
-        await asyncio.sleep(0.05)
 
 
 async def main_async(rules_dir: Path, db_url: str, updated_by: str) -> int:

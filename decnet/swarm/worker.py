@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -137,16 +136,7 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
 
     async def tail(store: RuleStore) -> None:
         assert isinstance(store, DatabaseRuleStore)
-        if "listen" in inspect.signature(store.tail_db).parameters:
-            await store.tail_db(poll_interval, listen=listen)  # type: ignore[call-arg]
-            return
-        if not listen:
-            # The store has no switch for it (yet): its listener never connects.
-            async def no_listener(wake: asyncio.Event) -> None:
-                await asyncio.Event().wait()
-
-            store._listen = no_listener  # type: ignore[method-assign]
-        await store.tail_db(poll_interval)
+        await store.tail_db(poll_interval, listen=listen)
 
     return tail
 
