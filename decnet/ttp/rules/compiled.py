@@ -72,8 +72,17 @@ class CompiledRule:
 
 
 def deep_freeze(value: Any) -> Any:
-    """Read-only view of parsed YAML: mappings become proxies, lists become tuples."""
+    """Read-only view of parsed YAML: mappings become proxies, lists become tuples.
+
+    A mapping whose values are all scalars is wrapped without a copy: the parsed
+    dict belongs to the compiler and nobody else holds it.
+    """
+    if isinstance(value, MappingProxyType):
+        return value
     if isinstance(value, Mapping):
+        if isinstance(value, dict) and not any(
+                isinstance(v, Mapping | list | tuple) for v in value.values()):
+            return MappingProxyType(value)
         return MappingProxyType({k: deep_freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(deep_freeze(v) for v in value)

@@ -36,9 +36,9 @@ class LoadResult:
             raise RuleSetError(self.errors)
 
 
-def read_rule_bytes(path: Path) -> bytes:
+def read_rule_bytes(path: str | os.PathLike[str]) -> bytes:
     """Read at most one byte past the size limit, so a huge file costs nothing."""
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         return handle.read(MAX_RULE_FILE_BYTES + 1)
 
 

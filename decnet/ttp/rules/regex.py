@@ -307,13 +307,13 @@ class CompiledPattern:
 
     `python` is the reference; `re2_source` (None for a fallback pattern) is its
     exact RE2 translation, which the engine's prefilter puts into combined sets.
-    RE2 checked it at load; the stand-alone program (`re2`) is only needed for
-    rules evaluated one by one, so it is compiled on first use and kept.
+    RE2 checked it at load; the stand-alone programs (`re2`, and `python` when
+    RE2 runs the pattern) are only needed now and then, so each is compiled on
+    first use and kept: loading 10,000 rules does not pay for them.
     """
 
     source: str
     ignore_case: bool
-    python: re.Pattern[str]
     re2_source: str | None
     newline_sensitive: bool
     non_boundary: bool
@@ -324,6 +324,14 @@ class CompiledPattern:
     #: Unique per compiled pattern: how the sandbox child caches it.
     key: int = field(default_factory=lambda: next(_keys), repr=False)
     _program: list[Any] = field(default_factory=list, repr=False)
+    _python: list[re.Pattern[str]] = field(default_factory=list, repr=False)
+
+    @property
+    def python(self) -> re.Pattern[str]:
+        """Python's compiled pattern (the reference semantics)."""
+        if not self._python:
+            self._python.append(re.compile(self.source, python_flags(self.ignore_case)))
+        return self._python[0]
 
     @property
     def re2(self) -> Any:
@@ -384,19 +392,28 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
                    rule_id: str | None = None, where: str = "pattern") -> CompiledPattern:
     """Compile `pattern`; raises `re.error` when it is not a valid Python regex."""
     flags = python_flags(ignore_case)
-    # Parse once: the same tree is translated, then compiled by Python's compiler
-    # (which does not modify it) — what `re.compile` does, minus its second parse.
+    # Parse once: the tree is translated for RE2 and, when Python's program is
+    # needed now, compiled by Python's compiler (which does not modify it).
     parsed = _parser.parse(pattern, flags)
     translation = _translate_parsed(parsed)
-    python: re.Pattern[str] = _compiler.compile(parsed, flags)
     reason = translation.reason
     accepted = False
+    matches_empty: bool | None = None
     if translation.source is not None:
         check = _re2.RE2(translation.source.encode("utf-8"), re2_options())
         accepted = check.ok()
         if not accepted:
             reason = f"RE2 rejects it ({check.error()})"
+        elif not translation.non_boundary:
+            # on empty text RE2 and Python agree, except for Python's \B quirk
+            matches_empty = check.Match(_UNANCHORED, b"", 0, 0)[0][0] >= 0
         del check  # memory: most patterns only ever run inside a combined set
+    python: list[re.Pattern[str]] = []
+    if not accepted or matches_empty is None:
+        # the fallback needs Python's program now; compiling it also reports the
+        # errors only Python's compiler finds (a variable-width look-behind)
+        python.append(_compiler.compile(parsed, flags))
+        matches_empty = python[0].search("") is not None
     warning = None
     if not accepted:
         who = f"rule {rule_id}: " if rule_id else ""
@@ -405,12 +422,12 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
     return CompiledPattern(
         source=pattern,
         ignore_case=ignore_case,
-        python=python,
         re2_source=translation.source if accepted else None,
         newline_sensitive=translation.newline_sensitive,
         non_boundary=translation.non_boundary,
-        matches_empty=python.search("") is not None,
+        matches_empty=matches_empty,
         engine="re2" if accepted else "re-sandbox",
         warning=warning,
         reason=reason,
+        _python=python,
     )

@@ -11,7 +11,39 @@ import yaml
 
 from decnet.ttp.constants import MAX_RULE_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}"
+                         for name in ("int", "float", "bool", "null", "timestamp"))
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _RuleLoader(_SafeLoader):  # type: ignore[misc, valid-type]
+    """The safe loader with the resolver trimmed to what rule files use.
+
+    The parser calls back into these three methods for every node; PyYAML's
+    versions also serve path resolvers, which the safe loader never has.
+    """
+
+    _implicit = _SafeLoader.yaml_implicit_resolvers
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self._implicit.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag  # type: ignore[no-any-return]
+            return _STR_TAG
+        return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
 
 
 class YamlProblem(Exception):
@@ -23,13 +55,6 @@ class YamlProblem(Exception):
         self.line = line
         self.column = column
 
-
-_STR_TAG = "tag:yaml.org,2002:str"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}"
-                         for name in ("int", "float", "bool", "null", "timestamp"))
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Builder:
@@ -148,7 +173,7 @@ def parse_rule_yaml(raw: bytes | str) -> YamlDocument:
                               f"to {MAX_RULE_FILE_BYTES}")
     if text.startswith("\ufeff"):
         text = text[1:]
-    loader = _BaseLoader(text)
+    loader = _RuleLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:

@@ -49,6 +49,7 @@ class FilesystemRuleStore(BaseRuleStore):
         ensure_linux()
         super().__init__(bus=bus)
         self.directory = Path(directory or os.environ.get(ENV_RULES_DIR) or DEFAULT_RULES_DIR)
+        self._dir_str = str(self.directory)
         self._rules: dict[str, CompiledRule] = {}
         self._file_of: dict[str, str] = {}
         self._digests: dict[str, bytes] = {}
@@ -146,15 +147,19 @@ class FilesystemRuleStore(BaseRuleStore):
             if name not in present:
                 del self.problems[name]
 
+    def _path(self, name: str) -> str:
+        # string joins, not pathlib: pathlib interns every name it sees
+        return os.path.join(self._dir_str, name)
+
     def _reload(self, name: str) -> None:
-        path = self.directory / name
+        path = self._path(name)
         try:
             raw = read_rule_bytes(path)
         except FileNotFoundError:
             self._remove(name)
             return
         except OSError as exc:
-            self._reject(name, [RuleError(RuleProblem(str(path), f"cannot read: {exc}"))])
+            self._reject(name, [RuleError(RuleProblem(path, f"cannot read: {exc}"))])
             return
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         if self._digests.get(name) == digest:
@@ -164,11 +169,11 @@ class FilesystemRuleStore(BaseRuleStore):
             return
         rule_id = rule_id_of_path(name)
         owner = self._file_of.get(rule_id)
-        if owner is not None and owner != name and (self.directory / owner).exists():
+        if owner is not None and owner != name and os.path.exists(self._path(owner)):
             self._reject_conflict([owner, name])
             return
         try:
-            rule = compile_rule(raw, source=str(path), expected_rule_id=rule_id)
+            rule = compile_rule(raw, source=path, expected_rule_id=rule_id)
         except RuleSetError as exc:
             self._reject(name, list(exc.errors))
             self._rejected_digests[name] = digest
@@ -210,8 +215,8 @@ class FilesystemRuleStore(BaseRuleStore):
 
     def _reject_conflict(self, names: list[str]) -> None:
         rule_id = rule_id_of_path(names[0])
-        paths = " and ".join(str(self.directory / n) for n in names)
-        error = RuleError(RuleProblem(str(self.directory / names[-1]),
+        paths = " and ".join(self._path(n) for n in names)
+        error = RuleError(RuleProblem(self._path(names[-1]),
                                       f"rule {rule_id} is defined by two files: {paths}",
                                       "rule_id", rule_id=rule_id))
         for name in names:
