@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from decnet import telemetry
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.store.base import RuleState, StateName
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
@@ -34,9 +35,12 @@ emits:
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     monkeypatch.setattr(trace, "get_tracer", _PROVIDER.get_tracer)
     monkeypatch.setenv("DECNET_DEVELOPER_TRACING", "1")
+    assert telemetry.refresh()
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
+    monkeypatch.delenv("DECNET_DEVELOPER_TRACING", raising=False)
+    telemetry.refresh()
 
 
 def by_name(finished: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
@@ -79,6 +83,7 @@ async def test_no_spans_when_tracing_is_off(spans: InMemorySpanExporter,
                                             monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
     monkeypatch.delenv("DECNET_DEVELOPER_TRACING")
+    assert not telemetry.refresh()
     (tmp_path / "R0001.yaml").write_text(RULE)
     async with FilesystemRuleStore(tmp_path) as store:
         await store.set_state("R0001", RuleState(StateName.DISABLED), "alice")

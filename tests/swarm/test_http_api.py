@@ -14,7 +14,7 @@ import pytest
 
 from decnet.swarm.http_api import REVISION_HEADER, create_app
 from decnet.swarm.live import LiveRules
-from decnet.ttp.store.base import RuleState, StateName
+from decnet.ttp.store.base import RESYNC, RuleChange, RuleState, StateName
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 from tests.waiting import poll
 
@@ -225,3 +225,17 @@ async def test_one_rule(tmp_path: Path) -> None:
         missing = await w.client.get("/rules/R9999")
         assert missing.status_code == 404
         assert "R9999" in missing.json()["error"]
+
+
+async def test_a_resync_reloads_everything(tmp_path: Path) -> None:
+    """A subscriber told it lagged (or a tail whose position fell out of the change
+    log) reloads the whole rule set instead of applying a partial stream."""
+    async with worker(tmp_path) as w:
+        assert w.live.full_loads == 1
+        (tmp_path / "R0003.yaml").unlink()
+        await poll(lambda: "R0003" not in w.live.engine.rules, message="R0003 deleted")
+        shutil.copy(SHIPPED / "R0004.yaml", tmp_path / "R0004.yaml")
+        w.store.announcer.announce(RuleChange(RESYNC, "*", None))
+        await poll(lambda: w.live.full_loads == 2, message="a full reload")
+        await poll(lambda: "R0004" in w.live.engine.rules, message="R0004 loaded")
+        assert (await w.client.get("/healthz")).status_code == 200

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.swarm.databases import database_params
 from tests.swarm.scenario import initial_rules, rule_yaml, seed_directory, write_rule
 from tests.swarm.swarm import Swarm
 from tests.waiting import poll
@@ -96,3 +97,20 @@ async def test_master_restarted_sees_edits_made_while_it_was_stopped(swarm: Swar
     assert view["S0000"]["rule_version"] == 5
     assert "V0001" not in view
     assert (await worker.status())["full_loads"] == 1
+
+
+@pytest.mark.parametrize("database", database_params("postgres"), indirect=True)
+async def test_postgres_notifications_wake_workers_unless_no_listen(swarm: Swarm) -> None:
+    await swarm.upgrade()
+    seed_directory(swarm.rules_dir, initial_rules(2, 0))
+    await swarm.start_master()
+    [listening] = await swarm.start_workers(1, poll_interval=5.0)
+    [polling] = await swarm.start_workers(1, poll_interval=0.1, listen=False)
+    await swarm.wait_converged()
+    write_rule(swarm.rules_dir, "S0001", rule_yaml("S0001", 3, 1))
+    await swarm.wait_converged()  # within 20 s: the 5 s poll alone could also make it
+    assert (await listening.status())["notifications"] > 0
+    assert (await polling.status())["notifications"] == 0
+    response = await listening.client.get("/rules")  # type: ignore[union-attr]
+    assert int(response.headers["X-Decnet-TTP-Revision"]) == \
+        (await listening.status())["revision"]
