@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +13,7 @@ import typer
 
 from decnet.cli.common import db_url, err_console, rules_dir, run, setup_logging
 from decnet.ttp.constants import ENV_DB_URL, ENV_RULES_DIR
+from decnet.ttp.errors import ConfigError
 
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
@@ -45,7 +48,9 @@ def master(
     from decnet.swarm.master import default_updated_by, main_async
 
     daemon_logging(verbose)
-    raise typer.Exit(run(main_async(rules_dir(rules), db_url(db), by or default_updated_by())))
+    with _config_errors():
+        code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by()))
+    raise typer.Exit(code)
 
 
 def worker(
@@ -76,8 +81,22 @@ def worker(
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] --http: {exc}")
         raise typer.Exit(2) from None
-    raise typer.Exit(run(main_async(db_url(db), host, port, poll_interval, listen=listen,
-                                    max_body_bytes=max_body)))
+    with _config_errors():
+        code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
+                              max_body_bytes=max_body))
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _config_errors() -> Iterator[None]:
+    """A database URL that cannot be used: one readable line and exit 2, no traceback."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        yield
+    except (ConfigError, ArgumentError) as exc:
+        err_console.print(f"[red]error:[/red] --db: {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 log = logging.getLogger(__name__)
 
 #: Runs the projection of the filesystem store into the database until cancelled;
-#: calls its third argument once the initial reconcile is committed.
+#: calls its third argument after each whole-directory reconcile (the first: ready).
 Sync = Callable[[RuleStore, FilesystemRuleStore, Callable[[], None]], Awaitable[Any]]
 
 

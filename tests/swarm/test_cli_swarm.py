@@ -1,0 +1,37 @@
+"""`decnet-ttp master|worker` argument handling (no process started)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from decnet.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("args", [
+    ["worker", "--db", "not a url", "--http", "127.0.0.1:0"],
+    ["worker", "--db", "oracle://db/x", "--http", "127.0.0.1:0"],
+    ["master", "--db", "oracle://db/x", "--rules", "."],
+])
+def test_unusable_database_url_is_one_line_and_exit_2(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "--db" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("http", ["8080", "host:", "host:port", "127.0.0.1:99999"])
+def test_bad_http_address_exits_2(http: str) -> None:
+    result = runner.invoke(app, ["worker", "--db", "sqlite+aiosqlite:///x.db", "--http", http])
+    assert result.exit_code == 2
+    assert "--http" in result.output
+
+
+def test_help_names_the_environment_variables() -> None:
+    master = runner.invoke(app, ["master", "--help"], terminal_width=200)
+    worker = runner.invoke(app, ["worker", "--help"], terminal_width=200)
+    assert master.exit_code == worker.exit_code == 0
+    assert "DECNET_TTP_RULES_DIR" in master.output and "DECNET_TTP_DB_URL" in master.output
+    assert "--poll-interval" in worker.output and "--no-listen" in worker.output
