@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,20 @@ class LoadResult:
 
 
 def read_rule_bytes(path: str | os.PathLike[str]) -> bytes:
-    """Read at most one byte past the size limit, so a huge file costs nothing."""
-    with open(path, "rb") as handle:
-        return handle.read(MAX_RULE_FILE_BYTES + 1)
+    """Read at most one byte past the size limit, so a huge file costs nothing.
+
+    Opened non-blocking and checked to be a regular file first: a FIFO or a device
+    named like a rule must not hang the reader.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(MAX_RULE_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def load_rule_file(path: Path) -> CompiledRule:
@@ -71,7 +84,7 @@ def load_files(paths: Iterable[Path]) -> LoadResult:
     result = LoadResult()
     claimed: dict[str, list[Path]] = {}
     for path in paths:
-        if not path.is_file():
+        if not os.path.lexists(path) or path.is_dir():
             continue
         claimed.setdefault(rule_id_of_path(path), []).append(path)
         try:

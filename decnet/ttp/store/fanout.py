@@ -74,6 +74,7 @@ class Subscription(AsyncIterator[RuleChange]):
         return len(self._inbox.changes)
 
     async def aclose(self) -> None:
+        self._inbox.changes.clear()
         self._inbox.close()
         self._finalizer()
 

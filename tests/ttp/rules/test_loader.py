@@ -68,3 +68,12 @@ def test_the_shipped_pack_loads_cleanly() -> None:
     result = load_directory(pack)
     assert result.errors == []
     assert len(result.rules) >= 40
+
+
+def test_a_fifo_is_reported_by_validate(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "R0009.yaml")
+    result = load_directory(tmp_path)
+    [error] = result.errors
+    assert "not a regular file" in error.reason

@@ -168,9 +168,33 @@ async def test_second_file_for_a_rule_is_rejected_and_first_kept(
     [rule] = await store.load_compiled()
     assert rule.rule_version == 1
     (store.directory / "R0001.yaml").unlink()
-    change = await next_change(changes)
-    assert change.change_kind == DELETED
     assert version_of(await next_change(changes)) == 9
+    await no_change(changes)
+    assert store.problems == {}
+
+
+async def test_a_conflict_at_start_resolves_when_one_file_goes(tmp_path: Path) -> None:
+    (tmp_path / "R0007.yaml").write_text(rule_text("R0007"))
+    (tmp_path / "R0007.yml").write_text(rule_text("R0007", 2))
+    async with FilesystemRuleStore(tmp_path) as store:
+        changes = store.subscribe_changes()
+        (tmp_path / "R0007.yaml").write_text(rule_text("R0007", 3))
+        await no_change(changes)
+        assert await store.load_compiled() == []
+        (tmp_path / "R0007.yml").unlink()
+        assert version_of(await next_change(changes)) == 3
+        assert store.problems == {}
+
+
+async def test_a_resolved_conflict_leaves_no_stale_problem(store: FilesystemRuleStore) -> None:
+    changes = store.subscribe_changes()
+    (store.directory / "R0001.yml").write_text(rule_text("R0001", 5))
+    await poll(lambda: "R0001.yml" in store.problems, message="conflict")
+    (store.directory / "R0001.yml").unlink()
+    await poll(lambda: store.problems == {}, message="conflict resolved")
+    await no_change(changes)
+    [rule] = await store.load_compiled()
+    assert rule.rule_version == 1
 
 
 async def test_two_files_for_a_rule_at_start_load_neither(tmp_path: Path) -> None:
@@ -220,9 +244,13 @@ async def test_stop_is_idempotent_and_stops_watching(tmp_path: Path) -> None:
     store = FilesystemRuleStore(tmp_path)
     await store.start()
     await store.start()
+    changes = store.subscribe_changes()
     await store.stop()
     await store.stop()
     (tmp_path / "R0001.yaml").write_text(rule_text("R0001"))
+    with pytest.raises(StopAsyncIteration):
+        await anext(changes)
+    assert store._watch_task is None
     assert store.reloads_applied == 0
 
 
@@ -249,3 +277,12 @@ async def test_the_same_bad_bytes_are_rejected_once(store: FilesystemRuleStore) 
     (store.directory / "R0002.yaml").write_text(rule_text("R0002"))
     await poll(lambda: store.reloads_applied == 2, message="R0002")
     assert store.reloads_rejected == 1
+
+
+async def test_a_fifo_named_like_a_rule_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "R0009.yaml")
+    (tmp_path / "R0001.yaml").write_text(rule_text("R0001"))
+    async with FilesystemRuleStore(tmp_path) as store:
+        assert [r.rule_id for r in await store.load_compiled()] == ["R0001"]
+        [problem] = store.problems["R0009.yaml"]
+        assert "not a regular file" in problem.reason

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from decnet.bus.base import Bus
-from decnet.ttp.constants import DEFAULT_RULES_DIR, DELETE_GRACE_SECONDS, ENV_RULES_DIR
+from decnet.ttp.constants import (
+    DEFAULT_RULES_DIR,
+    DELETE_GRACE_SECONDS,
+    ENV_RULES_DIR,
+    RULE_FILE_SUFFIXES,
+)
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError, UnsupportedPlatformError
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
@@ -130,47 +135,63 @@ class FilesystemRuleStore(BaseRuleStore):
 
     def _rescan(self) -> None:
         """Bring the in-memory view in line with the directory (start, queue overflow)."""
-        names = sorted(n for n in os.listdir(self.directory) if is_rule_file_name(n))
-        present = set(names)
-        for name in list(self._file_of.values()):
-            if name not in present:
-                self._remove(name)
-        by_stem: dict[str, list[str]] = {}
-        for name in names:
-            by_stem.setdefault(rule_id_of_path(name), []).append(name)
-        for stem_names in by_stem.values():
-            if len(stem_names) > 1:
-                self._reject_conflict(stem_names)
-            else:
-                self._reload(stem_names[0])
-        for name in list(self.problems):
-            if name not in present:
-                del self.problems[name]
+        names = [n for n in os.listdir(self.directory) if is_rule_file_name(n)]
+        stems = {rule_id_of_path(n) for n in names}
+        stems.update(self._file_of)
+        stems.update(rule_id_of_path(n) for n in self.problems)
+        for stem in sorted(stems):
+            self._sync_stem(stem)
 
     def _path(self, name: str) -> str:
         # string joins, not pathlib: pathlib interns every name it sees
         return os.path.join(self._dir_str, name)
 
-    def _reload(self, name: str) -> None:
+    def _files_of(self, stem: str) -> list[str]:
+        return [stem + suffix for suffix in RULE_FILE_SUFFIXES
+                if os.path.lexists(self._path(stem + suffix))]
+
+    def _sync_stem(self, stem: str) -> None:
+        """Decide what rule `stem` is from the files that claim it now.
+
+        The decision is made per rule id, whatever the order of events: no file means
+        deleted, two files (`.yaml` and `.yml`) mean a conflict (the last good version
+        stays live), one file is compiled.
+        """
+        files = self._files_of(stem)
+        for name in (stem + suffix for suffix in RULE_FILE_SUFFIXES):
+            if name not in files:
+                self._digests.pop(name, None)
+                self._rejected_digests.pop(name, None)
+                self.problems.pop(name, None)
+        if not files:
+            if self._file_of.pop(stem, None) is not None:
+                del self._rules[stem]
+                if self._loaded:
+                    self.rule_deleted(stem)
+            return
+        if len(files) > 1:
+            if not all(n in self.problems for n in files):
+                self._reject_conflict(files)
+            return
+        self._load(files[0])
+
+    def _load(self, name: str) -> None:
         path = self._path(name)
+        rule_id = rule_id_of_path(name)
         try:
             raw = read_rule_bytes(path)
         except FileNotFoundError:
-            self._remove(name)
+            self._sync_stem(rule_id)
             return
         except OSError as exc:
             self._reject(name, [RuleError(RuleProblem(path, f"cannot read: {exc}"))])
             return
         digest = hashlib.blake2b(raw, digest_size=16).digest()
-        if self._digests.get(name) == digest:
+        owned = self._file_of.get(rule_id) == name
+        if owned and self._digests.get(name) == digest:
             self.problems.pop(name, None)
             return
-        if self._rejected_digests.get(name) == digest:
-            return
-        rule_id = rule_id_of_path(name)
-        owner = self._file_of.get(rule_id)
-        if owner is not None and owner != name and os.path.exists(self._path(owner)):
-            self._reject_conflict([owner, name])
+        if self._rejected_digests.get(name) == digest and name in self.problems:
             return
         try:
             rule = compile_rule(raw, source=path, expected_rule_id=rule_id)
@@ -189,23 +210,6 @@ class FilesystemRuleStore(BaseRuleStore):
         if self._loaded:
             self.definition_changed(rule.with_state(self._effective(rule_id)))
 
-    def _remove(self, name: str) -> None:
-        self._digests.pop(name, None)
-        self._rejected_digests.pop(name, None)
-        self.problems.pop(name, None)
-        rule_id = rule_id_of_path(name)
-        if self._file_of.get(rule_id) != name:
-            return
-        del self._file_of[rule_id]
-        del self._rules[rule_id]
-        if self._loaded:
-            self.rule_deleted(rule_id)
-        for sibling in sorted(os.listdir(self.directory)):
-            if sibling != name and is_rule_file_name(sibling) and \
-                    rule_id_of_path(sibling) == rule_id:
-                self._reload(sibling)
-                break
-
     def _reject(self, name: str, errors: list[RuleError]) -> None:
         self.reloads_rejected += 1
         self.problems[name] = tuple(errors)
@@ -219,8 +223,9 @@ class FilesystemRuleStore(BaseRuleStore):
         error = RuleError(RuleProblem(self._path(names[-1]),
                                       f"rule {rule_id} is defined by two files: {paths}",
                                       "rule_id", rule_id=rule_id))
-        for name in names:
-            self._reject(name, [error])
+        self._reject(names[-1], [error])
+        for name in names[:-1]:
+            self.problems[name] = (error,)
 
     # watching -------------------------------------------------------------
 
@@ -243,12 +248,12 @@ class FilesystemRuleStore(BaseRuleStore):
                     for name, due in list(pending_removals.items()):
                         if due <= now:
                             del pending_removals[name]
-                            self._guarded(self._reload, name)
+                            self._guarded(self._sync_stem, rule_id_of_path(name))
                     continue
                 event, next_event = next_event.result(), None
                 if event.kind is WatchKind.WRITTEN and event.name is not None:
                     pending_removals.pop(event.name, None)
-                    self._guarded(self._reload, event.name)
+                    self._guarded(self._sync_stem, rule_id_of_path(event.name))
                 elif event.kind is WatchKind.REMOVED and event.name is not None:
                     pending_removals[event.name] = loop.time() + DELETE_GRACE_SECONDS
                 elif event.kind is WatchKind.OVERFLOW:
