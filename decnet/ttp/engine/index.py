@@ -30,16 +30,9 @@ from decnet.ttp.engine.prefilter import (
 )
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.matchers import PatternLeaf
-from decnet.ttp.store.base import RuleState, StateName
+from decnet.ttp.store.base import RuleState
 
 _EMPTY_KEYS: Final[frozenset[BucketKey]] = frozenset()
-
-
-def may_fire(rule: CompiledRule) -> bool:
-    """Whether a rule can fire at all now (a disabled state may still expire)."""
-    if rule.is_lifter:
-        return False
-    return not (rule.state.state is StateName.DISABLED and rule.state.expires_at is None)
 
 
 def plans_of(rule: CompiledRule) -> Mapping[str, RulePlan]:
