@@ -1,23 +1,42 @@
-"""Shared CLI plumbing: consoles, option defaults, running coroutines."""
+"""Shared CLI plumbing: consoles, option defaults, running coroutines, the error policy."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from decnet.ttp.constants import DEFAULT_DB_URL, DEFAULT_RULES_DIR, ENV_DB_URL, ENV_RULES_DIR
+from decnet.ttp.errors import (
+    ConfigError,
+    DecnetTTPError,
+    InvalidRuleId,
+    InvalidStateError,
+    StoreError,
+)
 
 T = TypeVar("T")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+#: Exit status of bad operator input (a usage error), as click uses it.
+EXIT_INPUT: int = 2
+#: Exit status of a failure of the database, a file or the network.
+EXIT_FAILURE: int = 1
+
+
+class BadInput(ValueError):
+    """Operator input a command refuses; the message says why (exits 2 under `cli_errors`)."""
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -41,3 +60,46 @@ def db_url(option: str | None) -> str:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def print_error(message: str, *, label: str = "error:", style: str = "red") -> None:
+    """`error: MESSAGE` on stderr, on one line; the message is data, never markup."""
+    one_line = " ".join(message.split())
+    err_console.print(Text.assemble((label, style), " ", one_line), highlight=False)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print `message` as an error and exit with `code`."""
+    print_error(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cli_errors(context: str = "") -> Iterator[None]:
+    """The CLI's error policy: expected failures become one line on stderr and an exit code.
+
+    Bad input exits 2: `BadInput` (and the duration/time errors deriving from it),
+    `ConfigError`, `InvalidRuleId`, `InvalidStateError`, and a `--db` URL SQLAlchemy
+    cannot parse or has no driver for. A failure of the database, a file or the network
+    exits 1: `StoreError` (a `SchemaOutdatedError` names `decnet-ttp db upgrade --db URL`),
+    any other SQLAlchemy error, `OSError`, and any other error of this package. Nothing
+    else is caught: a bug still shows its traceback. `context`, when given, prefixes the
+    message (`upgrading URL failed: reason`).
+
+        with cli_errors():
+            store = DatabaseRuleStore(url)
+            ...
+    """
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    def explain(code: int, reason: str) -> NoReturn:
+        fail(f"{context}: {reason}" if context else reason, code)
+
+    try:
+        yield
+    except (BadInput, ConfigError, InvalidRuleId, InvalidStateError) as exc:
+        explain(EXIT_INPUT, str(exc))
+    except ArgumentError as exc:  # includes NoSuchModuleError (no such dialect or driver)
+        explain(EXIT_INPUT, f"invalid database URL: {exc}")
+    except (StoreError, SQLAlchemyError, OSError, DecnetTTPError) as exc:
+        explain(EXIT_FAILURE, str(exc) or type(exc).__name__)

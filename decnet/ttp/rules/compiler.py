@@ -55,11 +55,11 @@ def compile_rule(
     except ValidationError as exc:
         raise RuleSetError(_schema_errors(exc, doc, source)) from None
     problems: list[RuleProblem] = []
-    rule_line = doc.position(["rule_id"])
     if expected_rule_id is not None and schema.rule_id != expected_rule_id:
         problems.append(RuleProblem(
             source, f"rule_id {schema.rule_id!r} does not equal the file stem "
-            f"{expected_rule_id!r}", "rule_id", *rule_line, rule_id=schema.rule_id,
+            f"{expected_rule_id!r}", "rule_id", *doc.position(["rule_id"]),
+            rule_id=schema.rule_id,
         ))
     lifter = lifter_name(schema.match)
     matchers: dict[str, Matcher] = {}
