@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,8 +91,6 @@ def cli_errors(context: str = "") -> Iterator[None]:
             store = DatabaseRuleStore(url)
             ...
     """
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
     def explain(code: int, reason: str) -> NoReturn:
         fail(f"{context}: {reason}" if context else reason, code)
 
@@ -99,7 +98,23 @@ def cli_errors(context: str = "") -> Iterator[None]:
         yield
     except (BadInput, ConfigError, InvalidRuleId, InvalidStateError) as exc:
         explain(EXIT_INPUT, str(exc))
-    except ArgumentError as exc:  # includes NoSuchModuleError (no such dialect or driver)
-        explain(EXIT_INPUT, f"invalid database URL: {exc}")
-    except (StoreError, SQLAlchemyError, OSError, DecnetTTPError) as exc:
-        explain(EXIT_FAILURE, str(exc) or type(exc).__name__)
+    except (StoreError, OSError, DecnetTTPError) as exc:
+        # a store that could not open its database because of the URL: still bad input
+        code = EXIT_INPUT if _is_sql_error(exc.__cause__, "ArgumentError") else EXIT_FAILURE
+        explain(code, str(exc) or type(exc).__name__)
+    except Exception as exc:
+        if _is_sql_error(exc, "ArgumentError"):
+            # a URL it cannot parse, or NoSuchModuleError: no such dialect or driver
+            explain(EXIT_INPUT, f"invalid database URL: {exc}")
+        if _is_sql_error(exc, "SQLAlchemyError"):
+            explain(EXIT_FAILURE, str(exc))
+        raise
+
+
+def _is_sql_error(exc: BaseException | None, name: str) -> bool:
+    """`exc` is a `sqlalchemy.exc.<name>`. SQLAlchemy is looked up, not imported: a
+    command that never loaded it (`tag`) cannot have raised its errors, and does not pay
+    for the import."""
+    sql_errors = sys.modules.get("sqlalchemy.exc")
+    return (exc is not None and sql_errors is not None
+            and isinstance(exc, getattr(sql_errors, name)))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from sqlalchemy.engine import make_url
 
-from decnet.cli.common import console, db_url, err_console, run
+from decnet.cli.common import BadInput, cli_errors, console, db_url, run
 from decnet.ttp.constants import ENV_DB_URL
 
 app = typer.Typer(help="Create and upgrade the database store's schema.",
@@ -20,7 +19,9 @@ DbOption = Annotated[str | None, typer.Option(
 
 
 def _shown(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL without its password; a URL that does not parse exits 2 (`cli_errors`)."""
+    with cli_errors():
+        return make_url(url).render_as_string(hide_password=True)
 
 
 @app.command()
@@ -29,22 +30,23 @@ def upgrade(
     revision: Annotated[str, typer.Option(help="Target revision")] = "head",
 ) -> None:
     """Apply the schema migrations (creates the tables on an empty database)."""
+    from alembic.util import CommandError
+
     from decnet.ttp.store.sql import migrate
 
     url = db_url(db)
-    try:
-        before = run(migrate.current(url))
-        after = run(migrate.upgrade(url, revision))
-    except Exception as exc:
-        err_console.print(f"[red]error:[/] upgrading {_shown(url)} failed: "
-                          f"{escape(str(exc))}",
-                          highlight=False)
-        raise typer.Exit(1) from None
+    shown = _shown(url)
+    with cli_errors(f"upgrading {shown} failed"):
+        try:
+            before = run(migrate.current(url))
+            after = run(migrate.upgrade(url, revision))
+        except CommandError as exc:  # e.g. an unknown --revision
+            raise BadInput(str(exc)) from None
     if before == after:
-        console.print(f"{_shown(url)}: already at schema revision {after}", highlight=False,
+        console.print(f"{shown}: already at schema revision {after}", highlight=False,
                       markup=False)
     else:
-        console.print(f"{_shown(url)}: schema upgraded from {before or 'nothing'} to {after}",
+        console.print(f"{shown}: schema upgraded from {before or 'nothing'} to {after}",
                       highlight=False, markup=False)
 
 
@@ -54,17 +56,13 @@ def current(db: DbOption = None) -> None:
     from decnet.ttp.store.sql import migrate
 
     url = db_url(db)
-    try:
+    shown = _shown(url)
+    with cli_errors(f"reading {shown} failed"):
         revision = run(migrate.current(url))
-    except Exception as exc:
-        err_console.print(f"[red]error:[/] reading {_shown(url)} failed: "
-                          f"{escape(str(exc))}",
-                          highlight=False)
-        raise typer.Exit(1) from None
     head = migrate.head()
     if revision == head:
-        console.print(f"{revision} (head)", highlight=False)
+        console.print(f"{revision} (head)", highlight=False, markup=False)
         return
     console.print(f"{revision or 'no schema'} (this version needs {head}; run "
-                  f"decnet-ttp db upgrade --db {_shown(url)})", highlight=False, markup=False)
+                  f"decnet-ttp db upgrade --db {shown})", highlight=False, markup=False)
     raise typer.Exit(1)

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Final
 
+from decnet.cli.common import BadInput
 from decnet.ttp.store.base import as_utc, utcnow
 
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -15,7 +16,7 @@ _WHOLE: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 MAX_DURATION: Final = timedelta(days=366)
 
 
-class InputError(ValueError):
+class InputError(BadInput):
     """A duration or time an operator typed that cannot be used; the message says why."""
 
 
@@ -28,11 +29,11 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(float(value) * _UNIT_SECONDS[unit] for value, unit in _PART.findall(compact))
     if seconds <= 0:
         raise InputError(f"invalid duration {text!r}: must be longer than zero")
-    duration = timedelta(seconds=seconds)
-    if duration > MAX_DURATION:
+    # compared before a timedelta is built: a huge number would overflow it
+    if seconds > MAX_DURATION.total_seconds():
         raise InputError(f"duration {text!r} is longer than {MAX_DURATION.days} days; "
                          "set the state without a TTL instead")
-    return duration
+    return timedelta(seconds=seconds)
 
 
 def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
@@ -44,7 +45,10 @@ def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
                          "e.g. 2026-12-01T00:00Z or 2026-12-01T09:30+02:00") from None
     if moment.tzinfo is None:
         raise InputError(f"time {text!r} has no UTC offset: add Z (UTC) or one like +02:00")
-    moment = as_utc(moment)
+    try:
+        moment = as_utc(moment)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last UTC datetime
+        raise InputError(f"time {text!r} is out of range") from None
     if moment <= (now or utcnow()):
         raise InputError(f"time {text!r} is in the past")
     return moment

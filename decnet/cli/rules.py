@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from decnet.cli.common import console, db_url, err_console, rules_dir, run
+from decnet.cli.common import cli_errors, console, db_url, err_console, fail, rules_dir, run
 from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.loader import load_directory
@@ -26,9 +27,9 @@ def validate(
     """Check every rule file; print every error of every file; exit 1 on any."""
     target = rules_dir(directory)
     if not target.is_dir():
-        err_console.print(f"[red]error:[/] {target} is not a directory")
-        raise typer.Exit(1)
-    result = load_directory(target)
+        fail(f"{target} is not a directory")
+    with cli_errors():
+        result = load_directory(target)
     for error in result.errors:
         console.print(f"[red]error[/] {escape(str(error))}", highlight=False)
     for source, warning in result.warnings:
@@ -52,7 +53,9 @@ def list_rules(
     """List rules with their operator state."""
     use_db = db is not None or (rules is None and
                                 os.environ.get(ENV_RULE_STORE_TYPE, "") == "database")
-    compiled = run(_load_from_db(db_url(db))) if use_db else _load_from_dir(rules_dir(rules))
+    with cli_errors():
+        compiled = (run(_load_from_db(db_url(db))) if use_db
+                    else _load_from_dir(rules_dir(rules)))
     table = Table()
     for column in ("rule", "ver", "name", "applies to", "techniques", "state", "expires"):
         table.add_column(column, overflow="fold")
@@ -64,16 +67,17 @@ def list_rules(
         expires = rule.state.expires_at.isoformat(timespec="seconds") \
             if rule.state.expires_at else ""
         kinds = "lifter:" + rule.lifter if rule.lifter else ", ".join(sorted(rule.applies_to))
-        table.add_row(rule.rule_id, str(rule.rule_version), escape(rule.name), kinds, techniques,
-                      state, expires)
+        # every cell is data (a rule file's text): shown as it is, never read as markup
+        table.add_row(*(Text(cell) for cell in (
+            rule.rule_id, str(rule.rule_version), rule.name, kinds, techniques, state,
+            expires)))
     console.print(table)
-    console.print(f"{len(compiled)} rule(s)")
+    console.print(f"{len(compiled)} rule(s)", highlight=False, markup=False)
 
 
 def _load_from_dir(directory: Path) -> list[CompiledRule]:
     if not directory.is_dir():
-        err_console.print(f"[red]error:[/] {directory} is not a directory")
-        raise typer.Exit(1)
+        fail(f"{directory} is not a directory")
     result = load_directory(directory)
     for error in result.errors:
         err_console.print(f"[red]error[/] {escape(str(error))}", highlight=False)

@@ -11,13 +11,13 @@ from typing import Annotated, TypeVar
 
 import orjson
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from decnet.cli.common import console, db_url, err_console, run
-from decnet.cli.durations import InputError, format_remaining, parse_duration, parse_moment
-from decnet.ttp.constants import ENV_DB_URL
-from decnet.ttp.errors import DecnetTTPError, InvalidRuleId, InvalidStateError
+from decnet.cli.common import BadInput, cli_errors, console, db_url, err_console, run
+from decnet.cli.durations import format_remaining, parse_duration, parse_moment
+from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
+from decnet.ttp.errors import InvalidStateError
 from decnet.ttp.store.base import RuleState, StateName, utcnow, validate_rule_id
 from decnet.ttp.store.codec import state_to_dict
 
@@ -45,20 +45,25 @@ def _default_user() -> str:
         return "unknown"
 
 
-def _usage_error(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(2)
+def _who(by: str | None) -> str:
+    """`--by`, else `$USER`; refused (exit 2) when the database column cannot hold it."""
+    who = by or _default_user()
+    _utf8("--by", who)
+    if len(who) > MAX_STATE_BY_CHARS:
+        raise BadInput(f"--by is {len(who):,} characters long; at most {MAX_STATE_BY_CHARS}")
+    return who
 
 
-def _rule_id(rule: str) -> str:
+def _utf8(option: str, text: str) -> bytes:
+    """`text` as the database will store it; `BadInput` when it is not valid Unicode."""
     try:
-        return validate_rule_id(rule)
-    except InvalidRuleId as exc:
-        raise _usage_error(str(exc)) from None
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of argv, kept as lone surrogates
+        raise BadInput(f"{option} is not valid UTF-8") from None
 
 
 def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
-    """Run `action(store)` against a database store; store errors exit 1 with the reason."""
+    """Run `action(store)` against a database store (errors: see `cli_errors`)."""
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     async def go() -> T:
@@ -68,11 +73,7 @@ def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
         finally:
             await store.stop()
 
-    try:
-        return run(go())
-    except DecnetTTPError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+    return run(go())
 
 
 def _iso(moment: datetime | None) -> str:
@@ -99,8 +100,9 @@ def get(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Show the state of one rule (enabled when nothing is set)."""
-    rule_id = _rule_id(rule)
-    state = _with_store(db_url(db), lambda store: store.get_state(rule_id))
+    with cli_errors():
+        rule_id = validate_rule_id(rule)
+        state = _with_store(db_url(db), lambda store: store.get_state(rule_id))
     if as_json:
         console.print_json(orjson.dumps({"rule_id": rule_id, **state_to_dict(state)}).decode())
     else:
@@ -128,40 +130,48 @@ def set_state(
     db: DbOption = None,
 ) -> None:
     """Set a rule's state, e.g. `state set R0007 disabled --for 4h --reason "noisy"`."""
-    rule_id = _rule_id(rule)
+    with cli_errors():
+        rule_id = validate_rule_id(rule)
+        wanted = _wanted_state(state, reason, for_, until, confidence_max)
+        who = _who(by)
+        stored, known = _with_store(db_url(db), lambda store: _set(store, rule_id, wanted, who))
+    if not known:
+        err_console.print(Text(f"warning: no rule {rule_id} is stored yet; the state applies "
+                               "when it appears", style="yellow"), highlight=False)
+    console.print(_describe(rule_id, stored), highlight=False, markup=False)
+
+
+def _wanted_state(state: StateChoice, reason: str, for_: str | None, until: str | None,
+                  confidence_max: float | None) -> RuleState:
+    """The state `set` asked for; `BadInput` or `InvalidStateError` when it cannot be."""
     if for_ is not None and until is not None:
-        raise _usage_error("give --for or --until, not both")
-    try:
-        expires_at = None
-        if for_ is not None:
-            expires_at = utcnow() + parse_duration(for_)
-        elif until is not None:
-            expires_at = parse_moment(until)
-    except InputError as exc:
-        raise _usage_error(str(exc)) from None
+        raise BadInput("give --for or --until, not both")
+    expires_at = None
+    if for_ is not None:
+        expires_at = utcnow() + parse_duration(for_)
+    elif until is not None:
+        expires_at = parse_moment(until)
     if not reason.strip():
-        raise _usage_error("--reason must say why")
+        raise BadInput("--reason must say why")
+    size = len(_utf8("--reason", reason))
+    if size > MAX_STATE_REASON_BYTES:
+        raise BadInput(f"--reason is {size:,} bytes long; at most {MAX_STATE_REASON_BYTES:,}")
     try:
-        wanted = RuleState(StateName(state.value), confidence_max=confidence_max,
-                           expires_at=expires_at, reason=reason)
+        return RuleState(StateName(state.value), confidence_max=confidence_max,
+                         expires_at=expires_at, reason=reason)
     except InvalidStateError as exc:
         hint = " (use --confidence-max with clipped)" if state is StateChoice.clipped else ""
-        raise _usage_error(f"{exc}{hint}") from None
-    who = by or _default_user()
+        raise BadInput(f"{exc}{hint}") from None
 
-    async def apply(store: object) -> tuple[RuleState, bool]:
-        from decnet.ttp.store.impl.database import DatabaseRuleStore
 
-        assert isinstance(store, DatabaseRuleStore)
-        await store.set_state(rule_id, wanted, who)
-        known = await store.repo.rule_exists(rule_id)
-        return await store.get_state(rule_id), known
+async def _set(store: object, rule_id: str, wanted: RuleState,
+               who: str) -> tuple[RuleState, bool]:
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
 
-    stored, known = _with_store(db_url(db), apply)
-    if not known:
-        err_console.print(f"[yellow]warning:[/] no rule {rule_id} is stored yet; the state "
-                          "applies when it appears", highlight=False)
-    console.print(_describe(rule_id, stored), highlight=False, markup=False)
+    assert isinstance(store, DatabaseRuleStore)
+    await store.set_state(rule_id, wanted, who)
+    known = await store.repo.rule_exists(rule_id)
+    return await store.get_state(rule_id), known
 
 
 @app.command()
@@ -172,16 +182,10 @@ def clear(
     db: DbOption = None,
 ) -> None:
     """Return a rule to the default state (enabled, no TTL)."""
-    rule_id = _rule_id(rule)
-    who = by or _default_user()
-
-    async def apply(store: object) -> None:
-        from decnet.ttp.store.impl.database import DatabaseRuleStore
-
-        assert isinstance(store, DatabaseRuleStore)
-        await store.clear_state(rule_id, who)
-
-    _with_store(db_url(db), apply)
+    with cli_errors():
+        rule_id = validate_rule_id(rule)
+        who = _who(by)
+        _with_store(db_url(db), lambda store: store.clear_state(rule_id, who))
     console.print(f"{rule_id}: enabled (cleared by {who})", highlight=False, markup=False)
 
 
@@ -191,7 +195,9 @@ def list_states(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Every rule with a state set, and when it expires."""
-    states: dict[str, RuleState] = _with_store(db_url(db), lambda store: store.list_states())
+    with cli_errors():
+        states: dict[str, RuleState] = _with_store(db_url(db),
+                                                   lambda store: store.list_states())
     if as_json:
         body = [{"rule_id": rule_id, **state_to_dict(s)} for rule_id, s in states.items()]
         console.print_json(orjson.dumps(body).decode())
@@ -204,7 +210,8 @@ def list_states(
         ceiling = f"{state.confidence_max:g}" if state.confidence_max is not None else ""
         expires = f"{_iso(state.expires_at)} ({format_remaining(state.expires_at, now=now)})" \
             if state.expires_at is not None else "never"
-        table.add_row(rule_id, state.state.value, ceiling, expires, escape(state.reason or ""),
-                      escape(state.set_by or ""), _iso(state.set_at))
+        table.add_row(*(Text(cell) for cell in (
+            rule_id, state.state.value, ceiling, expires, state.reason or "",
+            state.set_by or "", _iso(state.set_at))))
     console.print(table)
     console.print(f"{len(states)} rule(s) with a state set", highlight=False)

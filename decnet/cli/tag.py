@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import orjson
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from decnet.cli.common import console, err_console, rules_dir
+from decnet.cli.common import EXIT_INPUT, cli_errors, console, err_console, fail, rules_dir
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.jobs.tagging import TagSummary, tag_stream
 from decnet.ttp.rules.loader import load_directory
@@ -30,23 +31,26 @@ def tag(
     show: Annotated[int, typer.Option(help="Print the first N tags as a table.")] = 0,
 ) -> None:
     """Tag honeypot EVENTS with ATT&CK techniques; one JSON tag per line."""
+    with cli_errors():
+        _tag(events, output, rules, strict, show)
+
+
+def _tag(events: Path, output: Path | None, rules: Path | None, strict: bool,
+         show: int) -> None:
     directory = rules_dir(rules)
     loaded = load_directory(directory) if directory.is_dir() else None
     if loaded is None:
-        err_console.print(f"[red]error:[/] rules directory {directory} does not exist")
-        raise typer.Exit(2)
+        fail(f"rules directory {directory} does not exist", EXIT_INPUT)
     for error in loaded.errors:
-        err_console.print(f"[red]rule error:[/] {escape(str(error))}")
+        err_console.print(f"[red]rule error:[/] {escape(str(error))}", highlight=False)
     if loaded.errors and strict:
         raise typer.Exit(1)
     if not loaded.rules:
-        err_console.print(f"[red]error:[/] no usable rules in {directory}")
-        raise typer.Exit(1)
+        fail(f"no usable rules in {directory}")
     engine = RuleEngine(loaded.rules.values())
     str_events = str(events)
     if str_events != "-" and not events.is_file():
-        err_console.print(f"[red]error:[/] events file {events} does not exist")
-        raise typer.Exit(2)
+        fail(f"events file {events} does not exist", EXIT_INPUT)
     with ExitStack() as stack:
         source: IO[bytes] = (sys.stdin.buffer if str_events == "-"
                              else stack.enter_context(events.open("rb")))
@@ -57,7 +61,7 @@ def tag(
         with Progress("[progress.description]{task.description}", BarColumn(),
                       DownloadColumn(), TimeRemainingColumn(), console=err_console,
                       disable=not interactive, transient=True) as bar:
-            task = bar.add_task(f"tagging {events.name}", total=total)
+            task = bar.add_task(f"tagging {escape(events.name)}", total=total)
             summary = tag_stream(engine, source, sink,
                                  progress=lambda n: bar.advance(task, n))
     _print_summary(summary, len(loaded.rules), output)
@@ -70,19 +74,24 @@ def _print_summary(summary: TagSummary, rule_count: int, output: Path | None) ->
         f"[bold]{summary.events:,}[/] events, [bold]{summary.tags:,}[/] tags from "
         f"{rule_count} rules in {summary.seconds:.2f} s "
         f"({summary.events_per_second:,.0f} events/s)"
-        + (f" -> {output}" if output else "")
+        + (f" -> {escape(str(output))}" if output else ""), highlight=False,
     )
     if summary.bad_lines:
         err_console.print(f"[yellow]{summary.bad_lines} malformed line(s) skipped:[/]")
         for line, reason in summary.bad_line_reasons:
-            err_console.print(f"  line {line}: {escape(reason)}")
+            err_console.print(Text(f"  line {line}: {reason}"), highlight=False)
     if summary.techniques:
         table = Table(title="Top techniques", title_justify="left")
         table.add_column("technique")
         table.add_column("tags", justify="right")
         for technique, count in summary.techniques.most_common(10):
-            table.add_row(technique, f"{count:,}")
+            table.add_row(Text(technique), f"{count:,}")
         err_console.print(table)
+
+
+def _cell(value: Any) -> Text:
+    """A table cell of event or tag data (attacker-controlled): shown as is, never markup."""
+    return Text(value if isinstance(value, str) else str(value))
 
 
 def _print_sample(output: Path, limit: int) -> None:
@@ -99,8 +108,9 @@ def _print_sample(output: Path, limit: int) -> None:
             seen.add(tag["rule_id"])
             technique = tag["sub_technique_id"] or tag["technique_id"]
             evidence = next(iter(tag["evidence"].values()), "") if tag["evidence"] else ""
-            table.add_row(tag["source_id"], tag["rule_id"], tag["tactic"], technique,
-                          f"{tag['confidence']:.2f}", escape(str(evidence)[:60]))
+            table.add_row(_cell(tag["source_id"]), _cell(tag["rule_id"]), _cell(tag["tactic"]),
+                          _cell(technique), _cell(f"{tag['confidence']:.2f}"),
+                          _cell(str(evidence)[:60]))
             if len(seen) >= limit:
                 break
     console.print(table)

@@ -95,3 +95,14 @@ DB_COMMAND_TIMEOUT: Final = 30.0
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 #: Master lease: a holder whose heartbeat has not moved for this long may be replaced.
 MASTER_LEASE_TTL: Final = 10.0
+
+# Operator commands -----------------------------------------------------------
+
+#: Longest `--by` of `decnet-ttp state set|clear`: the width of `ttp_rule_state.set_by`
+#: (VARCHAR(255); PostgreSQL and MariaDB refuse longer, SQLite would store it).
+MAX_STATE_BY_CHARS: Final = 255
+#: Longest `--reason`, UTF-8 bytes: `ttp_rule_state.reason` is TEXT, 65,535 bytes on
+#: MariaDB/MySQL (the tightest of the supported databases).
+MAX_STATE_REASON_BYTES: Final = 65_535
+#: Longest line `decnet-ttp tag` reads; a longer one is skipped (and reported) unread.
+MAX_EVENT_LINE_BYTES: Final = 1024 * 1024

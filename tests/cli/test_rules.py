@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from decnet.cli.app import app
+from decnet.ttp.errors import RuleSetError
+from decnet.ttp.rules.compiler import compile_rule
+from decnet.ttp.store.base import RuleState, StateName
+from decnet.ttp.store.impl.database import DatabaseRuleStore
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -50,3 +56,77 @@ def test_list_shows_rules_of_a_directory(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "R0001" in result.output and "T1082" in result.output and "enabled" in result.output
     assert "1 rule(s)" in result.output
+
+
+HOSTILE_NAME = "[/]x [bold red]y[/bold red] \\"
+
+
+def lifter_rule(rule_id: str, kind: str, name: str = "brute force") -> str:
+    return (GOOD.format(rule_id=rule_id).replace("{pattern: 'uname'}", f"{{kind: {kind!r}}}")
+            .replace("name: uname", f"name: {name!r}"))
+
+
+def test_lifter_names_are_validated_at_load_time() -> None:
+    rule = compile_rule(lifter_rule("R0001", "lifter:brute_force.v2-x"), source="R0001.yaml")
+    assert rule.lifter == "brute_force.v2-x"
+    assert compile_rule(lifter_rule("R0001", "lifter:" + "a" * 64),
+                        source="R0001.yaml").lifter == "a" * 64
+    for name in ("[/]", "a b", "a/b", "é", "a" * 65, "x\n", "a:b", "*"):
+        with pytest.raises(RuleSetError) as caught:
+            compile_rule(lifter_rule("R0001", "lifter:" + name), source="R0001.yaml")
+        (error,) = caught.value.errors
+        assert error.field == "match.kind", name
+        assert "invalid lifter name" in error.reason and error.line == 5, name
+    with pytest.raises(RuleSetError) as caught:
+        compile_rule(lifter_rule("R0001", "lifter:"), source="R0001.yaml")
+    assert caught.value.errors[0].field == "match.kind"
+
+
+def test_validate_reports_a_bad_lifter_name_verbatim(tmp_path: Path) -> None:
+    (tmp_path / "R0001.yaml").write_text(lifter_rule("R0001", "lifter:[/]"))
+    result = runner.invoke(app, ["rules", "validate", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "[match.kind]: invalid lifter name '[/]'" in result.output
+
+
+def test_list_shows_rule_data_verbatim(tmp_path: Path) -> None:
+    (tmp_path / "R0001.yaml").write_text(lifter_rule("R0001", "lifter:brute_force",
+                                                     name=HOSTILE_NAME))
+    (tmp_path / "R0002.yaml").write_text(lifter_rule("R0002", "lifter:[/]"))
+    result = runner.invoke(app, ["rules", "list", "--rules", str(tmp_path)],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert HOSTILE_NAME in result.output and "lifter:brute_force" in result.output
+    assert "invalid lifter name '[/]'" in result.output  # the bad rule is reported, not listed
+    assert "1 rule(s)" in result.output
+
+
+def test_list_shows_database_rules_verbatim(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"
+    assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
+
+    async def store_rule() -> None:
+        store = DatabaseRuleStore(url)
+        try:
+            text = lifter_rule("R0001", "lifter:brute_force", name=HOSTILE_NAME)
+            await store.upsert_rule(compile_rule(text, source="R0001.yaml"),
+                                    source_path=None, updated_by="test")
+            await store.set_state("R0001", RuleState(StateName.DISABLED, reason="[/]"), "[/]")
+        finally:
+            await store.stop()
+
+    asyncio.run(store_rule())
+    result = runner.invoke(app, ["rules", "list", "--db", url], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert HOSTILE_NAME in result.output and "lifter:brute_force" in result.output
+    assert "disabled" in result.output
+
+
+def test_paths_in_errors_are_shown_verbatim(tmp_path: Path) -> None:
+    (tmp_path / "a[").mkdir()
+    missing = tmp_path / "a[" / "][bold]nope"  # the path holds `[/]`
+    for command in (["rules", "validate", str(missing)], ["rules", "list", "--rules",
+                                                          str(missing)]):
+        result = runner.invoke(app, command, env={"COLUMNS": "300"})
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert f"error: {missing} is not a directory" in result.output

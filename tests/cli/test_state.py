@@ -9,15 +9,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Text
 from typer.testing import CliRunner
 
 from decnet.cli import db as db_cli
 from decnet.cli import state as state_cli
+from decnet.ttp.constants import MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
 from decnet.ttp.store.base import StateName
 from decnet.ttp.store.impl.database import DatabaseRuleStore
+from decnet.ttp.store.sql.models import StateRow
 from tests.ttp.store.databases import (
     create_server_database,
     drop_server_database,
+    mariadb_url,
     postgres_url,
     require,
 )
@@ -25,14 +29,19 @@ from tests.ttp.store.databases import (
 runner = CliRunner()
 
 
-@pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres),
+                        pytest.param("mariadb", marks=pytest.mark.mariadb)])
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database (no schema), sync fixture: the CLI runs its own event loops."""
     if request.param == "sqlite-file":
         yield f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"
         return
-    base = postgres_url()
-    require("PostgreSQL", base)
+    if request.param == "postgresql":
+        base = postgres_url()
+        require("PostgreSQL", base)
+    else:
+        base = mariadb_url()
+        require("MariaDB", base)
     url = asyncio.run(create_server_database(base))
     try:
         yield url
@@ -145,3 +154,70 @@ def test_bad_input_exits_2_with_a_reason(db: str, args: list[str], message: str)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert state_of(db, "R0001").state is StateName.ENABLED  # type: ignore[attr-defined]
+
+
+def test_the_cli_limits_are_the_column_widths() -> None:
+    columns = StateRow.__table__.c
+    assert columns.set_by.type.length == MAX_STATE_BY_CHARS
+    assert isinstance(columns.reason.type, Text) and columns.reason.type.length is None
+    assert MAX_STATE_REASON_BYTES == 65_535  # TEXT on MariaDB/MySQL, the tightest
+
+
+def test_by_and_reason_that_fit_the_columns_are_stored(db: str) -> None:
+    by = "b" * MAX_STATE_BY_CHARS
+    reason = "é" * (MAX_STATE_REASON_BYTES // 2)
+    result = runner.invoke(state_cli.app, ["set", "R0001", "disabled", "--reason", reason,
+                                           "--by", by, "--db", db])
+    assert result.exit_code == 0, result.output
+    state = state_of(db, "R0001")
+    assert state.set_by == by and state.reason == reason  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["set", "R0001", "disabled", "--reason", "r", "--by", "b" * (MAX_STATE_BY_CHARS + 1)],
+     f"--by is 256 characters long; at most {MAX_STATE_BY_CHARS}"),
+    (["set", "R0001", "disabled", "--reason", "r", "--by", "é" * (MAX_STATE_BY_CHARS + 1)],
+     "--by is 256 characters long"),
+    (["set", "R0001", "disabled", "--reason", "r" * (MAX_STATE_REASON_BYTES + 1)],
+     "--reason is 65,536 bytes long; at most 65,535"),
+    (["set", "R0001", "disabled", "--reason", "é" * (MAX_STATE_REASON_BYTES // 2 + 1)],
+     "--reason is 65,536 bytes long"),
+    (["set", "R0001", "disabled", "--reason", "r\udcff"], "--reason is not valid UTF-8"),
+    (["clear", "R0001", "--by", "b" * (MAX_STATE_BY_CHARS + 1)], "--by is 256 characters"),
+])
+def test_by_and_reason_longer_than_their_columns_exit_2(db: str, args: list[str],
+                                                        message: str) -> None:
+    runner.invoke(state_cli.app, ["set", "R0001", "disabled", "--reason", "before", "--db", db])
+    result = runner.invoke(state_cli.app, [*args, "--db", db])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert message in result.stderr
+    assert state_of(db, "R0001").reason == "before"  # type: ignore[attr-defined]
+
+
+def test_the_default_by_is_checked_too(db: str) -> None:
+    result = runner.invoke(state_cli.app, ["set", "R0001", "disabled", "--reason", "r",
+                                           "--db", db], env={"USER": "u" * 300})
+    assert result.exit_code == 2 and "--by is 300 characters long" in result.stderr
+
+
+def test_operator_text_is_shown_verbatim(db: str) -> None:
+    hostile = "[/]x [bold]y[/bold] \\"
+    result = runner.invoke(state_cli.app, [
+        "set", "R0001", "clipped", "--confidence-max", "0.5", "--reason", hostile,
+        "--by", hostile, "--db", db])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"— {hostile} [set by {hostile} at " in result.output
+    for command in (["get", "R0001"], ["list"]):
+        result = runner.invoke(state_cli.app, [*command, "--db", db], env={"COLUMNS": "300"})
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert hostile in result.output
+    result = runner.invoke(state_cli.app, ["clear", "R0001", "--by", hostile, "--db", db])
+    assert result.exit_code == 0 and f"(cleared by {hostile})" in result.output
+
+
+def test_a_store_failure_exits_1_with_the_reason(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'rules.db'}"
+    result = runner.invoke(state_cli.app, ["list", "--db", url])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1

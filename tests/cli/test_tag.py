@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -9,6 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from decnet.cli.app import app
+from decnet.ttp.engine.engine import RuleEngine
+from decnet.ttp.jobs.tagging import tag_stream
+from decnet.ttp.rules.loader import load_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -105,3 +110,97 @@ def test_the_demo_runs_on_the_shipped_pack(tmp_path: Path) -> None:
     assert len(tags) > 100
     assert len({t["uuid"] for t in tags}) == len(tags)
     assert "Top techniques" in result.output
+
+
+HOSTILE = "[/]x [bold red]y[/bold red] [link=http://evil]z[/link] \\"
+
+
+def test_show_prints_attacker_data_as_text_never_markup(tmp_path: Path,
+                                                        rules_dir: Path) -> None:
+    events = tmp_path / "[bold]events.jsonl"
+    events.write_bytes(orjson.dumps({
+        "source_kind": "command", "source_id": HOSTILE,
+        "payload": {"command_text": f"uname -a {HOSTILE}"}}) + b"\n")
+    (tmp_path / "a[").mkdir()
+    out = tmp_path / "a[" / "]tags.jsonl"  # the path holds `[/]`
+    result = runner.invoke(app, ["tag", str(events), "-o", str(out), "--rules", str(rules_dir),
+                                 "--show", "5"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "[/]x [bold red]y[/bold red]" in result.output  # source_id and evidence, verbatim
+    assert f"-> {out}" in result.output
+
+
+def test_hostile_paths_are_shown_verbatim(tmp_path: Path, rules_dir: Path) -> None:
+    (tmp_path / "a[").mkdir()
+    missing = tmp_path / "a[" / "]nope.jsonl"  # the path holds `[/]`
+    result = runner.invoke(app, ["tag", str(missing), "--rules", str(rules_dir)],
+                           terminal_width=400)
+    assert result.exit_code == 2 and f"events file {missing} does not exist" in result.output
+    no_rules = tmp_path / "a[" / "]rules"
+    result = runner.invoke(app, ["tag", str(missing), "--rules", str(no_rules)],
+                           terminal_width=400)
+    assert result.exit_code == 2 and f"rules directory {no_rules} does not exist" in result.output
+    empty = tmp_path / "a[" / "][bold]empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["tag", str(missing), "--rules", str(empty)],
+                           terminal_width=400)
+    assert result.exit_code == 1 and f"no usable rules in {empty}" in result.output
+
+
+def test_a_line_over_the_cap_is_skipped_and_reported(tmp_path: Path, rules_dir: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    huge = b'{"source_kind": "command", "source_id": "big", "payload": {"command_text": "' \
+        + b"uname -a " * (3 * 1024 * 1024 // 9) + b'"}}'
+    assert len(huge) > 3 * 1024 * 1024
+    events.write_bytes(event(1, "uname -a") + b"\n" + huge + b"\n" + event(3, "uname -a")
+                       + b"\n" + huge)  # the last one without a newline
+    out = tmp_path / "tags.jsonl"
+    result = runner.invoke(app, ["tag", str(events), "-o", str(out), "--rules", str(rules_dir)])
+    assert result.exit_code == 0, result.output
+    assert [orjson.loads(t)["source_id"] for t in out.read_bytes().splitlines()] == ["c1", "c3"]
+    assert "2 malformed line(s)" in result.output
+    assert "line 2: longer than 1 MiB, skipped" in result.output
+    assert "line 4: longer than 1 MiB, skipped" in result.output
+
+
+@pytest.mark.parametrize("tail", [b"", b"\n"])
+def test_an_over_long_line_is_never_held_whole(tmp_path: Path, rules_dir: Path,
+                                               tail: bytes) -> None:
+    events = tmp_path / "events.jsonl"
+    with events.open("wb") as handle:
+        handle.write(b"x" * (3 * 1024 * 1024) + tail)
+        handle.write(event(2, "uname -a") + b"\n")
+    engine = RuleEngine(load_directory(rules_dir).rules.values())
+    sink = io.BytesIO()
+    read: list[int] = []
+    tracemalloc.start()
+    try:
+        with events.open("rb") as source:
+            summary = tag_stream(engine, source, sink, progress=read.append)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 1024 * 1024, peak  # about twice the cap (1 MiB), never the whole line
+    if tail:
+        assert summary.bad_line_reasons == [(1, "longer than 1 MiB, skipped")]
+        assert summary.events == 1 and summary.tags == 1
+    else:  # no newline: the event is part of the over-long line
+        assert summary.bad_line_reasons == [(1, "longer than 1 MiB, skipped")]
+        assert summary.events == 0
+    assert sum(read) == summary.bytes_read == events.stat().st_size
+
+
+@pytest.mark.parametrize(("length", "bad"), [(99, False), (100, False), (101, True),
+                                             (250, True)])
+def test_the_cap_counts_the_line_without_its_newline(length: int, bad: bool) -> None:
+    engine = RuleEngine([])
+    line = b'{"source_kind": "command", "source_id": "c", "payload": {"x": "'
+    line += b"y" * (length - len(line) - 3) + b'"}}'
+    assert len(line) == length
+    for body in (line + b"\n" + line + b"\n", line + b"\n" + line):
+        summary = tag_stream(engine, io.BytesIO(body), io.BytesIO(), max_line_bytes=100)
+        assert summary.bad_lines == (2 if bad else 0), (length, body[-1:])
+        assert summary.events == (0 if bad else 2)
+        assert summary.bytes_read == len(body)
+        if bad:
+            assert summary.bad_line_reasons[0] == (1, "longer than 100 bytes, skipped")

@@ -230,6 +230,18 @@ class Swarm:
         await poll(stored, timeout=timeout, interval=0.01,
                    message=f"the master to store {rule_id}")
 
+    async def wait_held(self, rule_id: str, state: str, *, timeout: float = 10.0) -> None:
+        """Wait until every worker's engine holds `state` for `rule_id`."""
+        async def held() -> bool:
+            for worker in self.workers:
+                entries = {r["rule_id"]: r for r in await worker.rules()}
+                if entries.get(rule_id, {}).get("held_state") != state:
+                    return False
+            return True
+
+        await poll(held, timeout=timeout, interval=0.02,
+                   message=f"every worker to hold {rule_id} {state}")
+
     async def wait_reverted(self, *, timeout: float = 20.0) -> None:
         """Wait until no expired state is left anywhere: not in the database, and not
         held by any worker's engine (each reverted by a timer, not by a read)."""

@@ -55,9 +55,13 @@ async def test_scripted_operations_converge(swarm: Swarm) -> None:
                       seed=4)
     assert cli.calls >= 8 and local.calls >= 30
     await swarm.wait_converged(expected=model.expected(), timeout=30)
-    # A TTL set from a process that then exits: reverted by the workers' own timers.
-    await cli("S0000", StateOp("disabled", ttl_seconds=0.8, reason="brief"))
+    # A TTL set from a process that then exits, and nobody reads the state: every
+    # worker holds it, then reverts it (its own timer, or the tail carrying the
+    # revert of the worker whose timer won).
+    await cli("S0000", StateOp("disabled", ttl_seconds=2.5, reason="brief"))
+    await swarm.wait_held("S0000", "disabled")
     await swarm.wait_reverted()
+    await swarm.wait_held("S0000", "enabled")
     await swarm.wait_converged()
     for worker in swarm.workers:
         status = await worker.status()

@@ -20,6 +20,8 @@ OPERATORS: Final = ("pattern", *STRING_OPERATORS)
 COMBINATORS: Final = ("all", "any", "not")
 MODIFIERS: Final = ("field", "case_insensitive")
 LIFTER_PREFIX: Final = "lifter:"
+#: A lifter's name: it is shown on terminals and used as a key, so plain characters only.
+LIFTER_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 Getter = Callable[[Mapping[str, Any]], "str | None"]
 
@@ -164,11 +166,27 @@ class CompiledMatch:
 
 
 def lifter_name(spec: Mapping[str, Any]) -> str | None:
-    """The lifter a rule delegates to (`match.kind: lifter:<name>`), else None."""
+    """The lifter a rule delegates to (`match.kind: lifter:<name>`), else None.
+
+    An empty name is returned as `""` (the compiler reports it); a name outside
+    `[A-Za-z0-9_.-]{1,64}` gives None, so the block is compiled as a match and
+    `compile_match` refuses it, naming `match.kind`.
+    """
     kind = spec.get("kind")
     if isinstance(kind, str) and kind.startswith(LIFTER_PREFIX):
-        return kind[len(LIFTER_PREFIX):]
+        name = kind[len(LIFTER_PREFIX):]
+        return name if not name or LIFTER_NAME_RE.fullmatch(name) else None
     return None
+
+
+def _check_lifter_kind(spec: Mapping[str, Any]) -> None:
+    """Refuse `match.kind: lifter:<name>` whose name `lifter_name` did not accept."""
+    kind = spec.get("kind")
+    if isinstance(kind, str) and kind.startswith(LIFTER_PREFIX):
+        name = kind[len(LIFTER_PREFIX):]
+        shown = repr(name) if len(name) <= 70 else repr(name[:70]) + "…"
+        raise MatchSpecError(f"invalid lifter name {shown}: use 1 to 64 of A-Z a-z 0-9 _ . -",
+                             ("kind",))
 
 
 def field_getter(field: str) -> Getter:
@@ -213,6 +231,8 @@ def compile_match(spec: Mapping[str, Any], default_field: str, *,
 
     `cache` shares compiled patterns between the source kinds of one rule.
     """
+    if isinstance(spec, Mapping):
+        _check_lifter_kind(spec)
     warnings: list[str] = []
     node = _compile_node(spec, (), default_field, False, warnings,
                          cache if cache is not None else {})

@@ -43,9 +43,19 @@ class BaseRuleStore(RuleStore):
     async def _write_state(self, rule_id: str, state: RuleState) -> bool | None:
         """Persist `state` (the default state removes it); raise on failure.
 
-        Return False when the change must not be announced here because it already
-        was (a database tail saw the committed row first); anything else announces.
+        Return False when nothing is to be announced here: nothing changed (a clear of
+        a state that was not set), or the change was announced already (a database
+        tail saw the committed row first). Anything else announces.
         """
+
+    async def _has_state(self, rule_id: str) -> bool:
+        """Whether `rule_id` has a stored state (expired or not).
+
+        `set_state` asks before clearing: clearing a state that is not set writes and
+        announces nothing. A backend whose write answers that atomically (and returns
+        False from `_write_state`) overrides this to return True.
+        """
+        return await self._read_state(rule_id) != DEFAULT_STATE
 
     @abstractmethod
     async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
@@ -77,7 +87,10 @@ class BaseRuleStore(RuleStore):
         ):
             with tracer.start_as_current_span("ttp.store.write_state",
                                               attributes={"ttp.rule_id": rule_id}):
-                announce = await self._write_state(rule_id, stamped)
+                if stamped.is_default and not await self._has_state(rule_id):
+                    announce: bool | None = False  # nothing to clear: no write, no news
+                else:
+                    announce = await self._write_state(rule_id, stamped)
             if announce is not False:
                 self.state_changed(rule_id, stamped)
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Final
 
-from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
+from decnet.ttp.constants import DEFAULT_DB_URL, ENV_DB_URL, ENV_RULE_STORE_TYPE
 from decnet.ttp.errors import ConfigError
 from decnet.ttp.store.base import RuleStore
 
@@ -18,9 +18,10 @@ def _filesystem() -> RuleStore:
 
 
 def _database() -> RuleStore:
+    """`DECNET_TTP_DB_URL`, else the SQLite file the CLI uses (`DEFAULT_DB_URL`)."""
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
-    return DatabaseRuleStore(os.environ.get(ENV_DB_URL) or None)
+    return DatabaseRuleStore(os.environ.get(ENV_DB_URL) or DEFAULT_DB_URL)
 
 
 STORE_TYPES: Final[dict[str, Callable[[], RuleStore]]] = {

@@ -275,3 +275,43 @@ async def test_list_states_shows_only_live_non_default(rule_store: RuleStore) ->
     await rule_store.clear_state("R0002", "alice")
     states = await rule_store.list_states()
     assert set(states) == {"R0001"}
+
+
+async def test_rule_ids_that_differ_only_in_case_are_different_rules(
+        rule_store: RuleStore) -> None:
+    """`R0001` and `r0001` are two rules: their definitions and states never mix."""
+    await seed_rule(rule_store, "R0001", rule_yaml("R0001", version=1))
+    await seed_rule(rule_store, "r0001", rule_yaml("r0001", version=2))
+    await rule_store.set_state("R0001", RuleState(StateName.DISABLED, reason="upper"), "alice")
+    assert await rule_store.get_state("r0001") == RuleState()
+    await rule_store.set_state("r0001", RuleState(StateName.CLIPPED, confidence_max=0.3), "bob")
+    upper = await rule_store.get_state("R0001")
+    assert (upper.state, upper.reason) == (StateName.DISABLED, "upper")
+    rules = {rule.rule_id: rule for rule in await rule_store.load_compiled()}
+    assert set(rules) == {"R0001", "r0001"}
+    assert (rules["R0001"].rule_version, rules["r0001"].rule_version) == (1, 2)
+    assert rules["R0001"].state.state is StateName.DISABLED
+    assert rules["r0001"].state.state is StateName.CLIPPED
+    await rule_store.clear_state("r0001", "bob")
+    assert (await rule_store.get_state("R0001")).state is StateName.DISABLED
+    await remove_rule(rule_store, "r0001")
+    [left] = await rule_store.load_compiled()
+    assert (left.rule_id, left.rule_version, left.state.state) == \
+        ("R0001", 1, StateName.DISABLED)
+
+
+async def test_clearing_a_state_that_is_not_set_announces_nothing(
+        rule_store: RuleStore) -> None:
+    await seed_rule(rule_store, "R0001", rule_yaml())
+    changes = rule_store.subscribe_changes()
+    await rule_store.clear_state("R0001", "alice")        # never set
+    await rule_store.clear_state("R0404", "alice")        # not even a rule
+    await rule_store.set_state("R0001", RuleState(), "alice")  # the default state: a clear
+    await no_change(changes)
+    assert await rule_store.get_state("R0001") == RuleState()
+    await rule_store.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+    assert (await next_change(changes)).change_kind == STATE
+    await rule_store.clear_state("R0001", "alice")  # a real clear: announced once
+    assert (await next_change(changes)).new_value == RuleState()
+    await rule_store.clear_state("R0001", "alice")  # cleared already: nothing
+    await no_change(changes)

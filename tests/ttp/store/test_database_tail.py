@@ -194,3 +194,47 @@ async def test_postgres_without_listen_polls_only() -> None:
             assert worker.stats.notifications == 0
         finally:
             await worker.stop()
+
+
+BROKEN_YAML = "rule_id: R0001\nrule_version: 2\nemit: []\n"
+
+
+async def test_a_new_revision_that_does_not_compile_is_announced_as_a_deletion(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Every worker converges on "absent", whether it follows the tail or loads afresh."""
+    async with open_store(db_url) as writer, tailing(db_url) as worker:
+        changes = worker.subscribe_changes()
+        await seed(writer, "R0001")
+        assert (await next_change(changes)).change_kind == DEFINITION
+        assert [r.rule_id for r in await worker.load_compiled()] == ["R0001"]
+
+        # A row edited by hand (or by another tool) into something that does not compile.
+        await writer.repo.upsert_rule("R0001", 2, BROKEN_YAML, source_path="R0001.yaml",
+                                      updated_by="hand")
+        assert await next_change(changes) == RuleChange(DELETED, "R0001", None)
+        assert "R0001" in worker.problems
+        assert any("R0001" in r.getMessage() and r.levelname == "ERROR"
+                   for r in caplog.records)
+        assert worker.cached_rules() == []
+        assert await worker.load_compiled() == []
+        async with open_store(db_url) as fresh:  # what a worker that starts now sees
+            assert await fresh.load_compiled() == []
+        await no_change(changes, within=0.3)
+
+        await writer.delete_rule("R0001")  # already absent here: no second deletion
+        await poll(lambda: worker.stats.watermark == 3, message="the tail to pass the delete")
+        await no_change(changes, within=0.3)
+        assert "R0001" not in worker.problems
+
+        await seed(writer, "R0001", version=3)  # a good version comes back
+        change = await next_change(changes)
+        assert change.change_kind == DEFINITION
+        assert isinstance(change.new_value, CompiledRule) and change.new_value.rule_version == 3
+        await writer.repo.upsert_rule("R0001", 4, BROKEN_YAML, source_path="R0001.yaml",
+                                      updated_by="hand")
+        assert await next_change(changes) == RuleChange(DELETED, "R0001", None)
+        await seed(writer, "R0001", version=5)  # fixed: a definition again
+        change = await next_change(changes)
+        assert isinstance(change.new_value, CompiledRule) and change.new_value.rule_version == 5
+        assert "R0001" not in worker.problems
+        assert [r.rule_version for r in await worker.load_compiled()] == [5]

@@ -176,7 +176,8 @@ class DatabaseRuleStore(BaseRuleStore):
             del self._compiled[rule_id]
         for rule_id in [r for r in self.problems if r not in present]:
             del self.problems[rule_id]
-            self._reported.pop(rule_id, None)
+            if rule_id not in self._known_defs:  # else the tail still needs it
+                self._reported.pop(rule_id, None)
         return rules
 
     def cached_rules(self) -> list[CompiledRule]:
@@ -196,10 +197,13 @@ class DatabaseRuleStore(BaseRuleStore):
         stored = await self.repo.read_state(rule_id)
         return DEFAULT_STATE if stored is None else stored.state
 
+    async def _has_state(self, rule_id: str) -> bool:
+        return True  # `_write_state` answers atomically: a clear is a conditional delete
+
     async def _write_state(self, rule_id: str, state: RuleState) -> bool:
         revision = await self.repo.write_state(rule_id, state)
         if revision is None:
-            return True  # clearing what was not set: nothing stored, still acknowledged
+            return False  # clearing what was not set: no write, nothing to announce
         return self._learn_state(rule_id, StoredState(revision, state))
 
     async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
@@ -239,6 +243,7 @@ class DatabaseRuleStore(BaseRuleStore):
                        source_path=source_path or _row_source(rule_id))
         self._compiled[rule_id] = (written.revision, base)
         self.problems.pop(rule_id, None)
+        self._reported.pop(rule_id, None)
         if self._known_defs.get(rule_id, 0) < written.revision:
             self._known_defs[rule_id] = written.revision
             self.definition_changed(base.with_state(written.state.effective()))
@@ -252,8 +257,10 @@ class DatabaseRuleStore(BaseRuleStore):
         self._compiled.pop(rule_id, None)
         self.problems.pop(rule_id, None)
         if rule_id in self._known_defs:
-            del self._known_defs[rule_id]
-            self.rule_deleted(rule_id)
+            was_live = not self._is_broken(rule_id, self._known_defs.pop(rule_id))
+            if was_live:
+                self.rule_deleted(rule_id)
+        self._reported.pop(rule_id, None)
         return True
 
     # the announced view -------------------------------------------------------------
@@ -283,6 +290,10 @@ class DatabaseRuleStore(BaseRuleStore):
             return False
         self._known_states[rule_id] = stored
         return True
+
+    def _is_broken(self, rule_id: str, revision: int) -> bool:
+        """Whether revision `revision` of `rule_id` failed to compile (and was reported)."""
+        return self._reported.get(rule_id) == revision
 
     def _compile(self, row: StoredRule) -> CompiledRule | None:
         cached = self._compiled.get(row.rule_id)
@@ -388,23 +399,34 @@ class DatabaseRuleStore(BaseRuleStore):
         rule_id = entry.rule_id
         if entry.change_kind == DEFINITION_KIND:
             row = entry.rule
-            if row is None or row.revision <= self._known_defs.get(rule_id, 0):
+            known = self._known_defs.get(rule_id)
+            if row is None or row.revision <= (known or 0):
                 return 0
+            was_live = known is not None and not self._is_broken(rule_id, known)
             compiled = self._compile(row)
             self._known_defs[rule_id] = row.revision
             if compiled is None:
-                return 0
-            state = DEFAULT_STATE if entry.state is None else entry.state.state.effective()
-            self.definition_changed(compiled.with_state(state))
+                # A revision that does not compile makes the rule absent, as it is for
+                # `load_compiled`: subscribers that had it drop it (logged, in `problems`).
+                if not was_live:
+                    return 0
+                self.rule_deleted(rule_id)
+            else:
+                state = DEFAULT_STATE if entry.state is None else entry.state.state.effective()
+                self.definition_changed(compiled.with_state(state))
         elif entry.change_kind == DELETED_KIND:
             if entry.rule is not None and entry.rule.revision > entry.revision:
                 return 0  # deleted, then created again: its definition entry follows
             known = self._known_defs.get(rule_id)
             if known is None or known > entry.revision:
                 return 0
+            was_live = not self._is_broken(rule_id, known)
             del self._known_defs[rule_id]
             self._compiled.pop(rule_id, None)
             self.problems.pop(rule_id, None)
+            self._reported.pop(rule_id, None)
+            if not was_live:
+                return 0  # its last revision did not compile: announced absent already
             self.rule_deleted(rule_id)
         else:
             known_state = self._known_states.get(rule_id)

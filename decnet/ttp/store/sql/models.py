@@ -9,6 +9,9 @@
   tail; readers follow it by revision number, never by timestamp.
 - `ttp_master_lease`: one row (`id = 1`) naming the master allowed to sync
   definitions; heartbeat counters (not clocks) decide when it went stale.
+
+Identifiers compared for equality (`rule_id`, the lease `holder`) are case-sensitive on
+every database: see `identifier()` (MariaDB/MySQL default to a case-insensitive collation).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from decnet.ttp.store.sql.types import UTCDateTime, long_text
+from decnet.ttp.store.sql.types import UTCDateTime, identifier, long_text
 
 RULE_ID_LENGTH = 64
+HOLDER_LENGTH = 255
 
 
 class Base(DeclarativeBase):
@@ -30,7 +34,7 @@ class Base(DeclarativeBase):
 class RuleRow(Base):
     __tablename__ = "ttp_rule"
 
-    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), primary_key=True)
     rule_version: Mapped[int] = mapped_column(Integer, nullable=False)
     source_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     yaml_content: Mapped[str] = mapped_column(long_text(), nullable=False)
@@ -42,7 +46,7 @@ class RuleRow(Base):
 class StateRow(Base):
     __tablename__ = "ttp_rule_state"
 
-    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     confidence_max: Mapped[float | None] = mapped_column(Float, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -63,7 +67,7 @@ class ChangeLogRow(Base):
     __tablename__ = "ttp_change_log"
 
     revision: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH), nullable=False)
+    rule_id: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), nullable=False)
     change_kind: Mapped[str] = mapped_column(String(16), nullable=False)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
@@ -72,7 +76,7 @@ class MasterLeaseRow(Base):
     __tablename__ = "ttp_master_lease"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    holder: Mapped[str | None] = mapped_column(identifier(HOLDER_LENGTH), nullable=True)
     token: Mapped[int] = mapped_column(BigInteger, nullable=False)
     heartbeat: Mapped[int] = mapped_column(BigInteger, nullable=False)
     acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Text
+from sqlalchemy import DateTime, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -46,3 +46,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 def long_text() -> TypeEngine[str]:
     """TEXT, LONGTEXT on MariaDB/MySQL (TEXT there stops at 64 KiB)."""
     return Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def identifier(length: int) -> TypeEngine[str]:
+    """VARCHAR compared byte for byte on every database.
+
+    MariaDB/MySQL compare strings with the server's default collation, which is
+    case-insensitive (`R0001` would be the same key as `r0001`): there the column is
+    declared `utf8mb4` with the binary `utf8mb4_bin` collation. (Not `ascii_bin`: a
+    non-ASCII value compared with an ASCII column is an error there, not a miss.)
+    PostgreSQL and SQLite compare text exactly already.
+    """
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")

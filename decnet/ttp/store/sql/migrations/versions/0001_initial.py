@@ -3,6 +3,8 @@
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-25
+
+`rule_id` and the lease `holder` use `identifier()`: case-sensitive on MariaDB/MySQL too.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from decnet.ttp.store.sql.types import UTCDateTime, long_text
+from decnet.ttp.store.sql.types import UTCDateTime, identifier, long_text
 
 revision = "0001"
 down_revision = None
@@ -21,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "ttp_rule",
-        sa.Column("rule_id", sa.String(64), primary_key=True),
+        sa.Column("rule_id", identifier(64), primary_key=True),
         sa.Column("rule_version", sa.Integer(), nullable=False),
         sa.Column("source_path", sa.String(1024), nullable=True),
         sa.Column("yaml_content", long_text(), nullable=False),
@@ -31,7 +33,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ttp_rule_state",
-        sa.Column("rule_id", sa.String(64), primary_key=True),
+        sa.Column("rule_id", identifier(64), primary_key=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("confidence_max", sa.Float(), nullable=True),
         sa.Column("expires_at", UTCDateTime(), nullable=True),
@@ -48,14 +50,14 @@ def upgrade() -> None:
     op.create_table(
         "ttp_change_log",
         sa.Column("revision", sa.BigInteger(), primary_key=True, autoincrement=False),
-        sa.Column("rule_id", sa.String(64), nullable=False),
+        sa.Column("rule_id", identifier(64), nullable=False),
         sa.Column("change_kind", sa.String(16), nullable=False),
         sa.Column("changed_at", UTCDateTime(), nullable=False),
     )
     lease_table = op.create_table(
         "ttp_master_lease",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
-        sa.Column("holder", sa.String(255), nullable=True),
+        sa.Column("holder", identifier(255), nullable=True),
         sa.Column("token", sa.BigInteger(), nullable=False),
         sa.Column("heartbeat", sa.BigInteger(), nullable=False),
         sa.Column("acquired_at", UTCDateTime(), nullable=True),
