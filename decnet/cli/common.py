@@ -63,10 +63,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def print_error(message: str, *, label: str = "error:", style: str = "red") -> None:
+def labelled(label: str, style: str, message: str) -> Text:
+    """`LABEL message` with a styled label; the message is data: never markup, no emoji."""
+    return Text.assemble((label, style), " ", message)
+
+
+def print_error(message: str) -> None:
     """`error: MESSAGE` on stderr, on one line; the message is data, never markup."""
-    one_line = " ".join(message.split())
-    err_console.print(Text.assemble((label, style), " ", one_line), highlight=False)
+    err_console.print(labelled("error:", "red", " ".join(message.split())), highlight=False)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from decnet.cli.common import cli_errors, console, db_url, err_console, fail, rules_dir, run
+from decnet.cli.common import (
+    cli_errors,
+    console,
+    db_url,
+    err_console,
+    fail,
+    labelled,
+    rules_dir,
+    run,
+)
 from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.loader import load_directory
@@ -31,9 +39,9 @@ def validate(
     with cli_errors():
         result = load_directory(target)
     for error in result.errors:
-        console.print(f"[red]error[/] {escape(str(error))}", highlight=False)
+        console.print(labelled("error", "red", str(error)), highlight=False)
     for source, warning in result.warnings:
-        console.print(f"[yellow]warning[/] {escape(source)}: {escape(warning)}", highlight=False)
+        console.print(labelled("warning", "yellow", f"{source}: {warning}"), highlight=False)
     files = {e.file for e in result.errors}
     console.print(
         f"{len(result.rules)} rule(s) valid, {len(result.errors)} error(s) in "
@@ -80,7 +88,7 @@ def _load_from_dir(directory: Path) -> list[CompiledRule]:
         fail(f"{directory} is not a directory")
     result = load_directory(directory)
     for error in result.errors:
-        err_console.print(f"[red]error[/] {escape(str(error))}", highlight=False)
+        err_console.print(labelled("error", "red", str(error)), highlight=False)
     return sorted(result.rules.values(), key=lambda r: r.rule_id)
 
 

@@ -14,7 +14,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 from rich.text import Text
 
-from decnet.cli.common import EXIT_INPUT, cli_errors, console, err_console, fail, rules_dir
+from decnet.cli.common import (
+    EXIT_INPUT,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    labelled,
+    rules_dir,
+)
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.jobs.tagging import TagSummary, tag_stream
 from decnet.ttp.rules.loader import load_directory
@@ -42,7 +50,7 @@ def _tag(events: Path, output: Path | None, rules: Path | None, strict: bool,
     if loaded is None:
         fail(f"rules directory {directory} does not exist", EXIT_INPUT)
     for error in loaded.errors:
-        err_console.print(f"[red]rule error:[/] {escape(str(error))}", highlight=False)
+        err_console.print(labelled("rule error:", "red", str(error)), highlight=False)
     if loaded.errors and strict:
         raise typer.Exit(1)
     if not loaded.rules:
@@ -70,12 +78,11 @@ def _tag(events: Path, output: Path | None, rules: Path | None, strict: bool,
 
 
 def _print_summary(summary: TagSummary, rule_count: int, output: Path | None) -> None:
-    err_console.print(
-        f"[bold]{summary.events:,}[/] events, [bold]{summary.tags:,}[/] tags from "
-        f"{rule_count} rules in {summary.seconds:.2f} s "
-        f"({summary.events_per_second:,.0f} events/s)"
-        + (f" -> {escape(str(output))}" if output else ""), highlight=False,
-    )
+    err_console.print(Text.assemble(
+        (f"{summary.events:,}", "bold"), " events, ", (f"{summary.tags:,}", "bold"),
+        f" tags from {rule_count} rules in {summary.seconds:.2f} s "
+        f"({summary.events_per_second:,.0f} events/s)",
+        f" -> {output}" if output else ""), highlight=False)
     if summary.bad_lines:
         err_console.print(f"[yellow]{summary.bad_lines} malformed line(s) skipped:[/]")
         for line, reason in summary.bad_line_reasons:

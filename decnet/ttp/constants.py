@@ -106,3 +106,13 @@ MAX_STATE_BY_CHARS: Final = 255
 MAX_STATE_REASON_BYTES: Final = 65_535
 #: Longest line `decnet-ttp tag` reads; a longer one is skipped (and reported) unread.
 MAX_EVENT_LINE_BYTES: Final = 1024 * 1024
+
+# Store outages ---------------------------------------------------------------
+
+#: First wait before retrying a failed expiry revert, seconds; doubled per failure.
+EXPIRY_RETRY_INITIAL: Final = 1.0
+#: Longest wait between retries of a failed expiry revert, seconds.
+EXPIRY_RETRY_MAX: Final = 30.0
+#: First wait before a master retries after a database failure, seconds; doubled per
+#: failure up to a quarter of the lease TTL (its heartbeat period).
+MASTER_RETRY_INITIAL: Final = 0.05

@@ -112,7 +112,7 @@ def test_the_demo_runs_on_the_shipped_pack(tmp_path: Path) -> None:
     assert "Top techniques" in result.output
 
 
-HOSTILE = "[/]x [bold red]y[/bold red] [link=http://evil]z[/link] \\"
+HOSTILE = "[/]x [bold red]y[/bold red] [link=http://evil]z[/link] :skull: \\"
 
 
 def test_show_prints_attacker_data_as_text_never_markup(tmp_path: Path,
@@ -126,7 +126,8 @@ def test_show_prints_attacker_data_as_text_never_markup(tmp_path: Path,
     result = runner.invoke(app, ["tag", str(events), "-o", str(out), "--rules", str(rules_dir),
                                  "--show", "5"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, (result.output, result.exception)
-    assert "[/]x [bold red]y[/bold red]" in result.output  # source_id and evidence, verbatim
+    assert HOSTILE in result.output  # the source_id, verbatim: no markup, no emoji
+    assert f"uname -a {HOSTILE}"[:60] in result.output  # the evidence
     assert f"-> {out}" in result.output
 
 

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
+import decnet.ttp.store.expiry as expiry_module
 from decnet.ttp.errors import StoreError
-from decnet.ttp.store.base import DEFAULT_STATE, STATE, RuleState, StateName
+from decnet.ttp.store.base import (
+    DEFAULT_STATE,
+    STATE,
+    RuleChange,
+    RuleState,
+    StateName,
+    utcnow,
+)
+from decnet.ttp.store.expiry import retry_delay
 from decnet.ttp.store.impl.database import DatabaseRuleStore
+from decnet.ttp.store.sql.repository import RuleRepository
 from tests.tcp_proxy import TcpProxy
 from tests.ttp.store.databases import render
+from tests.ttp.store.test_conformance import rule_yaml
 from tests.ttp.store.test_database import open_store, seed
+from tests.ttp.store.test_database_master import _has, rules_dir, running, write
 from tests.waiting import next_change, no_change, poll
+
+DATABASE_LOGGER = "decnet.ttp.store.impl.database"
+EXPIRY_LOGGER = "decnet.ttp.store.expiry"
 
 OLD = RuleState(StateName.CLIPPED, confidence_max=0.7, reason="old reason")
 NEW = RuleState(StateName.DISABLED, reason="new reason")
@@ -120,3 +138,146 @@ async def test_the_tail_survives_an_outage_and_catches_up(server_db_url: str) ->
             assert rules["R0003"].state.state is StateName.CLIPPED
         finally:
             await worker.stop()
+
+
+def _records(caplog: pytest.LogCaptureFixture, logger: str, text: str,
+             level: int = logging.WARNING) -> list[logging.LogRecord]:
+    """Records of `logger` at exactly `level` whose message contains `text`."""
+    return [r for r in caplog.records
+            if r.name == logger and r.levelno == level and text in r.getMessage()]
+
+
+async def test_the_master_survives_an_outage_and_projects_the_edit_made_during_it(
+        server_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=DATABASE_LOGGER)
+    async with open_store(server_db_url) as direct, \
+            proxied(server_db_url) as (proxy, url), rules_dir() as fs:
+        directory = Path(fs.directory)
+        write(directory, "R0001", rule_yaml("R0001"))
+        await fs.start()
+        master = DatabaseRuleStore(url)
+        roles: list[str] = []
+        try:
+            async with running(master.sync_from_filesystem(fs, on_role=roles.append)) as task:
+                await poll(lambda: _has(direct, "R0001", 1), message="R0001 stored")
+                assert master.master_role == "active"
+
+                proxy.outage()
+                write(directory, "R0001", rule_yaml("R0001", version=2))  # edited meanwhile
+                await poll(lambda: master.master_role == "standby" or task.done(),
+                           message="the master to stand by")
+                await poll(lambda: len(_records(caplog, DATABASE_LOGGER, "master: ",
+                                                logging.DEBUG)) >= 3 or task.done(),
+                           message="the master to retry")
+                assert not task.done()
+                assert master.master_role == "standby"
+
+                proxy.resume()
+                await poll(lambda: _has(direct, "R0001", 2), timeout=15,
+                           message="the edit made during the outage to land")
+                await poll(lambda: master.master_role == "active", message="active again")
+                write(directory, "R0002", rule_yaml("R0002"))  # and it carries on projecting
+                await poll(lambda: _has(direct, "R0002", 1), message="R0002 projected")
+                assert not task.done()
+            assert roles[0] == "active" and "standby" in roles and roles[-2] == "active"
+            # One outage, one warning (and one line when it is over); the retries at DEBUG.
+            assert len(_records(caplog, DATABASE_LOGGER, "master: ")) == 2
+        finally:
+            await master.stop()
+
+
+async def test_get_state_never_raises_while_the_database_is_away(
+        server_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_store(server_db_url) as direct, proxied(server_db_url) as (proxy, url):
+        await direct.set_state("R0001", OLD, "alice")
+        soon = utcnow() + timedelta(seconds=0.5)
+        await direct.set_state("R0002", RuleState(StateName.DISABLED, expires_at=soon), "a")
+        old = await direct.get_state("R0001")
+        store = DatabaseRuleStore(url)
+        await store.start()  # its view: R0001 and R0002 as they are now
+        try:
+            proxy.outage()
+            for _ in range(3):
+                assert await store.get_state("R0001") == old  # the last known state
+                assert await store.get_state("R0404") == RuleState()
+            await poll(lambda: utcnow() > soon, message="R0002 to expire")
+            assert await store.get_state("R0002") == RuleState()  # known, but expired
+            with pytest.raises(StoreError):  # a write still fails loudly
+                await store.set_state("R0001", NEW, "bob")
+            assert len(_records(caplog, DATABASE_LOGGER, "store reads: ")) == 1  # once per outage
+
+            proxy.resume()
+            await direct.set_state("R0001", NEW, "carol")
+            now = await store.get_state("R0001")  # read from the database again
+            assert (now.state, now.set_by) == (StateName.DISABLED, "carol")
+        finally:
+            await store.stop()
+
+
+async def test_a_revert_failing_inside_get_state_does_not_raise(server_db_url: str) -> None:
+    """The read works, the revert of the expired state it found is cut: the default state
+    is returned, and the expiry timer retries the revert until it lands (announced once)."""
+    async with proxied(server_db_url) as (proxy, url):
+        repo = RuleRepository(server_db_url)
+        store = DatabaseRuleStore(url)  # not started: no view, no timer armed yet
+        try:
+            past = utcnow() - timedelta(seconds=5)
+            await repo.write_state("R0001", RuleState(StateName.DISABLED, expires_at=past,
+                                                      set_by="alice", set_at=past))
+            changes = store.subscribe_changes()
+            cut = proxy.cut_when(b"DELETE FROM ttp_rule_state")
+            assert await store.get_state("R0001") == RuleState()
+            assert cut.is_set()
+            change = await next_change(changes, timeout=10)
+            assert change == RuleChange(STATE, "R0001", DEFAULT_STATE)
+            assert await repo.read_state("R0001") is None
+            await no_change(changes)
+        finally:
+            await store.stop()
+            await repo.dispose()
+
+
+def test_expiry_retries_back_off_from_one_second_to_thirty() -> None:
+    assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+async def test_an_expiry_revert_during_an_outage_is_logged_once_per_rule(
+        server_db_url: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(expiry_module, "EXPIRY_RETRY_INITIAL", 0.02)
+    monkeypatch.setattr(expiry_module, "EXPIRY_RETRY_MAX", 0.1)
+    caplog.set_level(logging.DEBUG, logger=EXPIRY_LOGGER)
+    ids = ("R0001", "R0002")
+    async with proxied(server_db_url) as (proxy, url):
+        writer = RuleRepository(server_db_url)  # writes without arming timers of its own
+        store = DatabaseRuleStore(url)
+        await store.start()
+        try:
+            changes = store.subscribe_changes()
+            for outage in (1, 2):
+                soon = utcnow() + timedelta(seconds=0.3)
+                for rule_id in ids:
+                    await writer.write_state(rule_id, RuleState(
+                        StateName.DISABLED, expires_at=soon, set_by="alice", set_at=utcnow()))
+                await store.poll_once()  # the store learns them and arms its timers
+                learned = [await next_change(changes) for _ in ids]
+                assert sorted(c.rule_id for c in learned) == list(ids)
+                proxy.outage()
+
+                def retried(rule_id: str, outage: int = outage) -> bool:
+                    return len(_records(caplog, EXPIRY_LOGGER, rule_id,
+                                        logging.DEBUG)) >= 3 * outage
+
+                await poll(lambda: all(retried(rule_id) for rule_id in ids), timeout=10,
+                           message="several failed reverts per rule")
+                for rule_id in ids:
+                    [*warned] = _records(caplog, EXPIRY_LOGGER, rule_id)
+                    assert len(warned) == outage, rule_id  # once per rule per outage
+                    assert not warned[-1].exc_info  # a reason, not a traceback
+                proxy.resume()
+                reverted = [await next_change(changes, timeout=5) for _ in ids]
+                assert sorted(c.rule_id for c in reverted) == list(ids)
+                assert {c.new_value for c in reverted} == {DEFAULT_STATE}
+        finally:
+            await store.stop()
+            await writer.dispose()

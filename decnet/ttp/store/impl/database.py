@@ -25,17 +25,26 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from decnet.bus.base import Bus
 from decnet.ttp.constants import (
     CHANGE_LOG_BATCH,
     DB_CONNECT_TIMEOUT,
     LISTEN_KEEPALIVE,
     MASTER_LEASE_TTL,
+    MASTER_RETRY_INITIAL,
     NOTIFY_CHANNEL,
     TAIL_POLL_INTERVAL,
     TAIL_QUERY_TIMEOUT,
 )
-from decnet.ttp.errors import MasterLeaseLost, RuleError, RuleSetError, StoreError
+from decnet.ttp.errors import (
+    InvalidRuleId,
+    MasterLeaseLost,
+    RuleError,
+    RuleSetError,
+    StoreError,
+)
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
 from decnet.ttp.store.base import (
@@ -71,6 +80,40 @@ __all__ = ["DatabaseRuleStore", "RuleRepository", "TailStats", "sync_from_filesy
 
 MasterRole = Literal["idle", "standby", "active"]
 
+#: What a database that went away (or refused a statement) raises through the repository.
+_DB_FAILURES = (StoreError, SQLAlchemyError, OSError, TimeoutError)
+
+
+class _Outage:
+    """Reports a run of database failures as one outage.
+
+    The first failure is logged at WARNING, the next ones at DEBUG (a retry loop would
+    otherwise log once per attempt), and the first success after them once.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+
+    def failed(self, exc: BaseException, consequence: str) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("%s: the rule database failed (%s: %s); %s (further failures are "
+                        "logged at DEBUG)", self.what, type(exc).__name__, exc, consequence)
+        else:
+            log.debug("%s: the rule database failed again (%d in a row): %s: %s",
+                      self.what, self.failures, type(exc).__name__, exc)
+
+    def recovered(self, how: str = "") -> None:
+        if self.failures:
+            log.warning("%s: the rule database works again after %d failure(s)%s",
+                        self.what, self.failures, how)
+            self.failures = 0
+
+    def backoff(self, cap: float, initial: float = MASTER_RETRY_INITIAL) -> float:
+        """Seconds to wait before the next attempt: doubled per failure, at most `cap`."""
+        return float(min(cap, initial * 2 ** min(max(self.failures - 1, 0), 30)))
+
 
 @dataclass(slots=True)
 class TailStats:
@@ -91,8 +134,10 @@ class DatabaseRuleStore(BaseRuleStore):
     """Rules (`ttp_rule`) and operator state (`ttp_rule_state`) in a database.
 
     `repo` is a `RuleRepository` or a database URL; None means a private in-memory
-    SQLite database. A stored row whose YAML does not compile is logged with its
-    rule id, listed in `problems` and skipped; the other rules keep working.
+    SQLite database. A stored row whose YAML does not compile makes its rule absent:
+    it is logged with its rule id, listed in `problems` and left out of
+    `load_compiled`; a tail that receives such a revision of a rule it had announces
+    the rule deleted. The other rules keep working.
     """
 
     def __init__(self, repo: RuleRepository | str | None = None, *,
@@ -116,6 +161,8 @@ class DatabaseRuleStore(BaseRuleStore):
         self._on_reconciled: Callable[[int, int], None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._started = False
+        #: Failed reads served from this store's view (`get_state`, `load_compiled`).
+        self._read_outage = _Outage("store reads")
 
     # lifecycle ------------------------------------------------------------------
 
@@ -158,8 +205,9 @@ class DatabaseRuleStore(BaseRuleStore):
         except StoreError as exc:
             if self._watermark is None:
                 raise
-            log.warning("rule database unreachable; serving the last good rules: %s", exc)
+            self._read_outage.failed(exc, "serving the last good rules and states")
             return self.cached_rules()
+        self._read_outage.recovered()
         await self._ensure_view(snapshot)
         now = utcnow()
         present = set()
@@ -192,6 +240,37 @@ class DatabaseRuleStore(BaseRuleStore):
             state = DEFAULT_STATE if stored is None else stored.state.effective(now)
             rules.append(cached[1].with_state(state))
         return rules
+
+    async def get_state(self, rule_id: str) -> RuleState:
+        """The stored state of `rule_id`; never raises.
+
+        When the database cannot be read, the state this store last knew for the rule
+        (loaded or announced; expired counts as default) is returned, or `RuleState()`,
+        and the outage is logged once. An expired state found here is reverted; if the
+        revert fails, the default state is still returned and the expiry timer retries.
+        """
+        try:
+            validate_rule_id(rule_id)
+        except InvalidRuleId:
+            return DEFAULT_STATE
+        try:
+            stored = await self.repo.read_state(rule_id)
+        except Exception as exc:
+            self._read_outage.failed(exc, "serving the last known states and rules")
+            known = self._known_states.get(rule_id)
+            return DEFAULT_STATE if known is None else known.state.effective()
+        self._read_outage.recovered()
+        state = DEFAULT_STATE if stored is None else stored.state
+        if state.expires_at is None or not state.is_expired():
+            return state
+        try:
+            await self._expire(rule_id, state.expires_at)
+        except Exception as exc:
+            log.debug("reverting the expired state of %s on read failed (the expiry timer "
+                      "retries): %s: %s", rule_id, type(exc).__name__, exc)
+            if self._expiry.armed().get(rule_id) != state.expires_at:
+                self._expiry.schedule(rule_id, state.expires_at)
+        return DEFAULT_STATE
 
     async def _read_state(self, rule_id: str) -> RuleState:
         stored = await self.repo.read_state(rule_id)
@@ -508,23 +587,37 @@ class DatabaseRuleStore(BaseRuleStore):
         does not compile keeps its row), then each definition change and deletion of
         `fs_store` is projected. State changes of the filesystem store are not.
 
+        A database failure never ends this loop: the master stands by (`master_role`
+        "standby"), retries with a backoff capped at `lease_ttl / 4` (the outage logged
+        once, each retry at DEBUG), then takes the lease again and reconciles the whole
+        directory, so edits made while the database was away land.
+
         `on_role(role)` is called whenever `master_role` changes ("standby", "active",
         "idle"); `on_reconciled(written, deleted)` after each whole-directory reconcile.
         """
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._on_role = on_role
         self._on_reconciled = on_reconciled
+        outage = _Outage("master")
         try:
             while True:
-                fence = await self._acquire_lease(holder, lease_ttl)
+                fence = await self._acquire_lease(holder, lease_ttl, outage)
+                failure: BaseException | None = None
                 try:
-                    await self._run_master(fs_store, fence, updated_by, lease_ttl)
+                    await self._run_master(fs_store, fence, updated_by, lease_ttl, outage)
                 except MasterLeaseLost as exc:
                     log.error("master lease lost (%s); standing by", exc)
-                finally:
                     self._set_role("idle")
+                except _DB_FAILURES as exc:
+                    failure = exc
+                    self._set_role("standby")
+                finally:
                     with contextlib.suppress(Exception):
                         await self.repo.release_lease(fence)
+                if failure is not None:
+                    outage.failed(failure, "standing by; the whole directory is reconciled "
+                                           "once it is back")
+                    await asyncio.sleep(outage.backoff(lease_ttl / 4))
         finally:
             self._set_role("idle")
             self._on_role = self._on_reconciled = None
@@ -539,7 +632,7 @@ class DatabaseRuleStore(BaseRuleStore):
             except Exception:
                 log.exception("on_role callback failed")
 
-    async def _acquire_lease(self, holder: str, ttl: float) -> Fence:
+    async def _acquire_lease(self, holder: str, ttl: float, outage: _Outage) -> Fence:
         announced: str | None = None
         seen: LeaseInfo | None = None
         seen_since = time.monotonic()
@@ -555,7 +648,7 @@ class DatabaseRuleStore(BaseRuleStore):
                 if lease.holder is None or lease.holder == holder or stale:
                     fence = await self.repo.acquire_lease(holder, lease)
                     if fence is not None:
-                        if lease.holder is not None:
+                        if lease.holder is not None and lease.holder != holder:
                             log.warning("took over the master lease from %s (no heartbeat "
                                         "for %.0f s)", lease.holder, time.monotonic() -
                                         seen_since)
@@ -563,6 +656,7 @@ class DatabaseRuleStore(BaseRuleStore):
                         self._set_role("active")
                         return fence
                     continue
+                outage.recovered()  # reachable: standing by behind another master now
                 if announced != lease.holder:
                     announced = lease.holder
                     self._set_role("standby")
@@ -574,12 +668,14 @@ class DatabaseRuleStore(BaseRuleStore):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("reading the master lease failed: %s: %s",
-                            type(exc).__name__, exc)
+                self._set_role("standby")
+                outage.failed(exc, "standing by")
+                await asyncio.sleep(outage.backoff(ttl / 4))
+                continue
             await asyncio.sleep(ttl / 4)
 
     async def _run_master(self, fs_store: FilesystemRuleStore, fence: Fence,
-                          updated_by: str, ttl: float) -> None:
+                          updated_by: str, ttl: float, outage: _Outage) -> None:
         lost = asyncio.Event()
         heartbeat = asyncio.get_running_loop().create_task(
             self._heartbeat(fence, ttl, lost), name="decnet-ttp-lease")
@@ -588,6 +684,7 @@ class DatabaseRuleStore(BaseRuleStore):
         lost_wait: asyncio.Task[bool] | None = None
         try:
             await self.reconcile(fs_store, updated_by=updated_by, fence=fence)
+            outage.recovered("; the rules directory is reconciled")
             lost_wait = asyncio.get_running_loop().create_task(lost.wait())
             while True:
                 next_change = asyncio.get_running_loop().create_task(_next(changes))
@@ -607,6 +704,7 @@ class DatabaseRuleStore(BaseRuleStore):
 
     async def _heartbeat(self, fence: Fence, ttl: float, lost: asyncio.Event) -> None:
         last_ok = time.monotonic()
+        failures = 0
         while True:
             await asyncio.sleep(ttl / 4)
             try:
@@ -615,8 +713,12 @@ class DatabaseRuleStore(BaseRuleStore):
                     lost.set()
                     return
                 last_ok = time.monotonic()
+                failures = 0
             except Exception as exc:
-                log.warning("master lease heartbeat failed: %s: %s", type(exc).__name__, exc)
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "master lease heartbeat failed (%d in a row): %s: %s", failures,
+                        type(exc).__name__, exc)
                 if time.monotonic() - last_ok >= ttl:
                     lost.set()
                     return
@@ -632,13 +734,11 @@ class DatabaseRuleStore(BaseRuleStore):
                 await self._delete(change.rule_id, fence=fence)
             elif change.change_kind == RESYNC:
                 await self.reconcile(fs_store, updated_by=updated_by, fence=fence)
-        except MasterLeaseLost:
-            raise
+        except _DB_FAILURES:
+            raise  # the master stands by, then reconciles in full (`sync_from_filesystem`)
         except Exception:
-            # The next reconcile (lease regained, resync, restart) repairs it.
             log.exception("projecting %s of %s onto the database failed; reconciling",
                           change.change_kind, change.rule_id)
-            await asyncio.sleep(1.0)
             await self.reconcile(fs_store, updated_by=updated_by, fence=fence)
 
     async def reconcile(self, fs_store: FilesystemRuleStore, *, updated_by: str = "master",

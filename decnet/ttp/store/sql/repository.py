@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -189,6 +189,12 @@ class RuleRepository:
         if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
             raise ConfigError(f"unsupported database {backend!r}: use sqlite+aiosqlite, "
                               "postgresql+asyncpg or mysql+asyncmy")
+        try:
+            self.url.get_dialect()  # a driver SQLAlchemy does not know fails here, not later
+        except NoSuchModuleError as exc:
+            raise ConfigError(f"unsupported database driver {self.url.drivername!r}: {exc}; "
+                              "use sqlite+aiosqlite, postgresql+asyncpg or mysql+asyncmy")\
+                from exc
         self.dialect = "mysql" if backend == "mariadb" else backend
         self.is_memory = self.dialect == "sqlite" and _sqlite_is_memory(self.url)
         self.change_log_retention = max(1, change_log_retention)
