@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from decnet.cli.common import (
+    EXIT_INPUT,
     cli_errors,
     console,
     db_url,
@@ -35,7 +36,7 @@ def validate(
     """Check every rule file; print every error of every file; exit 1 on any."""
     target = rules_dir(directory)
     if not target.is_dir():
-        fail(f"{target} is not a directory")
+        fail(f"{target} is not a directory", EXIT_INPUT)
     with cli_errors():
         result = load_directory(target)
     for error in result.errors:
@@ -85,7 +86,7 @@ def list_rules(
 
 def _load_from_dir(directory: Path) -> list[CompiledRule]:
     if not directory.is_dir():
-        fail(f"{directory} is not a directory")
+        fail(f"{directory} is not a directory", EXIT_INPUT)
     result = load_directory(directory)
     for error in result.errors:
         err_console.print(labelled("error", "red", str(error)), highlight=False)

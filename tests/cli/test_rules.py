@@ -47,7 +47,7 @@ def test_validate_passes_on_the_shipped_pack() -> None:
 
 def test_validate_a_missing_directory(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rules", "validate", str(tmp_path / "nope")])
-    assert result.exit_code == 1 and "not a directory" in result.output
+    assert result.exit_code == 2 and "not a directory" in result.output
 
 
 def test_list_shows_rules_of_a_directory(tmp_path: Path) -> None:
@@ -128,5 +128,5 @@ def test_paths_in_errors_are_shown_verbatim(tmp_path: Path) -> None:
     for command in (["rules", "validate", str(missing)], ["rules", "list", "--rules",
                                                           str(missing)]):
         result = runner.invoke(app, command, env={"COLUMNS": "300"})
-        assert result.exit_code == 1, (result.output, result.exception)
+        assert result.exit_code == 2, (result.output, result.exception)
         assert f"error: {missing} is not a directory" in result.output
