@@ -27,10 +27,23 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+MARKER = "<!-- everything below is rewritten by make bench -->"
+
+
+def preamble(path: Path) -> str:
+    """The hand-written part of BENCHMARKS.md (targets, profiles), kept across runs."""
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        if MARKER in text:
+            return text.split(MARKER, 1)[0]
+    return "# Benchmarks\n\n"
+
+
 def main() -> None:
     modules = sys.argv[1:] or list(MODULES)
+    target = ROOT / "BENCHMARKS.md"
     sections = [
-        "# Benchmarks\n",
+        preamble(target) + MARKER + "\n",
         f"Produced by `make bench` (`python -m bench.run`) on "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu_model()}), "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}.\n"
@@ -47,7 +60,7 @@ def main() -> None:
             sections.append(f"### {module}\n\nFailed (exit {done.returncode}):\n\n"
                             f"```text\n{tail}\n```\n")
         print(sections[-1], flush=True)
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(sections), encoding="utf-8")
+    target.write_text("\n".join(sections), encoding="utf-8")
 
 
 if __name__ == "__main__":
