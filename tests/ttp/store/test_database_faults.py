@@ -204,12 +204,16 @@ async def test_get_state_never_raises_while_the_database_is_away(
             assert await store.get_state("R0002") == RuleState()  # known, but expired
             with pytest.raises(StoreError):  # a write still fails loudly
                 await store.set_state("R0001", NEW, "bob")
+            with pytest.raises(StoreError):  # and so does the strict read of operator tools
+                await store.read_state("R0001")
             assert len(_records(caplog, DATABASE_LOGGER, "store reads: ")) == 1  # once per outage
 
             proxy.resume()
             await direct.set_state("R0001", NEW, "carol")
             now = await store.get_state("R0001")  # read from the database again
             assert (now.state, now.set_by) == (StateName.DISABLED, "carol")
+            assert await store.read_state("R0001") == now
+            assert await store.read_state("R0002") == RuleState()  # expired: the default
         finally:
             await store.stop()
 
@@ -255,7 +259,7 @@ async def test_an_expiry_revert_during_an_outage_is_logged_once_per_rule(
         try:
             changes = store.subscribe_changes()
             for outage in (1, 2):
-                soon = utcnow() + timedelta(seconds=0.3)
+                soon = utcnow() + timedelta(seconds=1)  # after the outage below has begun
                 for rule_id in ids:
                     await writer.write_state(rule_id, RuleState(
                         StateName.DISABLED, expires_at=soon, set_by="alice", set_at=utcnow()))

@@ -272,6 +272,16 @@ class DatabaseRuleStore(BaseRuleStore):
                 self._expiry.schedule(rule_id, state.expires_at)
         return DEFAULT_STATE
 
+    async def read_state(self, rule_id: str) -> RuleState:
+        """The state of `rule_id` as stored now (an expired one counts as default).
+
+        Unlike `get_state`, it never answers from this store's view: it raises
+        `StoreError` when the database cannot be read (and `InvalidRuleId`). For
+        operator tools, which must report an outage rather than a possibly stale state.
+        """
+        stored = await self.repo.read_state(validate_rule_id(rule_id))
+        return DEFAULT_STATE if stored is None else stored.state.effective()
+
     async def _read_state(self, rule_id: str) -> RuleState:
         stored = await self.repo.read_state(rule_id)
         return DEFAULT_STATE if stored is None else stored.state
