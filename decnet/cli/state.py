@@ -102,7 +102,7 @@ def get(
     """Show the state of one rule (enabled when nothing is set)."""
     with cli_errors():
         rule_id = validate_rule_id(rule)
-        state = _with_store(db_url(db), lambda store: store.get_state(rule_id))
+        state = _with_store(db_url(db), lambda store: store.read_state(rule_id))
     if as_json:
         console.print_json(orjson.dumps({"rule_id": rule_id, **state_to_dict(state)}).decode())
     else:
@@ -171,7 +171,7 @@ async def _set(store: object, rule_id: str, wanted: RuleState,
     assert isinstance(store, DatabaseRuleStore)
     await store.set_state(rule_id, wanted, who)
     known = await store.repo.rule_exists(rule_id)
-    return await store.get_state(rule_id), known
+    return await store.read_state(rule_id), known
 
 
 @app.command()

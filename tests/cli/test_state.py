@@ -221,3 +221,11 @@ def test_a_store_failure_exits_1_with_the_reason(tmp_path: Path) -> None:
     result = runner.invoke(state_cli.app, ["list", "--db", url])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_state_get_reports_an_unreachable_database_instead_of_guessing() -> None:
+    """An operator must never be told "enabled" because the database is away."""
+    result = runner.invoke(state_cli.app, ["get", "R0001", "--db",
+                                           "postgresql+asyncpg://postgres@127.0.0.1:1/test"])
+    assert result.exit_code == 1, result.output
+    assert "enabled" not in result.output
