@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -34,14 +35,14 @@ def _repo(target: RuleRepository | str | URL) -> tuple[RuleRepository, bool]:
     return RuleRepository(target, check_schema=False), True
 
 
-async def upgrade(target: RuleRepository | str | URL, revision: str = "head") -> str | None:
-    """Migrate the database to `revision` (default: the newest); the revision it is at."""
+async def _migrate(target: RuleRepository | str | URL, step: Callable[[Config, str], None],
+                   revision: str) -> str | None:
     repo, owned = _repo(target)
     config = alembic_config()
 
     def run(sync_conn: Any) -> None:
         config.attributes["connection"] = sync_conn
-        command.upgrade(config, revision)
+        step(config, revision)
 
     try:
         async with repo.engine.begin() as conn:
@@ -50,23 +51,16 @@ async def upgrade(target: RuleRepository | str | URL, revision: str = "head") ->
     finally:
         if owned:
             await repo.dispose()
+
+
+async def upgrade(target: RuleRepository | str | URL, revision: str = "head") -> str | None:
+    """Migrate the database to `revision` (default: the newest); the revision it is at."""
+    return await _migrate(target, command.upgrade, revision)
 
 
 async def downgrade(target: RuleRepository | str | URL, revision: str) -> str | None:
-    repo, owned = _repo(target)
-    config = alembic_config()
-
-    def run(sync_conn: Any) -> None:
-        config.attributes["connection"] = sync_conn
-        command.downgrade(config, revision)
-
-    try:
-        async with repo.engine.begin() as conn:
-            await conn.run_sync(run)
-        return await repo.schema_revision()
-    finally:
-        if owned:
-            await repo.dispose()
+    """Migrate the database back to `revision`; the revision it is at."""
+    return await _migrate(target, command.downgrade, revision)
 
 
 async def current(target: RuleRepository | str | URL) -> str | None:
