@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -113,6 +114,17 @@ class _Outage:
     def backoff(self, cap: float, initial: float = MASTER_RETRY_INITIAL) -> float:
         """Seconds to wait before the next attempt: doubled per failure, at most `cap`."""
         return float(min(cap, initial * 2 ** min(max(self.failures - 1, 0), 30)))
+
+
+@dataclass(slots=True)
+class _Wakeup:
+    """What wakes a tail between polls: notifications (PostgreSQL LISTEN)."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The highest revision notified so far (a hint: the poll stays the safety net).
+    revision: int = 0
+    #: A full poll is wanted (the listener (re)connected, or a payload was unreadable).
+    catch_up: bool = False
 
 
 @dataclass(slots=True)
@@ -412,30 +424,46 @@ class DatabaseRuleStore(BaseRuleStore):
         """Announce every change other processes make, until cancelled.
 
         Starts from the view of this store's first `load_compiled` (or takes one now),
-        so no old history is replayed. Each poll issues one cheap query (the revision
-        row); only when it moved are the change-log entries past the watermark read.
-        A watermark older than the retained log announces a `resync`. Database errors
-        are logged and counted (`stats.poll_errors`), retried with a backoff capped
-        at `poll_interval`, and the last good rules stay. On PostgreSQL a LISTEN
-        connection wakes the poll as soon as a write commits (`listen=False`: poll only,
-        e.g. behind a pooler in transaction mode, which cannot carry LISTEN).
+        so no old history is replayed. Polls run on a fixed cadence (each one due
+        `poll_interval` after the previous one was due; slots missed while a poll ran
+        long are skipped), and each issues one cheap query (the revision row); only when
+        it moved are the change-log entries past the watermark read. A watermark older
+        than the retained log announces a `resync`. Database errors are logged and
+        counted (`stats.poll_errors`), retried with a backoff capped at
+        `poll_interval`, and the last good rules stay. On PostgreSQL a LISTEN connection
+        wakes the tail as soon as a write commits: the notified revision is a hint, read
+        straight from the change log (one statement), and one not past the watermark
+        does nothing (`listen=False`: poll only, e.g. behind a pooler in transaction
+        mode, which cannot carry LISTEN).
         """
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
-        wake = asyncio.Event()
+        wakeup = _Wakeup()
         listener: asyncio.Task[None] | None = None
         if listen and self.repo.dialect == "postgresql":
             listener = asyncio.get_running_loop().create_task(
-                self._listen(wake), name="decnet-ttp-listen")
+                self._listen(wakeup), name="decnet-ttp-listen")
+        loop = asyncio.get_running_loop()
+        due = loop.time()  # the first poll now
+        timed_out = True
         failures = 0
         try:
             while True:
-                wake.clear()
+                catch_up = wakeup.catch_up
+                wakeup.catch_up = False
+                wakeup.event.clear()
+                started = loop.time()
+                slot = timed_out or started >= due  # a poll of the cadence (not a wake-up)
+                full = slot or catch_up
                 try:
                     async with asyncio.timeout(max(TAIL_QUERY_TIMEOUT, 2 * poll_interval)):
                         await self.repo.connect()
                         await self._ensure_view()
-                        await self.poll_once()
+                        if full:
+                            await self.poll_once()
+                        elif self._watermark is not None and \
+                                wakeup.revision > self._watermark:
+                            await self._follow_notification(wakeup.revision)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -444,15 +472,21 @@ class DatabaseRuleStore(BaseRuleStore):
                     level = logging.WARNING if failures == 1 else logging.DEBUG
                     log.log(level, "rule database poll failed (%d in a row), keeping the "
                             "last good rules: %s: %s", failures, type(exc).__name__, exc)
-                    delay = min(poll_interval, 0.05 * 2 ** (failures - 1))
+                    due = loop.time() + min(poll_interval, 0.05 * 2 ** (failures - 1))
                 else:
                     if failures:
                         log.warning("rule database reachable again after %d failed poll(s); "
                                     "caught up to revision %s", failures, self._watermark)
-                    failures = 0
-                    delay = poll_interval
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), delay)
+                        failures = 0
+                        due, slot = started, True
+                    if slot:  # the next slot after this one (slots missed are skipped)
+                        missed = max(0, math.floor((started - due) / poll_interval))
+                        due += poll_interval * (missed + 1)
+                timed_out = False
+                try:
+                    await asyncio.wait_for(wakeup.event.wait(), max(0.0, due - loop.time()))
+                except TimeoutError:
+                    timed_out = True
         finally:
             if listener is not None:
                 listener.cancel()
@@ -478,6 +512,27 @@ class DatabaseRuleStore(BaseRuleStore):
                             "everything", self._watermark + 1)
                 await self._resync()
                 break
+            for entry in entries:
+                applied += self._apply(entry)
+            self._watermark = self.stats.watermark = entries[-1].revision
+        self.stats.last_sync = time.monotonic()
+        return applied
+
+    async def _follow_notification(self, revision: int) -> int:
+        """Apply the change log up to a notified `revision`, without reading the revision row.
+
+        The notification is only a hint: one not past the watermark does nothing, and
+        when the log does not continue the watermark (pruned, or not visible yet) the
+        revision row decides, as a poll (`poll_once`) does.
+        """
+        await self._ensure_view()
+        assert self._watermark is not None
+        applied = 0
+        while self._watermark < revision:
+            entries = await self.repo.changes_since(self._watermark, revision,
+                                                    CHANGE_LOG_BATCH)
+            if not entries or entries[0].revision != self._watermark + 1:
+                return applied + await self.poll_once()
             for entry in entries:
                 applied += self._apply(entry)
             self._watermark = self.stats.watermark = entries[-1].revision
@@ -539,8 +594,12 @@ class DatabaseRuleStore(BaseRuleStore):
         self.stats.resyncs += 1
         self._announcer.announce(RuleChange(RESYNC, "*", None))
 
-    async def _listen(self, wake: asyncio.Event) -> None:
-        """PostgreSQL: LISTEN on a connection of its own; every notification wakes the poll."""
+    async def _listen(self, wakeup: _Wakeup) -> None:
+        """PostgreSQL: LISTEN on a connection of its own; every notification wakes the tail.
+
+        The payload (the revision the write committed) is kept as a hint; a payload that
+        is not a revision, and every (re)connect, asks for a full poll instead.
+        """
         import asyncpg
 
         failures = 0
@@ -552,15 +611,21 @@ class DatabaseRuleStore(BaseRuleStore):
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
 
-                def notified(*_args: object) -> None:
+                def notified(_conn: object, _pid: object, _channel: object,
+                             payload: object) -> None:
                     self.stats.notifications += 1
-                    wake.set()
+                    try:
+                        wakeup.revision = max(wakeup.revision, int(str(payload)))
+                    except ValueError:
+                        wakeup.catch_up = True
+                    wakeup.event.set()
 
                 await conn.add_listener(NOTIFY_CHANNEL, notified)
                 if failures:
                     log.info("LISTEN %s connected again", NOTIFY_CHANNEL)
                 failures = 0
-                wake.set()  # catch up on whatever was missed while not listening
+                wakeup.catch_up = True  # whatever was missed while not listening
+                wakeup.event.set()
                 while not lost.is_set():
                     try:
                         await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)

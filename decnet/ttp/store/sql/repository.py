@@ -234,6 +234,12 @@ class RuleRepository:
         else:
             kwargs["connect_args"] = {"connect_timeout": int(DB_CONNECT_TIMEOUT)}
             kwargs["pool_recycle"] = 3600
+        if self.dialect != "sqlite":
+            # A pooled connection cut while idle (database restarted, network or proxy
+            # reset) is found on checkout and replaced before any statement is sent: a
+            # write is never retried (its commit could be unknown), so it must not be
+            # the one that discovers the dead connection.
+            kwargs["pool_pre_ping"] = True
         if autocommit:
             kwargs["isolation_level"] = "AUTOCOMMIT"
         engine = create_async_engine(self.url, **kwargs)
@@ -438,25 +444,11 @@ class RuleRepository:
 
     async def changes_since(self, watermark: int, head: int, limit: int) -> list[LogEntry]:
         """Change-log entries in `(watermark, head]`, oldest first, with current rows."""
-        stmt = (
-            select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
-                   RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
-                   RuleRow.updated_at, RuleRow.updated_by,
-                   RuleRow.revision.label("rule_revision"),
-                   StateRow.state, StateRow.confidence_max, StateRow.expires_at,
-                   StateRow.reason, StateRow.set_by, StateRow.set_at,
-                   StateRow.revision.label("state_revision"))
-            .select_from(ChangeLogRow)
-            .outerjoin(RuleRow, RuleRow.rule_id == ChangeLogRow.rule_id)
-            .outerjoin(StateRow, StateRow.rule_id == ChangeLogRow.rule_id)
-            .where(ChangeLogRow.revision > watermark, ChangeLogRow.revision <= head)
-            .order_by(ChangeLogRow.revision)
-            .limit(limit)
-        )
+        params = {"b_after": watermark, "b_upto": head, "b_limit": limit}
 
         def read(conn: Connection) -> list[LogEntry]:
             entries = []
-            for row in conn.execute(stmt):
+            for row in conn.execute(_CHANGES_SINCE, params):
                 rule = None if row.rule_revision is None else StoredRule(
                     row.rule_id, row.rule_version, row.source_path, row.yaml_content,
                     row.updated_at, row.updated_by, row.rule_revision)
@@ -720,6 +712,23 @@ SELECT revision, pg_notify(:channel, CAST(revision AS TEXT)) FROM st
     bindparam("expires_at", type_=UTCDateTime()),
     bindparam("set_at", type_=UTCDateTime()),
     bindparam("changed_at", type_=UTCDateTime()),
+)
+#: The tail's read: built once, so each wake-up only binds its three numbers.
+_CHANGES_SINCE: Final = (
+    select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
+           RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
+           RuleRow.updated_at, RuleRow.updated_by,
+           RuleRow.revision.label("rule_revision"),
+           StateRow.state, StateRow.confidence_max, StateRow.expires_at,
+           StateRow.reason, StateRow.set_by, StateRow.set_at,
+           StateRow.revision.label("state_revision"))
+    .select_from(ChangeLogRow)
+    .outerjoin(RuleRow, RuleRow.rule_id == ChangeLogRow.rule_id)
+    .outerjoin(StateRow, StateRow.rule_id == ChangeLogRow.rule_id)
+    .where(ChangeLogRow.revision > bindparam("b_after"),
+           ChangeLogRow.revision <= bindparam("b_upto"))
+    .order_by(ChangeLogRow.revision)
+    .limit(bindparam("b_limit"))
 )
 _STATE_REVERT: Final = delete(StateRow).where(
     StateRow.rule_id == bindparam("b_rule_id"),
