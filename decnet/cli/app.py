@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 from typing import Annotated
 
 import typer
 
-from decnet.cli import rules, tag
+from decnet.cli import db, rules, state, swarm, tag
 from decnet.cli.common import setup_logging
 
 app = typer.Typer(
@@ -27,13 +25,9 @@ def _root(verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False) -> 
 
 app.command("tag")(tag.tag)
 app.add_typer(rules.app, name="rules")
-
-# Sub-apps that live in their own modules, each owning one concern.
-for _module, _name in (("decnet.cli.state", "state"), ("decnet.cli.db", "db")):
-    with contextlib.suppress(ModuleNotFoundError):
-        app.add_typer(importlib.import_module(_module).app, name=_name)
-with contextlib.suppress(ModuleNotFoundError):
-    importlib.import_module("decnet.cli.swarm").register(app)
+app.add_typer(state.app, name="state")
+app.add_typer(db.app, name="db")
+swarm.register(app)
 
 
 def main() -> None:

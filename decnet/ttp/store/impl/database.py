@@ -121,7 +121,8 @@ class _Wakeup:
     """What wakes a tail between polls: notifications (PostgreSQL LISTEN)."""
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    #: The highest revision notified so far (a hint: the poll stays the safety net).
+    #: The highest revision notified since the tail last looked (a hint: the poll
+    #: stays the safety net); 0 when none.
     revision: int = 0
     #: A full poll is wanted (the listener (re)connected, or a payload was unreadable).
     catch_up: bool = False
@@ -449,8 +450,8 @@ class DatabaseRuleStore(BaseRuleStore):
         failures = 0
         try:
             while True:
-                catch_up = wakeup.catch_up
-                wakeup.catch_up = False
+                catch_up, hint = wakeup.catch_up, wakeup.revision
+                wakeup.catch_up, wakeup.revision = False, 0
                 wakeup.event.clear()
                 started = loop.time()
                 slot = timed_out or started >= due  # a poll of the cadence (not a wake-up)
@@ -461,9 +462,8 @@ class DatabaseRuleStore(BaseRuleStore):
                         await self._ensure_view()
                         if full:
                             await self.poll_once()
-                        elif self._watermark is not None and \
-                                wakeup.revision > self._watermark:
-                            await self._follow_notification(wakeup.revision)
+                        elif self._watermark is not None and hint > self._watermark:
+                            await self._follow_notification(hint)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
