@@ -12,7 +12,13 @@ from typing import Annotated
 import typer
 
 from decnet.cli.common import db_url, err_console, rules_dir, run, setup_logging
-from decnet.ttp.constants import ENV_DB_URL, ENV_RULES_DIR
+from decnet.ttp.constants import (
+    DEFAULT_WORKER_HTTP,
+    ENV_DB_URL,
+    ENV_RULES_DIR,
+    MAX_EVENT_BODY_BYTES,
+    TAIL_POLL_INTERVAL,
+)
 from decnet.ttp.errors import ConfigError
 
 RulesOption = Annotated[Path | None, typer.Option(
@@ -57,10 +63,10 @@ def worker(
     db: DbOption = None,
     http: Annotated[str, typer.Option(
         "--http", help="HOST:PORT the HTTP API listens on (port 0: any free port).")
-    ] = "127.0.0.1:8080",
+    ] = DEFAULT_WORKER_HTTP,
     poll_interval: Annotated[float, typer.Option(
         "--poll-interval", min=0.01, help="Seconds between polls of the database.")
-    ] = 1.0,
+    ] = TAIL_POLL_INTERVAL,
     listen: Annotated[bool, typer.Option(
         "--listen/--no-listen",
         help="On PostgreSQL, wake on LISTEN/NOTIFY as well as polling (--no-listen behind "
@@ -68,7 +74,7 @@ def worker(
     ] = True,
     max_body: Annotated[int, typer.Option(
         "--max-body", min=1024, help="Largest POST /events body, in bytes.")
-    ] = 1 << 20,
+    ] = MAX_EVENT_BODY_BYTES,
     verbose: VerboseOption = False,
 ) -> None:
     """Tail the database, keep an engine in step and serve it over HTTP."""

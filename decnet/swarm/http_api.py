@@ -38,13 +38,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from decnet.swarm.live import LiveRules, last_sync_age, store_stat, store_statements
+from decnet.ttp.constants import MAX_EVENT_BODY_BYTES
 from decnet.ttp.engine.events import Event, EventError
 from decnet.ttp.rules.compiled import CompiledRule
 
 log = logging.getLogger(__name__)
 
 #: Default largest request body `POST /events` accepts.
-MAX_BODY_BYTES: Final = 1 << 20
+MAX_BODY_BYTES: Final = MAX_EVENT_BODY_BYTES
 REVISION_HEADER: Final = "X-Decnet-TTP-Revision"
 
 

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Final
 
 import uvicorn
 
@@ -31,7 +30,6 @@ from decnet.ttp.store.base import RuleStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLL_INTERVAL: Final = 1.0
 
 #: Runs the store's tail (or whatever keeps it current) until cancelled.
 Tail = Callable[[RuleStore], Awaitable[None]]

@@ -116,3 +116,8 @@ EXPIRY_RETRY_MAX: Final = 30.0
 #: First wait before a master retries after a database failure, seconds; doubled per
 #: failure up to a quarter of the lease TTL (its heartbeat period).
 MASTER_RETRY_INITIAL: Final = 0.05
+
+#: Largest `POST /events` body a worker accepts, in bytes.
+MAX_EVENT_BODY_BYTES: Final = 1 << 20
+#: Where a worker's HTTP API listens by default.
+DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"

@@ -80,6 +80,36 @@ async def test_a_cut_during_set_state_raises_and_is_all_or_nothing(
             await store.stop()
 
 
+async def test_writes_after_idle_connections_were_cut_succeed_first_time(
+        server_db_url: str) -> None:
+    """Pooled connections cut while idle are replaced on checkout, before a write is sent
+    (writes are never retried: a cut commit's outcome is unknown)."""
+    async with open_store(server_db_url) as direct, proxied(server_db_url) as (proxy, url):
+        store = DatabaseRuleStore(url)
+        try:
+            changes = store.subscribe_changes()
+            await seed(store, "R0001")  # a connection pooled by each engine
+            await store.set_state("R0001", OLD, "alice")
+            await store.clear_state("R0001", "alice")
+            assert await store.poll_once() == 0
+            for _ in range(3):
+                await next_change(changes)
+            assert proxy.live >= 1
+            proxy.cut()  # every idle pooled connection is now dead; new ones connect
+            await store.set_state("R0001", NEW, "bob")
+            assert (await direct.get_state("R0001")).set_by == "bob"
+            proxy.cut()
+            await store.clear_state("R0001", "bob")
+            assert await direct.get_state("R0001") == DEFAULT_STATE
+            proxy.cut()
+            await seed(store, "R0001", version=2)
+            assert await _has(direct, "R0001", 2)
+            kinds = [(await next_change(changes)).change_kind for _ in range(3)]
+            assert kinds == [STATE, STATE, "definition"]
+        finally:
+            await store.stop()
+
+
 async def test_cuts_at_every_point_of_set_state_leave_old_or_new(server_db_url: str) -> None:
     """Cut each of the statements of a write in turn: never half a row."""
     markers = [b"ttp_revision", b"ttp_rule_state", b"ttp_change_log", b"COMMIT"]

@@ -196,6 +196,59 @@ async def test_postgres_without_listen_polls_only() -> None:
             await worker.stop()
 
 
+@pytest.mark.postgres
+async def test_postgres_a_notification_is_read_with_one_statement() -> None:
+    """The notified revision is read straight from the change log: no revision-row query."""
+    async with fresh_postgres() as url, open_store(url) as writer, \
+            tailing(url, poll_interval=30.0) as worker:
+        changes = worker.subscribe_changes()
+        await poll(lambda: worker.stats.polls >= 2, message="listener's catch-up poll")
+        before, polls = worker.repo.statements, worker.stats.polls
+        await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        assert (await next_change(changes, timeout=2.0)).rule_id == "R0001"
+        await poll(lambda: worker.stats.watermark == 1, message="the watermark to move")
+        assert worker.repo.statements - before == 1
+        assert worker.stats.polls == polls  # no poll of the revision row was needed
+
+
+@pytest.mark.postgres
+async def test_postgres_a_notification_is_only_a_hint() -> None:
+    """Old, future or unreadable revisions in a payload never lose or invent a change."""
+    import asyncpg
+
+    from decnet.ttp.constants import NOTIFY_CHANNEL
+
+    async with fresh_postgres() as url, open_store(url) as writer, \
+            tailing(url, poll_interval=30.0) as worker:
+        changes = worker.subscribe_changes()
+        await poll(lambda: worker.stats.polls >= 2, message="listener's catch-up poll")
+        await seed(writer, "R0001")
+        assert (await next_change(changes, timeout=2.0)).rule_id == "R0001"
+        await poll(lambda: worker.stats.watermark == 1, message="the watermark to move")
+        conn = await asyncpg.connect(worker.repo.asyncpg_dsn())
+        try:
+            # Not past the watermark: nothing is read. Unreadable: a full poll (one
+            # statement, nothing moved). Whether the tail sees them apart or together,
+            # that is one statement in all.
+            before, polls = worker.repo.statements, worker.stats.polls
+            await conn.execute("SELECT pg_notify($1, '1')", NOTIFY_CHANNEL)
+            await conn.execute("SELECT pg_notify($1, 'not a revision')", NOTIFY_CHANNEL)
+            await poll(lambda: worker.stats.polls == polls + 1, message="the full poll")
+            assert worker.repo.statements - before == 1
+            # Past anything committed: the log read finds nothing, and the revision row
+            # decides (no resync, nothing announced).
+            await conn.execute("SELECT pg_notify($1, '999')", NOTIFY_CHANNEL)
+            await poll(lambda: worker.stats.polls == polls + 2, message="the fallback poll")
+            await no_change(changes, within=0.2)
+            assert worker.stats.resyncs == 0 and worker.stats.watermark == 1
+        finally:
+            await conn.close()
+        await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        change = await next_change(changes, timeout=2.0)
+        assert (change.change_kind, change.rule_id) == (STATE, "R0001")
+        assert worker.stats.poll_errors == 0
+
+
 BROKEN_YAML = "rule_id: R0001\nrule_version: 2\nemit: []\n"
 
 
