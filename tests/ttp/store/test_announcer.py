@@ -78,3 +78,26 @@ async def test_a_bus_outage_never_blocks_or_fails_a_state_change(tmp_path: Path,
         await poll(lambda: bus.calls >= 1, message="publish attempted")
         if fail:
             await poll(lambda: announcer.bus_failures == 5, message="failures counted")
+
+
+async def test_a_full_bus_outbox_is_counted_and_local_subscribers_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import decnet.ttp.store.announcer as announcer_module
+
+    monkeypatch.setattr(announcer_module, "BUS_OUTBOX_BOUND", 5)
+    bus = StalledBus(fail=False)
+    async with FilesystemRuleStore(tmp_path, bus=bus) as store:
+        changes = store.subscribe_changes()
+        for n in range(20):
+            await asyncio.wait_for(
+                store.set_state("R0001", RuleState(StateName.DISABLED, reason=str(n)), "a"), 2)
+        reasons = []
+        for _ in range(20):
+            change = await next_change(changes)
+            assert isinstance(change.new_value, RuleState)
+            reasons.append(change.new_value.reason)
+        assert reasons == [str(n) for n in range(20)]
+        # five wait in the outbox and at most one is stuck in the bus: the rest overflowed
+        await poll(lambda: store.announcer.bus_failures >= 14, message="overflow counted")
+        assert store.announcer.bus_failures <= 15
