@@ -106,6 +106,9 @@ async def test_writes_after_idle_connections_were_cut_succeed_first_time(
             assert await _has(direct, "R0001", 2)
             kinds = [(await next_change(changes)).change_kind for _ in range(3)]
             assert kinds == [STATE, STATE, "definition"]
+            proxy.cut()  # a read is not pinged first: it is retried once on a new connection
+            await store.poll_once()
+            assert store.stats.watermark == await direct.repo.head_revision()
         finally:
             await store.stop()
 

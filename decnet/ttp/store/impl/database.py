@@ -4,7 +4,8 @@ Propagation is by revision number, never by timestamp: every write takes the nex
 revision of the single `ttp_revision` row and appends one `ttp_change_log` entry
 (see `decnet.ttp.store.sql.repository`). A worker's `tail_db` polls that one row
 and, when it moved, reads the log entries past its watermark joined with the
-current rows. On PostgreSQL a LISTEN connection wakes the poll at once.
+current rows. On PostgreSQL a LISTEN connection wakes the tail at once, and the
+notified revision lets it read the log without reading that row first.
 
 The master's `sync_from_filesystem` projects a `FilesystemRuleStore` onto the
 `ttp_rule` table while it holds the master lease (`ttp_master_lease`); a second

@@ -202,6 +202,7 @@ class RuleRepository:
         self._check_schema = check_schema
         self._engine: AsyncEngine | None = None
         self._poll_engine: AsyncEngine | None = None
+        self._autocommit_write_engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._ready = False
@@ -222,7 +223,7 @@ class RuleRepository:
             self._engine = self._make_engine()
         return self._engine
 
-    def _make_engine(self, *, autocommit: bool = False) -> AsyncEngine:
+    def _make_engine(self, *, autocommit: bool = False, pre_ping: bool = True) -> AsyncEngine:
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             if self.is_memory:
@@ -234,11 +235,12 @@ class RuleRepository:
         else:
             kwargs["connect_args"] = {"connect_timeout": int(DB_CONNECT_TIMEOUT)}
             kwargs["pool_recycle"] = 3600
-        if self.dialect != "sqlite":
+        if pre_ping and self.dialect != "sqlite":
             # A pooled connection cut while idle (database restarted, network or proxy
             # reset) is found on checkout and replaced before any statement is sent: a
             # write is never retried (its commit could be unknown), so it must not be
-            # the one that discovers the dead connection.
+            # the one that discovers the dead connection. (Reads skip the ping: one that
+            # meets a dead connection is retried once, see `_read`.)
             kwargs["pool_pre_ping"] = True
         if autocommit:
             kwargs["isolation_level"] = "AUTOCOMMIT"
@@ -259,10 +261,21 @@ class RuleRepository:
 
     @property
     def _poll(self) -> AsyncEngine:
-        """Engine of cheap single-statement reads: autocommit saves BEGIN/ROLLBACK trips."""
+        """Engine of cheap single-statement reads: autocommit saves BEGIN/ROLLBACK trips.
+
+        Its connections are not pinged on checkout (a read that meets a dead one is
+        retried once); the tail's reads, one per poll or notification, save a round trip.
+        """
         if self._poll_engine is None:
-            self._poll_engine = self._make_engine(autocommit=True)
+            self._poll_engine = self._make_engine(autocommit=True, pre_ping=False)
         return self._poll_engine
+
+    @property
+    def _autocommit_writes(self) -> AsyncEngine:
+        """Engine of single-statement writes (PostgreSQL `set_state`): autocommit, pinged."""
+        if self._autocommit_write_engine is None:
+            self._autocommit_write_engine = self._make_engine(autocommit=True)
+        return self._autocommit_write_engine
 
     def _sqlite_engine(self) -> Engine:
         if self._sync_engine is None:
@@ -277,7 +290,7 @@ class RuleRepository:
         return self._sync_engine
 
     async def dispose(self) -> None:
-        for engine in (self._poll_engine, self._engine):
+        for engine in (self._poll_engine, self._autocommit_write_engine, self._engine):
             if engine is not None:
                 await engine.dispose()
         thread, self._thread = self._thread, None
@@ -286,13 +299,16 @@ class RuleRepository:
             if sync_engine is not None:
                 await asyncio.get_running_loop().run_in_executor(thread, sync_engine.dispose)
             thread.shutdown(wait=False)
-        self._poll_engine = self._engine = None
+        self._poll_engine = self._autocommit_write_engine = self._engine = None
         self._ready = False
 
-    async def run(self, operation: Callable[[Connection], T], *, poll: bool = False) -> T:
+    async def run(self, operation: Callable[[Connection], T], *, poll: bool = False,
+                  autocommit_write: bool = False) -> T:
         """Run `operation(connection)`; it begins and ends its own transaction.
 
-        A cancelled caller lets the operation finish (see `settle`).
+        `poll`: a read on the autocommit engine; `autocommit_write`: a single-statement
+        write on an autocommit engine whose connections are pinged on checkout. A
+        cancelled caller lets the operation finish (see `settle`).
         """
         if self.dialect == "sqlite":
             if self._thread is None:
@@ -307,7 +323,9 @@ class RuleRepository:
                 asyncio.get_running_loop().run_in_executor(self._thread, in_thread)))
 
         async def on_engine() -> T:
-            async with (self._poll if poll else self.engine).connect() as conn:
+            target = self._autocommit_writes if autocommit_write else \
+                self._poll if poll else self.engine
+            async with target.connect() as conn:
                 return await conn.run_sync(operation)
 
         return await settle(on_engine())
@@ -576,10 +594,11 @@ class RuleRepository:
         await self.connect()
         try:
             async with self._write_lock:
-                revision = await self.run(write, poll=True)
+                revision = await self.run(write, autocommit_write=True)
             if revision % self._prune_every == 0:
                 await self.run(lambda conn: conn.execute(
-                    _LOG_PRUNE, {"b_upto": revision - self.change_log_retention}), poll=True)
+                    _LOG_PRUNE, {"b_upto": revision - self.change_log_retention}),
+                    autocommit_write=True)
             return revision
         except _DB_ERRORS as exc:
             raise StoreError(f"writing state of {rule_id} to the rule database failed: "
