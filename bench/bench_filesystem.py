@@ -86,9 +86,10 @@ async def set_state_latency(count: int) -> list[float]:
         async with FilesystemRuleStore(tmp) as store:
             changes = store.subscribe_changes()
             for i in range(count):
-                state = RuleState(StateName.DISABLED if i % 2 else StateName.ENABLED)
+                # disable, then clear: every call is a real change (clearing nothing is silent)
+                state = RuleState(StateName.ENABLED if i % 2 else StateName.DISABLED)
                 start = time.perf_counter()
-                await store.set_state(rule_id(i % 60), state, "bench")
+                await store.set_state(rule_id((i // 2) % 60), state, "bench")
                 await anext(changes)
                 samples.append(time.perf_counter() - start)
     return samples
