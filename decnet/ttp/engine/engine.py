@@ -210,7 +210,25 @@ class RuleEngine:
                 await aclose()
 
     def evaluate(self, event: Event | Mapping[str, Any]) -> list[Tag]:
-        """Every tag the live rules emit for `event`, in rule id order."""
+        """Every tag the live rules emit for `event`: `match`, then `correlate`.
+
+        Stateful when cross-event rules are loaded: feed events in event order.
+        """
+        if not isinstance(event, Event):
+            event = Event.from_mapping(event)
+        tags = self.match(event)
+        tags.extend(self.correlate(event, tags))
+        return tags
+
+    def correlate(self, event: Event, fired: list[Tag]) -> list[Tag]:
+        """Tags of cross-event rules that `event` (with the tags it `fired`) completes.
+
+        Stateful: call it once per event, in event order, after `match`.
+        """
+        return []
+
+    def match(self, event: Event | Mapping[str, Any]) -> list[Tag]:
+        """Tags of the single-event rules for `event`, in rule id order; no state kept."""
         if not isinstance(event, Event):
             event = Event.from_mapping(event)
         self.events_evaluated += 1
@@ -329,6 +347,8 @@ def _tags_for(rule: CompiledRule, state: RuleState, event: Event) -> list[Tag]:
             attacker_uuid=event.attacker_uuid,
             session_id=event.session_id,
             decky_id=event.decky_id,
+            src_ip=event.src_ip,
+            sensor=event.sensor,
         )
         for emit in rule.emits
     ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from decnet.ttp.constants import ATTACK_RELEASE, TAG_UUID_NAMESPACE
@@ -21,7 +23,11 @@ class EventError(DecnetTTPError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An honeypot observation: what kind, which record, and its payload."""
+    """A honeypot observation: what kind, which record, and its payload.
+
+    `src_ip`, `session_id` and `sensor` trace a tag back to an attacker, a session
+    and a honeypot; `timestamp` (event time, Unix seconds) drives cross-event windows.
+    """
 
     source_kind: str
     source_id: str
@@ -29,6 +35,9 @@ class Event:
     attacker_uuid: str | None = None
     session_id: str | None = None
     decky_id: str | None = None
+    src_ip: str | None = None
+    sensor: str | None = None
+    timestamp: float | None = None
 
     @classmethod
     def from_mapping(cls, data: Any) -> Event:
@@ -47,7 +56,9 @@ class Event:
         if not isinstance(payload, Mapping):
             raise EventError("event.payload must be a JSON object")
         return cls(kind, source_id, payload, _opt_str(data, "attacker_uuid"),
-                   _opt_str(data, "session_id"), _opt_str(data, "decky_id"))
+                   _opt_str(data, "session_id"), _opt_str(data, "decky_id"),
+                   _opt_str(data, "src_ip"), _opt_str(data, "sensor"),
+                   _opt_time(data.get("timestamp")))
 
 
 def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
@@ -57,6 +68,27 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     if isinstance(value, str | int) and not isinstance(value, bool):
         return str(value)
     raise EventError(f"event.{key} must be a string")
+
+
+def _opt_time(value: Any) -> float | None:
+    """Event time as Unix seconds: a number, or ISO 8601 text with an offset (or `Z`)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise EventError("event.timestamp must be ISO 8601 or Unix seconds") from None
+        if moment.tzinfo is None:
+            raise EventError("event.timestamp needs a UTC offset (or Z)")
+        seconds = moment.timestamp()
+    else:
+        raise EventError("event.timestamp must be ISO 8601 or Unix seconds")
+    if not math.isfinite(seconds) or not 0 <= seconds < 1e11:
+        raise EventError("event.timestamp is out of range")
+    return seconds
 
 
 def tag_uuid(source_kind: str, source_id: str, rule_id: str, rule_version: int,
@@ -92,6 +124,8 @@ class Tag:
     attacker_uuid: str | None = None
     session_id: str | None = None
     decky_id: str | None = None
+    src_ip: str | None = None
+    sensor: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -109,4 +143,6 @@ class Tag:
             "attacker_uuid": self.attacker_uuid,
             "session_id": self.session_id,
             "decky_id": self.decky_id,
+            "src_ip": self.src_ip,
+            "sensor": self.sensor,
         }

@@ -74,6 +74,7 @@ class ReferenceEngine:
                     sub_technique_id=emit.sub_technique_id, confidence=confidence,
                     evidence=evidence, attacker_uuid=event.attacker_uuid,
                     session_id=event.session_id, decky_id=event.decky_id,
+                    src_ip=event.src_ip, sensor=event.sensor,
                 ))
         return tags
 
