@@ -31,13 +31,23 @@ ENTERPRISE_TACTICS: Final[dict[str, str]] = {
 #: ATT&CK release the tags are expressed against.
 ATTACK_RELEASE: Final = "enterprise-attack-v16"
 
-#: Field a rule matches when `match.field` is absent, per source kind.
+#: A source kind: an open vocabulary (honeypots and rule packs bring their own).
+SOURCE_KIND_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+#: Field a rule matches when `match.field` is absent, per source kind. A kind not
+#: listed has no default: a rule matching its events names `match.field`.
 DEFAULT_MATCH_FIELDS: Final[dict[str, str]] = {
     "command": "command_text",
     "http_request": "raw_url",
     "auth_attempt": "username",
     "payload": "payload_text",
     "email": "subject",
+    "intel": "verdict",
+    "canary_fingerprint": "ua_signature",
+    "credential": "username",
+    "identity": "username",
+    "ipv6_leak": "addr",
+    "tunnel": "dst_ip",
 }
 SOURCE_KINDS: Final = frozenset(DEFAULT_MATCH_FIELDS)
 
@@ -121,3 +131,22 @@ MASTER_RETRY_INITIAL: Final = 0.05
 MAX_EVENT_BODY_BYTES: Final = 1 << 20
 #: Where a worker's HTTP API listens by default.
 DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
+
+# Cross-event (correlation) rules ----------------------------------------------
+
+#: Live correlation groups (one per rule and group key) an engine keeps; past it the
+#: least recently used group is evicted (and counted).
+CORRELATION_MAX_GROUPS: Final = 100_000
+#: How far behind the newest event time an event may arrive and still be counted, seconds.
+CORRELATION_MAX_LATENESS: Final = 300.0
+#: Longest correlation window a rule may declare, seconds (a week).
+CORRELATION_MAX_TIMESPAN: Final = 7 * 86_400.0
+#: Largest threshold a correlation rule may declare (a group keeps up to this many items).
+CORRELATION_MAX_THRESHOLD: Final = 10_000
+#: Group-by or counted values longer than this (characters) are keyed by their SHA-256.
+CORRELATION_MAX_KEY_CHARS: Final = 256
+#: Distinct values a correlation tag's evidence lists, and how many characters of each.
+CORRELATION_EVIDENCE_VALUES: Final = 10
+CORRELATION_EVIDENCE_VALUE_CHARS: Final = 128
+#: Window of a mapped anchor lifter that declares none, minutes.
+LIFTER_DEFAULT_WINDOW_MINUTES: Final = 60

@@ -31,11 +31,11 @@ class ReferenceEngine:
         self.rules = sorted(rules, key=lambda r: r.rule_id)
         self._predicates: dict[tuple[str, str], Predicate] = {}
         for rule in self.rules:
-            if rule.is_lifter:
+            if rule.is_lifter or not rule.matchers:
                 continue
             for kind in rule.applies_to:
                 self._predicates[(rule.rule_id, kind)] = _node(
-                    rule.match_spec, DEFAULT_MATCH_FIELDS[kind], False)
+                    rule.match_spec, DEFAULT_MATCH_FIELDS.get(kind, ""), False)
 
     def evaluate(self, event: Event | Mapping[str, Any],
                  now: datetime | None = None) -> list[Tag]:

@@ -8,6 +8,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.matchers import Matcher
 from decnet.ttp.store.base import DEFAULT_STATE, RuleState
 
@@ -35,7 +36,8 @@ class ReviewInfo:
 class CompiledRule:
     """A validated rule with its operator state stamped on; never written back to YAML.
 
-    `matchers` (one predicate per source kind, empty for lifter rules) live beside
+    `matchers` (one predicate per source kind, empty for cross-event and unmapped
+    lifter rules; `correlation` holds a cross-event rule's own) live beside
     the data and are not part of equality; `source_yaml` keeps the exact text so a
     database row or a re-compile loses nothing.
     """
@@ -51,6 +53,7 @@ class CompiledRule:
     description: str = ""
     review: ReviewInfo = ReviewInfo()
     lifter: str | None = None
+    correlation: CorrelationSpec | None = None
     source_path: str | None = field(default=None, compare=False)
     source_yaml: str = field(default="", compare=False, repr=False)
     matchers: Mapping[str, Matcher] = field(
@@ -61,6 +64,16 @@ class CompiledRule:
     @property
     def is_lifter(self) -> bool:
         return self.lifter is not None
+
+    @property
+    def is_correlation(self) -> bool:
+        """A cross-event rule (its own `correlation:` block or a mapped lifter)."""
+        return self.correlation is not None
+
+    @property
+    def fires(self) -> bool:
+        """False for a lifter that decnet-ttp cannot run (it carries a warning saying so)."""
+        return bool(self.matchers) or self.correlation is not None
 
     def with_state(self, state: RuleState) -> CompiledRule:
         """The same rule carrying `state` (a new value; this one is unchanged)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -15,14 +15,17 @@ from pydantic import ValidationError
 from decnet.ttp.constants import DEFAULT_MATCH_FIELDS
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError
 from decnet.ttp.rules.compiled import CompiledRule, Emit, ReviewInfo, deep_freeze
+from decnet.ttp.rules.correlation import CorrelationSpec
+from decnet.ttp.rules.lifters import plan_lifter
 from decnet.ttp.rules.matchers import (
     Matcher,
     MatchSpecError,
+    NoFieldError,
     PatternCache,
     compile_match,
     lifter_name,
 )
-from decnet.ttp.rules.schema import RuleSchema
+from decnet.ttp.rules.schema import CorrelationSchema, RuleSchema
 from decnet.ttp.rules.yaml_safe import YamlDocument, YamlProblem, parse_rule_yaml
 from decnet.ttp.store.base import DEFAULT_STATE, RuleState
 
@@ -53,8 +56,9 @@ def compile_rule(
     try:
         schema = RuleSchema.model_validate(doc.data)
     except ValidationError as exc:
-        raise RuleSetError(_schema_errors(exc, doc, source)) from None
-    problems: list[RuleProblem] = []
+        raise RuleSetError(_schema_errors(exc, doc, source) + _match_missing(doc, source)
+                           ) from None
+    problems: list[RuleProblem] = [e.problem for e in _match_missing(doc, source)]
     if expected_rule_id is not None and schema.rule_id != expected_rule_id:
         problems.append(RuleProblem(
             source, f"rule_id {schema.rule_id!r} does not equal the file stem "
@@ -63,29 +67,62 @@ def compile_rule(
         ))
     lifter = lifter_name(schema.match)
     matchers: dict[str, Matcher] = {}
+    correlation: CorrelationSpec | None = None
     warnings: list[str] = []
-    if lifter is None:
+
+    def problem(reason: str, path: Sequence[str | int]) -> None:
+        field = ".".join(str(p) for p in path)
+        problems.append(RuleProblem(source, reason, field, *doc.position(list(path)),
+                                    rule_id=schema.rule_id))
+
+    def compile_kinds(spec: Mapping[str, Any], kinds: Iterable[str],
+                      ) -> dict[str, Matcher] | None:
+        compiled: dict[str, Matcher] = {}
         patterns: PatternCache = {}
-        for kind in schema.applies_to:
+        for kind in sorted(kinds):
             try:
-                compiled = compile_match(schema.match, DEFAULT_MATCH_FIELDS[kind],
-                                         cache=patterns)
+                built = compile_match(spec, DEFAULT_MATCH_FIELDS.get(kind), cache=patterns)
+            except NoFieldError as exc:
+                problem(f"{exc.reason}: source kind {kind!r} has no default field; "
+                        "name one with match.field", ("match", *exc.path))
+                return None
             except MatchSpecError as exc:
-                field = ".".join(str(p) for p in ("match", *exc.path))
-                problems.append(RuleProblem(
-                    source, exc.reason, field, *doc.position(["match", *exc.path]),
-                    rule_id=schema.rule_id,
-                ))
-                break
-            matchers[kind] = compiled.matcher
-            for warning in compiled.warnings:
+                problem(exc.reason, ("match", *exc.path))
+                return None
+            compiled[kind] = built.matcher
+            for warning in built.warnings:
                 named = f"rule {schema.rule_id}: {warning}"
                 if named not in warnings:
                     warnings.append(named)
                     log.warning("%s: %s", source, named)
-    elif "kind" in schema.match and not lifter:
+        return compiled
+
+    if schema.correlation is not None:
+        if lifter is not None:
+            problem("a correlation rule cannot also be a lifter", ("match", "kind"))
+        else:
+            correlation = _correlation(schema.correlation, schema.match,
+                                       frozenset(schema.applies_to), compile_kinds)
+    elif lifter:
+        try:
+            plan = plan_lifter(lifter, schema.match, schema.applies_to,
+                               schema.evidence_fields)
+        except MatchSpecError as exc:
+            problem(exc.reason, ("match", *exc.path))
+        else:
+            kinds = plan.kinds or frozenset(schema.applies_to)
+            if plan.warning is not None:
+                warnings.append(plan.warning)
+            elif plan.correlation is not None:
+                correlation = _correlation(plan.correlation, plan.match or {}, kinds,
+                                           compile_kinds)
+            elif plan.match is not None:
+                matchers = compile_kinds(plan.match, kinds) or {}
+    elif lifter == "":
         problems.append(RuleProblem(source, "lifter kind needs a name (lifter:<name>)",
                                     "match.kind", *doc.position(["match", "kind"])))
+    else:
+        matchers = compile_kinds(schema.match, schema.applies_to) or {}
     if problems:
         raise RuleSetError(RuleError(p) for p in problems)
     now = (today or datetime.now(UTC)).date()
@@ -109,10 +146,38 @@ def compile_rule(
         review=ReviewInfo(schema.last_reviewed, schema.next_review, schema.author,
                           tuple(schema.references)),
         lifter=lifter,
+        correlation=correlation,
         source_path=source,
         source_yaml=text,
         matchers=MappingProxyType(matchers),
         warnings=tuple(warnings),
+    )
+
+
+def _correlation(
+    body: CorrelationSchema, match: Mapping[str, Any], kinds: frozenset[str],
+    compile_kinds: Callable[[Mapping[str, Any], Iterable[str]], dict[str, Matcher] | None],
+) -> CorrelationSpec | None:
+    """The compiled correlation; its filter is the rule's `match` (empty: every event)."""
+    filters: dict[str, Matcher | None]
+    if match:
+        compiled = compile_kinds(match, kinds)
+        if compiled is None:
+            return None
+        filters = dict(compiled)
+    else:
+        filters = dict.fromkeys(kinds)
+    after = body.after
+    return CorrelationSpec(
+        type=body.type,
+        group_by=tuple(body.group_by),
+        timespan=body.timespan,
+        threshold=body.condition.threshold,
+        value_field=body.condition.field,
+        kinds=kinds,
+        after_rules=tuple(after.rules) if after else (),
+        after_techniques=tuple(after.techniques) if after else (),
+        filters=MappingProxyType(filters),
     )
 
 
@@ -124,6 +189,17 @@ def rule_id_of_path(path: str | os.PathLike[str]) -> str:
 
 def _one(problem: RuleProblem) -> RuleSetError:
     return RuleSetError([RuleError(problem)])
+
+
+def _match_missing(doc: YamlDocument, source: str) -> list[RuleError]:
+    """`match` is required, except in a correlation rule (no filter: every event counts)."""
+    data = doc.data
+    if "match" in data or "correlation" in data:
+        return []
+    rule_id = data.get("rule_id") if isinstance(data.get("rule_id"), str) else None
+    line, column = doc.position(["match"])
+    return [RuleError(RuleProblem(source, "required key is missing", "match", line, column,
+                                  rule_id))]
 
 
 def _schema_errors(exc: ValidationError, doc: YamlDocument, source: str) -> list[RuleError]:

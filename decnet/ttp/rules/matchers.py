@@ -35,6 +35,10 @@ class MatchSpecError(Exception):
         self.path = tuple(path)
 
 
+class NoFieldError(MatchSpecError):
+    """A condition without `field` on a source kind that has no default match field."""
+
+
 class Deadline:
     """The wall-clock budget of one event's sandboxed (fallback) regex work.
 
@@ -225,11 +229,12 @@ def as_text(value: Any) -> str | None:
 PatternCache = dict[tuple[str, bool], CompiledPattern]
 
 
-def compile_match(spec: Mapping[str, Any], default_field: str, *,
+def compile_match(spec: Mapping[str, Any], default_field: str | None, *,
                   cache: PatternCache | None = None) -> CompiledMatch:
     """Compile `spec` (not a lifter) into one predicate tree; raises `MatchSpecError`.
 
-    `cache` shares compiled patterns between the source kinds of one rule.
+    `cache` shares compiled patterns between the source kinds of one rule. With no
+    `default_field` every condition must name its `field` (`NoFieldError` otherwise).
     """
     if isinstance(spec, Mapping):
         _check_lifter_kind(spec)
@@ -240,7 +245,8 @@ def compile_match(spec: Mapping[str, Any], default_field: str, *,
 
 
 def _compile_node(
-    node: Any, path: tuple[str | int, ...], field: str, folded: bool, warnings: list[str],
+    node: Any, path: tuple[str | int, ...], field: str | None, folded: bool,
+    warnings: list[str],
     cache: PatternCache,
 ) -> MatchNode:
     if not isinstance(node, Mapping):
@@ -287,9 +293,11 @@ def _compile_node(
 
 
 def _compile_leaf(
-    op: str, arg: Any, path: tuple[str | int, ...], field: str, folded: bool,
+    op: str, arg: Any, path: tuple[str | int, ...], field: str | None, folded: bool,
     warnings: list[str], cache: PatternCache,
 ) -> Leaf:
+    if field is None:
+        raise NoFieldError(f"{op} needs a field", path)
     if op == "pattern":
         if not isinstance(arg, str) or not arg:
             raise MatchSpecError("pattern must be a non-empty string", path)

@@ -16,14 +16,18 @@ from pydantic import (
 )
 
 from decnet.ttp.constants import (
+    CORRELATION_MAX_THRESHOLD,
     ENTERPRISE_TACTICS,
     RULE_ID_RE,
+    SOURCE_KIND_RE,
     SUB_TECHNIQUE_ID_RE,
     TACTIC_ID_RE,
     TECHNIQUE_ID_RE,
 )
+from decnet.ttp.rules.timespan import parse_timespan
 
-SourceKind = Literal["command", "http_request", "auth_attempt", "payload", "email"]
+#: A source kind: any `[a-z][a-z0-9_]*` name (up to 64 characters).
+SourceKind = StrictStr
 
 
 class EmitSchema(BaseModel):
@@ -72,6 +76,95 @@ class EmitSchema(BaseModel):
         return self
 
 
+class AfterSchema(BaseModel):
+    """What must have fired in the same group, within the window, before an event counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[StrictStr] = Field(default_factory=list)
+    techniques: list[StrictStr] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_ids(cls, value: list[str]) -> list[str]:
+        for rule_id in value:
+            if not RULE_ID_RE.fullmatch(rule_id):
+                raise ValueError(f"rule id {rule_id!r} must match [A-Za-z0-9_]{{1,64}}")
+        return value
+
+    @field_validator("techniques")
+    @classmethod
+    def _technique_ids(cls, value: list[str]) -> list[str]:
+        for technique in value:
+            if not (TECHNIQUE_ID_RE.fullmatch(technique)
+                    or SUB_TECHNIQUE_ID_RE.fullmatch(technique)):
+                raise ValueError(f"{technique!r} is not an ATT&CK technique id "
+                                 "(T#### or T####.###)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AfterSchema:
+        if not self.rules and not self.techniques:
+            raise ValueError("after needs rules or techniques")
+        return self
+
+
+class ConditionSchema(BaseModel):
+    """Sigma's correlation condition: a lower bound, and the field `value_count` counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gte: Annotated[StrictInt, Field(ge=1, le=CORRELATION_MAX_THRESHOLD)] | None = None
+    gt: Annotated[StrictInt, Field(ge=0, lt=CORRELATION_MAX_THRESHOLD)] | None = None
+    field: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ConditionSchema:
+        if (self.gte is None) == (self.gt is None):
+            raise ValueError("condition needs exactly one of gte or gt (a count that "
+                             "fires once reached)")
+        return self
+
+    @property
+    def threshold(self) -> int:
+        """The count at which the rule fires."""
+        return self.gte if self.gte is not None else (self.gt or 0) + 1
+
+
+class CorrelationSchema(BaseModel):
+    """A cross-event rule: count events (or distinct values) per group over a window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["event_count", "value_count"]
+    group_by: Annotated[list[StrictStr], Field(min_length=1, max_length=8)]
+    timespan: float
+    condition: ConditionSchema
+    after: AfterSchema | None = None
+
+    @field_validator("timespan", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        return parse_timespan(value)
+
+    @field_validator("group_by")
+    @classmethod
+    def _fields(cls, value: list[str]) -> list[str]:
+        if any(not f for f in value) or len(set(value)) != len(value):
+            raise ValueError("group_by takes distinct non-empty field names")
+        return value
+
+    @model_validator(mode="after")
+    def _value_field(self) -> CorrelationSchema:
+        if self.type == "value_count" and not self.condition.field:
+            raise ValueError("value_count needs condition.field (the field whose distinct "
+                             "values are counted)")
+        if self.type == "event_count" and self.condition.field:
+            raise ValueError("condition.field belongs to value_count; event_count counts "
+                             "events")
+        return self
+
+
 class RuleSchema(BaseModel):
     """A rule file as written; any key not listed here is an error."""
 
@@ -82,7 +175,8 @@ class RuleSchema(BaseModel):
     name: StrictStr
     description: StrictStr = ""
     applies_to: Annotated[list[SourceKind], Field(min_length=1)]
-    match: dict[str, Any]
+    match: dict[str, Any] = Field(default_factory=dict)
+    correlation: CorrelationSchema | None = None
     emits: Annotated[list[EmitSchema], Field(min_length=1)]
     evidence_fields: list[StrictStr] = Field(default_factory=list)
     last_reviewed: date | None = None
@@ -100,6 +194,11 @@ class RuleSchema(BaseModel):
     @field_validator("applies_to")
     @classmethod
     def _unique_kinds(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if not SOURCE_KIND_RE.fullmatch(kind):
+                shown = repr(kind) if len(kind) <= 70 else repr(kind[:70]) + "…"
+                raise ValueError(f"source kind {shown} must match [a-z][a-z0-9_]* "
+                                 "(at most 64 characters)")
         if len(set(value)) != len(value):
             raise ValueError("applies_to lists a source kind twice")
         return value

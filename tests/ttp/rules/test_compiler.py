@@ -115,7 +115,7 @@ def test_rule_id_shape(bad_id: str) -> None:
         ("confidence: 0.85", "confidence: .nan", "emits.0.confidence", "finite"),
         ("rule_version: 1", "rule_version: '1'", "rule_version", "integer"),
         ("rule_version: 1", "rule_version: 0", "rule_version", "greater than"),
-        ("applies_to: [command]", "applies_to: [shell]", "applies_to.0", "command"),
+        ("applies_to: [command]", "applies_to: [Shell-1]", "applies_to", "a-z0-9_"),
         ("applies_to: [command]", "applies_to: []", "applies_to", "at least 1"),
         ("last_reviewed: \"2026-05-02\"", "last_reviewed: soon", "last_reviewed", "date"),
     ],
