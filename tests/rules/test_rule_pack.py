@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACK = load_directory(ROOT / "rules" / "ttp")
 SAMPLES: dict[str, dict[str, list[dict[str, Any]]]] = yaml.safe_load(
     (Path(__file__).parent / "rule_samples.yaml").read_text(encoding="utf-8"))
-PATTERN_RULES = sorted(r.rule_id for r in PACK.rules.values() if not r.is_lifter)
+PATTERN_RULES = sorted(r.rule_id for r in PACK.rules.values() if r.matchers)
 ENGINE = RuleEngine(PACK.rules.values())
 
 

@@ -13,7 +13,12 @@ from types import MappingProxyType
 from typing import Any
 
 from decnet.telemetry import get_tracer, tracing_enabled
-from decnet.ttp.constants import COMMAND_CONTEXT_FIELDS
+from decnet.ttp.constants import (
+    COMMAND_CONTEXT_FIELDS,
+    CORRELATION_MAX_GROUPS,
+    CORRELATION_MAX_LATENESS,
+)
+from decnet.ttp.engine.correlation import CorrelationStats, Correlator
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.engine.index import RuleIndex
 from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext, build_bucket
@@ -59,8 +64,12 @@ class RuleEngine:
     in a background thread (or, with `background=False`, inside `apply`).
     """
 
-    def __init__(self, rules: Iterable[CompiledRule] = (), *, background: bool = True) -> None:
+    def __init__(self, rules: Iterable[CompiledRule] = (), *, background: bool = True,
+                 max_groups: int = CORRELATION_MAX_GROUPS,
+                 max_lateness: float = CORRELATION_MAX_LATENESS) -> None:
         self._index = RuleIndex.build(rules)
+        self._correlator = Correlator(self._index.rules.values(), max_groups=max_groups,
+                                      max_lateness=max_lateness)
         self._lock = threading.Lock()
         self._compacting = False
         self._compaction_loop: asyncio.AbstractEventLoop | None = None
@@ -84,6 +93,11 @@ class RuleEngine:
         return len(self._index.pending)
 
     @property
+    def correlation_stats(self) -> CorrelationStats:
+        """Live groups, evictions, expiries, late events and windows fired of cross-event rules."""
+        return self._correlator.stats
+
+    @property
     def sandbox_stats(self) -> SandboxStats:
         """Calls, timeouts and skips of the fallback regex sandbox (process-wide)."""
         return default_sandbox().stats
@@ -92,6 +106,7 @@ class RuleEngine:
         index = RuleIndex.build(rules, self._index.generation + 1)
         with self._lock:
             self._index = index
+            self._correlator.replace_all(index.rules.values())
 
     def apply(self, change: RuleChange) -> bool:
         """Apply one change; returns False when the caller must reload (a resync)."""
@@ -110,6 +125,7 @@ class RuleEngine:
                 log.warning("ignoring malformed change %r for %s", kind, change.rule_id)
                 return True
             self._index = index
+            self._correlator.sync(change.rule_id, index.rules.get(change.rule_id))
             self.changes_applied += 1
             stranded = (self._compaction_loop is not None
                         and self._compaction_loop.is_closed())
@@ -225,7 +241,9 @@ class RuleEngine:
 
         Stateful: call it once per event, in event order, after `match`.
         """
-        return []
+        tags = self._correlator.correlate(event, fired)
+        self.tags_emitted += len(tags)
+        return tags
 
     def match(self, event: Event | Mapping[str, Any]) -> list[Tag]:
         """Tags of the single-event rules for `event`, in rule id order; no state kept."""

@@ -1,0 +1,408 @@
+"""Cross-event rules at run time: per-group windows over event time, bounded memory.
+
+A group is one rule and one combination of its `group_by` values. Its window is
+the last `timespan` seconds of the group's event time; an event that arrives out
+of order counts if it falls inside that window, and an event older than the
+newest event time seen minus the lateness bound is not counted at all (`late_events`).
+When the count reaches the threshold the rule fires once, and the group stays
+quiet until its event time passes the end of the window that fired (one tag per
+group and window). Live groups are capped: past the cap the least recently used
+group is evicted (`groups_evicted`); groups whose window has long passed are
+dropped first (`groups_expired`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from decnet.ttp.constants import (
+    CORRELATION_EVIDENCE_VALUE_CHARS,
+    CORRELATION_EVIDENCE_VALUES,
+    CORRELATION_MAX_GROUPS,
+    CORRELATION_MAX_KEY_CHARS,
+    CORRELATION_MAX_LATENESS,
+)
+from decnet.ttp.engine.events import Event, Tag, tag_uuid
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.correlation import EVENT_FIELDS, CorrelationSpec
+from decnet.ttp.rules.matchers import field_getter
+from decnet.ttp.store.base import RuleState, StateName
+
+GroupKey = tuple[str, ...]
+ValueGetter = Callable[[Event], "str | None"]
+
+
+@dataclass(slots=True)
+class CorrelationStats:
+    """Counters of the cross-event rules (read by the worker's metrics)."""
+
+    live_groups: int = 0
+    groups_evicted: int = 0
+    groups_expired: int = 0
+    late_events: int = 0
+    windows_fired: int = 0
+
+
+class _Group:
+    """One rule's counting state for one group key; sized by the rule's threshold."""
+
+    __slots__ = ("expires", "last_time", "latch_until", "prior", "times", "values")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.values: dict[str, float] = {}
+        self.prior: dict[str, float] = {}
+        self.last_time = float("-inf")
+        self.latch_until = float("-inf")
+        self.expires = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A correlation rule ready to run: its getters and the prerequisite names it checks."""
+
+    rule: CompiledRule
+    spec: CorrelationSpec
+    group: tuple[ValueGetter, ...]
+    value: Callable[[Mapping[str, Any]], str | None] | None
+    after: tuple[str, ...]
+
+
+class Correlator:
+    """Runs the cross-event rules; `correlate` is called once per event, in event order."""
+
+    def __init__(self, rules: Iterable[CompiledRule] = (), *,
+                 max_groups: int = CORRELATION_MAX_GROUPS,
+                 max_lateness: float = CORRELATION_MAX_LATENESS,
+                 clock: Callable[[], float] = time.time) -> None:
+        if max_groups < 1 or max_lateness < 0:
+            raise ValueError("max_groups must be positive and max_lateness not negative")
+        self._max_groups = max_groups
+        self._lateness = max_lateness
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._groups: OrderedDict[tuple[str, GroupKey], _Group] = OrderedDict()
+        self._plans: dict[str, _Plan] = {}
+        self._by_kind: dict[str, tuple[_Plan, ...]] = {}
+        self._dependents: dict[str, tuple[_Plan, ...]] = {}
+        self._watermark: float | None = None
+        self._stats = CorrelationStats()
+        self.replace_all(rules)
+
+    @property
+    def stats(self) -> CorrelationStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            self._stats.live_groups = len(self._groups)
+            return CorrelationStats(**{f: getattr(self._stats, f)
+                                       for f in CorrelationStats.__dataclass_fields__})
+
+    @property
+    def rule_ids(self) -> frozenset[str]:
+        return frozenset(self._plans)
+
+    # -- rule changes ------------------------------------------------------------
+
+    def replace_all(self, rules: Iterable[CompiledRule]) -> None:
+        """Install a whole rule set; groups of rules whose definition changed are dropped."""
+        plans = {r.rule_id: _plan(r) for r in rules if r.correlation is not None}
+        with self._lock:
+            self._install(plans)
+
+    def sync(self, rule_id: str, rule: CompiledRule | None) -> None:
+        """Follow one rule change: `rule` is its new form, None when it was deleted."""
+        with self._lock:
+            current = self._plans.get(rule_id)
+            if rule is None or rule.correlation is None:
+                if current is None:
+                    return
+                plans = dict(self._plans)
+                del plans[rule_id]
+            else:
+                plans = dict(self._plans)
+                plans[rule_id] = _plan(rule)
+            self._install(plans)
+
+    def _install(self, plans: dict[str, _Plan]) -> None:
+        old = self._plans
+        dropped = {rid for rid, plan in old.items()
+                   if rid not in plans or not _same_definition(plan.rule, plans[rid].rule)}
+        if dropped:
+            for key in [k for k in self._groups if k[0] in dropped]:
+                del self._groups[key]
+        self._plans = plans
+        ordered = [plans[rid] for rid in _dependency_order(plans)]
+        by_kind: dict[str, list[_Plan]] = {}
+        dependents: dict[str, list[_Plan]] = {}
+        for plan in ordered:
+            for kind in plan.spec.kinds:
+                by_kind.setdefault(kind, []).append(plan)
+            for name in plan.after:
+                dependents.setdefault(name, []).append(plan)
+        self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
+        self._dependents = {k: tuple(v) for k, v in dependents.items()}
+
+    # -- events --------------------------------------------------------------------
+
+    def correlate(self, event: Event, fired: Iterable[Tag]) -> list[Tag]:
+        """Tags of the cross-event rules `event` completes; `fired`: its other tags."""
+        if not self._plans:
+            return []
+        with self._lock:
+            moment = event.timestamp
+            if moment is None:
+                moment = self._watermark if self._watermark is not None else self._clock()
+            elif self._watermark is None or moment > self._watermark:
+                self._watermark = moment
+            elif moment < self._watermark - self._lateness:
+                self._stats.late_events += 1
+                return []
+            self._expire(moment)
+            if self._dependents:
+                self._record(event, fired, moment)
+            out: list[Tag] = []
+            now: datetime | None = None
+            for plan in self._by_kind.get(event.source_kind, ()):
+                state = plan.rule.state
+                if state.state is not StateName.ENABLED or state.expires_at is not None:
+                    if state.expires_at is not None:
+                        now = now or datetime.now(UTC)
+                        state = state.effective(now)
+                    if state.state is StateName.DISABLED:
+                        continue
+                tags = self._count(plan, state, event, moment)
+                if tags:
+                    out.extend(tags)
+                    if self._dependents:
+                        self._record(event, tags, moment)
+            return out
+
+    def _count(self, plan: _Plan, state: RuleState, event: Event, moment: float) -> list[Tag]:
+        spec = plan.spec
+        check = spec.filters.get(event.source_kind)
+        if check is not None and not check(event.payload):
+            return []
+        key = _key(plan, event)
+        if key is None:
+            return []
+        value: str | None = None
+        if plan.value is not None:
+            raw = plan.value(event.payload)
+            if raw is None:
+                return []
+            value = _bounded(raw)
+        group = self._group(plan.rule.rule_id, key, moment + spec.timespan)
+        if plan.after and not _after_holds(group, plan.after, moment, spec.timespan):
+            return []
+        if moment <= group.latch_until:
+            return []
+        if moment > group.last_time:
+            group.last_time = moment
+        start = max(group.last_time - spec.timespan, group.latch_until)
+        if moment < start:
+            return []
+        if value is None:
+            times = group.times
+            bisect.insort(times, moment)
+            cut = bisect.bisect_left(times, start)
+            if cut:
+                del times[:cut]
+            if len(times) < spec.threshold:
+                return []
+            window_start, count = times[0], len(times)
+            times.clear()
+            evidence: dict[str, Any] = {"count": count}
+        else:
+            values = group.values
+            if values.get(value, float("-inf")) < moment:
+                values[value] = moment
+            if len(values) < spec.threshold:
+                return []
+            live = {v: t for v, t in values.items() if t >= start}
+            if len(live) < spec.threshold:
+                group.values = live
+                return []
+            window_start = min(live.values())
+            evidence = {"distinct": len(live), "values": [
+                v[:CORRELATION_EVIDENCE_VALUE_CHARS]
+                for v in list(live)[:CORRELATION_EVIDENCE_VALUES]]}
+            group.values = {}
+        group.latch_until = window_start + spec.timespan
+        self._stats.windows_fired += 1
+        return _tags(plan, state, event, key, evidence, window_start)
+
+    def _group(self, rule_id: str, key: GroupKey, horizon: float) -> _Group:
+        slot = (rule_id, key)
+        groups = self._groups
+        group = groups.get(slot)
+        if group is None:
+            group = groups[slot] = _Group()
+            if len(groups) > self._max_groups:
+                groups.popitem(last=False)
+                self._stats.groups_evicted += 1
+        else:
+            groups.move_to_end(slot)
+        horizon += self._lateness
+        if horizon > group.expires:
+            group.expires = horizon
+        return group
+
+    def _expire(self, moment: float) -> None:
+        groups = self._groups
+        while groups:
+            slot = next(iter(groups))
+            if groups[slot].expires >= moment:
+                return
+            del groups[slot]
+            self._stats.groups_expired += 1
+
+    def _record(self, event: Event, tags: Iterable[Tag], moment: float) -> None:
+        """Note, in each dependent rule's group of `event`, that a prerequisite fired."""
+        dependents = self._dependents
+        for tag in tags:
+            names = [f"rule:{tag.rule_id}", f"technique:{tag.technique_id}"]
+            if tag.sub_technique_id:
+                names.append(f"technique:{tag.sub_technique_id}")
+            for name in names:
+                for plan in dependents.get(name, ()):
+                    key = _key(plan, event)
+                    if key is None:
+                        continue
+                    group = self._group(plan.rule.rule_id, key, moment + plan.spec.timespan)
+                    if group.prior.get(name, float("-inf")) < moment:
+                        group.prior[name] = moment
+
+
+def _plan(rule: CompiledRule) -> _Plan:
+    spec = rule.correlation
+    assert spec is not None
+    return _Plan(
+        rule, spec, tuple(_group_getter(f) for f in spec.group_by),
+        field_getter(spec.value_field) if spec.value_field else None,
+        tuple([f"rule:{r}" for r in spec.after_rules]
+              + [f"technique:{t}" for t in spec.after_techniques]),
+    )
+
+
+def _group_getter(name: str) -> ValueGetter:
+    attribute = EVENT_FIELDS.get(name)
+    read = field_getter(name)
+    if attribute is None:
+        return lambda event: read(event.payload)
+
+    def get(event: Event) -> str | None:
+        value = getattr(event, attribute)
+        return value if value is not None else read(event.payload)
+
+    return get
+
+
+def _key(plan: _Plan, event: Event) -> GroupKey | None:
+    parts: list[str] = []
+    for get in plan.group:
+        value = get(event)
+        if value is None or value == "":
+            return None
+        parts.append(_bounded(value))
+    return tuple(parts)
+
+
+def _bounded(value: str) -> str:
+    """Attacker text as a key: kept when short, its SHA-256 when long."""
+    if len(value) <= CORRELATION_MAX_KEY_CHARS:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
+
+
+def _after_holds(group: _Group, names: tuple[str, ...], moment: float,
+                 timespan: float) -> bool:
+    for name in names:
+        at = group.prior.get(name)
+        if at is None or at > moment or at < moment - timespan:
+            return False
+    return True
+
+
+def _same_definition(old: CompiledRule, new: CompiledRule) -> bool:
+    return old.rule_version == new.rule_version and old.correlation == new.correlation \
+        and old.match_spec == new.match_spec
+
+
+def _dependency_order(plans: Mapping[str, _Plan]) -> list[str]:
+    """Rule ids, each after the rules it waits for (by id or by an emitted technique).
+
+    A cycle falls back to id order.
+    """
+    emitting: dict[str, set[str]] = {}
+    for rid, plan in plans.items():
+        for emit in plan.rule.emits:
+            emitting.setdefault(f"technique:{emit.technique_id}", set()).add(rid)
+            if emit.sub_technique_id:
+                emitting.setdefault(f"technique:{emit.sub_technique_id}", set()).add(rid)
+    waits: dict[str, set[str]] = {}
+    for rid, plan in plans.items():
+        needed: set[str] = set()
+        for name in plan.after:
+            if name.startswith("rule:"):
+                needed.add(name[len("rule:"):])
+            else:
+                needed |= emitting.get(name, set())
+        waits[rid] = (needed & plans.keys()) - {rid}
+    order: list[str] = []
+    done: set[str] = set()
+    pending = sorted(plans)
+    while pending:
+        ready = [rid for rid in pending if waits[rid] <= done]
+        if not ready:
+            ready = pending[:1]
+        for rid in ready:
+            order.append(rid)
+            done.add(rid)
+        pending = [rid for rid in pending if rid not in done]
+    return order
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _tags(plan: _Plan, state: RuleState, event: Event, key: GroupKey,
+          counted: dict[str, Any], window_start: float) -> list[Tag]:
+    rule, spec = plan.rule, plan.spec
+    payload = event.payload
+    evidence: dict[str, Any] = {f: payload[f] for f in rule.evidence_fields if f in payload}
+    evidence.update(counted)
+    evidence["group"] = dict(zip(spec.group_by, key, strict=True))
+    evidence["window_start"] = _iso(window_start)
+    evidence["window_end"] = _iso(window_start + spec.timespan)
+    return [
+        Tag(
+            uuid=tag_uuid(event.source_kind, event.source_id, rule.rule_id,
+                          rule.rule_version, emit.technique_id, emit.sub_technique_id),
+            source_kind=event.source_kind,
+            source_id=event.source_id,
+            rule_id=rule.rule_id,
+            rule_version=rule.rule_version,
+            tactic=emit.tactic,
+            technique_id=emit.technique_id,
+            sub_technique_id=emit.sub_technique_id,
+            confidence=state.clamp(emit.confidence),
+            evidence=evidence,
+            attacker_uuid=event.attacker_uuid,
+            session_id=event.session_id,
+            decky_id=event.decky_id,
+            src_ip=event.src_ip,
+            sensor=event.sensor,
+        )
+        for emit in rule.emits
+    ]
+
