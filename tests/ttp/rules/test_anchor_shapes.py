@@ -67,7 +67,7 @@ def test_mapped_credential_lifters_fire_on_logins() -> None:
     events = [_login(0, password="a"), _login(1, password="b"), _login(2, password="c"),
               _login(3, user="pi", password="c"), _login(4, user="git", password="c"),
               _login(5, password="d", result="success")]
-    by_rule = {}
+    by_rule: dict[str, list[str]] = {}
     for tag in _fired(engine, events):
         by_rule.setdefault(tag.rule_id, []).append(tag.source_id)
     assert by_rule == {"A0002": ["a2"], "A0001": ["a3"], "A0003": ["a4"], "A0005": ["a5"]}
