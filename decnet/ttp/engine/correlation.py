@@ -33,7 +33,7 @@ from decnet.ttp.constants import (
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.correlation import EVENT_FIELDS, CorrelationSpec
-from decnet.ttp.rules.matchers import field_getter
+from decnet.ttp.rules.matchers import Deadline, field_getter
 from decnet.ttp.store.base import RuleState, StateName
 
 GroupKey = tuple[str, ...]
@@ -59,7 +59,7 @@ class _Group:
     def __init__(self) -> None:
         self.times: list[float] = []
         self.values: dict[str, float] = {}
-        self.prior: dict[str, float] = {}
+        self.prior: dict[str, float] | None = None
         self.last_time = float("-inf")
         self.latch_until = float("-inf")
         self.expires = float("-inf")
@@ -71,6 +71,8 @@ class _Plan:
 
     rule: CompiledRule
     spec: CorrelationSpec
+    #: which filter this is among the installed rules (equal filters share one)
+    filter_id: int
     group: tuple[ValueGetter, ...]
     value: Callable[[Mapping[str, Any]], str | None] | None
     after: tuple[str, ...]
@@ -95,6 +97,7 @@ class Correlator:
         self._dependents: dict[str, tuple[_Plan, ...]] = {}
         self._watermark: float | None = None
         self._stats = CorrelationStats()
+        self._filter_ids: dict[str, int] = {}
         self.replace_all(rules)
 
     @property
@@ -113,7 +116,8 @@ class Correlator:
 
     def replace_all(self, rules: Iterable[CompiledRule]) -> None:
         """Install a whole rule set; groups of rules whose definition changed are dropped."""
-        plans = {r.rule_id: _plan(r) for r in rules if r.correlation is not None}
+        plans = {r.rule_id: _plan(r, self._filter_ids) for r in rules
+                 if r.correlation is not None}
         with self._lock:
             self._install(plans)
 
@@ -128,7 +132,7 @@ class Correlator:
                 del plans[rule_id]
             else:
                 plans = dict(self._plans)
-                plans[rule_id] = _plan(rule)
+                plans[rule_id] = _plan(rule, self._filter_ids)
             self._install(plans)
 
     def _install(self, plans: dict[str, _Plan]) -> None:
@@ -170,6 +174,8 @@ class Correlator:
                 self._record(event, fired, moment)
             out: list[Tag] = []
             now: datetime | None = None
+            passed: dict[int, bool] = {}
+            deadline = Deadline()
             for plan in self._by_kind.get(event.source_kind, ()):
                 state = plan.rule.state
                 if state.state is not StateName.ENABLED or state.expires_at is not None:
@@ -177,6 +183,13 @@ class Correlator:
                         now = now or datetime.now(UTC)
                         state = state.effective(now)
                     if state.state is StateName.DISABLED:
+                        continue
+                check = plan.spec.filters.get(event.source_kind)
+                if check is not None:
+                    ok = passed.get(plan.filter_id)
+                    if ok is None:
+                        ok = passed[plan.filter_id] = check.evaluate(event.payload, deadline)
+                    if not ok:
                         continue
                 tags = self._count(plan, state, event, moment)
                 if tags:
@@ -187,9 +200,6 @@ class Correlator:
 
     def _count(self, plan: _Plan, state: RuleState, event: Event, moment: float) -> list[Tag]:
         spec = plan.spec
-        check = spec.filters.get(event.source_kind)
-        if check is not None and not check(event.payload):
-            return []
         key = _key(plan, event)
         if key is None:
             return []
@@ -277,15 +287,20 @@ class Correlator:
                     if key is None:
                         continue
                     group = self._group(plan.rule.rule_id, key, moment + plan.spec.timespan)
+                    if group.prior is None:
+                        group.prior = {}
                     if group.prior.get(name, float("-inf")) < moment:
                         group.prior[name] = moment
 
 
-def _plan(rule: CompiledRule) -> _Plan:
+def _plan(rule: CompiledRule, filter_ids: dict[str, int]) -> _Plan:
     spec = rule.correlation
     assert spec is not None
+    filter_id = filter_ids.setdefault(f"{rule.rule_id}:{spec.filter_source}"
+                                      if not spec.filter_source else spec.filter_source,
+                                      len(filter_ids))
     return _Plan(
-        rule, spec, tuple(_group_getter(f) for f in spec.group_by),
+        rule, spec, filter_id, tuple(_group_getter(f) for f in spec.group_by),
         field_getter(spec.value_field) if spec.value_field else None,
         tuple([f"rule:{r}" for r in spec.after_rules]
               + [f"technique:{t}" for t in spec.after_techniques]),
@@ -325,8 +340,11 @@ def _bounded(value: str) -> str:
 
 def _after_holds(group: _Group, names: tuple[str, ...], moment: float,
                  timespan: float) -> bool:
+    prior = group.prior
+    if prior is None:
+        return False
     for name in names:
-        at = group.prior.get(name)
+        at = prior.get(name)
         if at is None or at > moment or at < moment - timespan:
             return False
     return True

@@ -178,6 +178,7 @@ def _correlation(
         after_rules=tuple(after.rules) if after else (),
         after_techniques=tuple(after.techniques) if after else (),
         filters=MappingProxyType(filters),
+        filter_source=repr(match),
     )
 
 

@@ -50,6 +50,8 @@ class CorrelationSpec:
     after_techniques: tuple[str, ...] = ()
     filters: Mapping[str, Matcher | None] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
+    #: the filter as written, so rules sharing one filter evaluate it once per event
+    filter_source: str = field(default="", compare=False, repr=False)
 
     @property
     def has_after(self) -> bool:
