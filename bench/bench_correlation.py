@@ -63,7 +63,7 @@ def peak_rss_mb() -> float:
 
 
 def child(cap: int | None) -> dict[str, Any]:
-    rules = load_directory(ROOT / "rules" / "ttp").rules.values()
+    rules = list(load_directory(ROOT / "rules" / "ttp").rules.values())
     if cap is None:
         rules = [r for r in rules if r.correlation is None]
     engine = RuleEngine(rules, max_groups=cap or 1)
@@ -107,7 +107,7 @@ def main() -> None:
           "| live groups | evicted | cross-event tags |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
-        print(f"| {label} | {r['rate']:,.0f} | {r['rate'] / base:.2f}× | "
+        print(f"| {label} | {r['rate']:,.0f} | {r['rate'] / base:.2f}x | "
               f"{r['start_rss']:.0f} → {r['rss']:.0f} | {r['live']:,} | {r['evicted']:,} | "
               f"{r['correlation_tags']:,} |")
     print("\nThe live groups are four rules' (brute force per source, guessing per source "
