@@ -139,6 +139,9 @@ DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
 CORRELATION_MAX_GROUPS: Final = 100_000
 #: How far behind the newest event time an event may arrive and still be counted, seconds.
 CORRELATION_MAX_LATENESS: Final = 300.0
+#: An event timestamped further than this ahead of the wall clock is not correlated (it
+#: would otherwise move the event-time watermark and make every real event late), seconds.
+CORRELATION_MAX_FUTURE: Final = 86_400.0
 #: Longest correlation window a rule may declare, seconds (a week).
 CORRELATION_MAX_TIMESPAN: Final = 7 * 86_400.0
 #: Largest threshold a correlation rule may declare (a group keeps up to this many items).

@@ -3,7 +3,8 @@
 A group is one rule and one combination of its `group_by` values. Its window is
 the last `timespan` seconds of the group's event time; an event that arrives out
 of order counts if it falls inside that window, and an event older than the
-newest event time seen minus the lateness bound is not counted at all (`late_events`).
+newest event time seen minus the lateness bound is not counted at all (`late_events`),
+nor is one dated more than a day ahead of the wall clock (`future_events`).
 When the count reaches the threshold the rule fires once, and the group stays
 quiet until its event time passes the end of the window that fired (one tag per
 group and window). Live groups are capped: past the cap the least recently used
@@ -26,6 +27,7 @@ from typing import Any
 from decnet.ttp.constants import (
     CORRELATION_EVIDENCE_VALUE_CHARS,
     CORRELATION_EVIDENCE_VALUES,
+    CORRELATION_MAX_FUTURE,
     CORRELATION_MAX_GROUPS,
     CORRELATION_MAX_KEY_CHARS,
     CORRELATION_MAX_LATENESS,
@@ -48,6 +50,7 @@ class CorrelationStats:
     groups_evicted: int = 0
     groups_expired: int = 0
     late_events: int = 0
+    future_events: int = 0
     windows_fired: int = 0
 
 
@@ -165,6 +168,9 @@ class Correlator:
             if moment is None:
                 moment = self._watermark if self._watermark is not None else self._clock()
             elif self._watermark is None or moment > self._watermark:
+                if moment > self._clock() + CORRELATION_MAX_FUTURE:
+                    self._stats.future_events += 1
+                    return []
                 self._watermark = moment
             elif moment < self._watermark - self._lateness:
                 self._stats.late_events += 1

@@ -137,6 +137,17 @@ def test_events_later_than_the_bound_are_counted_as_late() -> None:
     assert len(run(engine, [login(T0 + 1002)])) == 1
 
 
+def test_events_from_the_future_do_not_move_event_time() -> None:
+    engine = RuleEngine([rule()])
+    assert run(engine, [login(T0), login(T0 + 1)]) == []
+    far = Event("auth_attempt", "far", {"result": "failed"}, src_ip="192.0.2.10",
+                timestamp=datetime.now(UTC).timestamp() + 3 * 86_400)
+    assert run(engine, [far]) == []
+    assert engine.correlation_stats.future_events == 1
+    assert len(run(engine, [login(T0 + 2)])) == 1
+    assert engine.correlation_stats.late_events == 0
+
+
 def test_live_groups_are_capped_and_evictions_counted() -> None:
     engine = RuleEngine([rule(condition="{gte: 2}")], max_groups=100)
     run(engine, [login(T0, ip=f"10.0.{i // 250}.{i % 250}") for i in range(1000)])
