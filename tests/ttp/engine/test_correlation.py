@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from decnet.ttp.constants import CORRELATION_EVIDENCE_VALUE_CHARS, CORRELATION_EVIDENCE_VALUES
 from decnet.ttp.engine.correlation import Correlator
@@ -272,3 +274,31 @@ def test_gt_is_one_more_than_gte_and_match_may_be_absent() -> None:
     spec = rule(condition="{gt: 3}", match="").correlation
     assert spec is not None and spec.threshold == 4
     assert spec.filters == {"auth_attempt": None}
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 900)), min_size=1, max_size=60),
+       st.integers(1, 5))
+def test_every_tag_is_backed_by_a_full_window_and_windows_do_not_overlap(
+        raw: list[tuple[int, int]], threshold: int) -> None:
+    events = [login(T0 + at, ip=f"192.0.2.{source}")
+              for source, at in sorted(raw, key=lambda r: r[1])]
+    engine = RuleEngine([rule(condition=f"{{gte: {threshold}}}", timespan="100s")])
+    times: dict[str, list[float]] = {}
+    last_end: dict[str, float] = {}
+    for event in events:
+        assert event.src_ip is not None and event.timestamp is not None
+        times.setdefault(event.src_ip, []).append(event.timestamp)
+        for tag in engine.evaluate(event):
+            start = datetime.fromisoformat(tag.evidence["window_start"]).timestamp()
+            end = datetime.fromisoformat(tag.evidence["window_end"]).timestamp()
+            inside = [t for t in times[event.src_ip] if start <= t <= event.timestamp]
+            assert end - start == 100 and start <= event.timestamp <= end
+            assert len(inside) >= threshold
+            assert start > last_end.get(event.src_ip, float("-inf"))
+            last_end[event.src_ip] = end
+    # no group is left holding a full window after its last tag: it would have fired
+    for source, stamps in times.items():
+        fresh = [t for t in stamps if t > last_end.get(source, float("-inf"))]
+        assert not any(sum(1 for t in fresh if s <= t <= s + 100) >= threshold
+                       for s in fresh)
