@@ -76,6 +76,9 @@ def list_rules(
         expires = rule.state.expires_at.isoformat(timespec="seconds") \
             if rule.state.expires_at else ""
         kinds = "lifter:" + rule.lifter if rule.lifter else ", ".join(sorted(rule.applies_to))
+        if rule.correlation is not None:
+            kinds += (f" ({rule.correlation.type} by "
+                      f"{', '.join(rule.correlation.group_by)})")
         # every cell is data (a rule file's text): shown as it is, never read as markup
         table.add_row(*(Text(cell) for cell in (
             rule.rule_id, str(rule.rule_version), rule.name, kinds, techniques, state,
