@@ -38,7 +38,8 @@ from decnet.ttp.rules.correlation import EVENT_FIELDS, CorrelationSpec
 from decnet.ttp.rules.matchers import Deadline, field_getter
 from decnet.ttp.store.base import RuleState, StateName
 
-GroupKey = tuple[str, ...]
+#: One group-by value as itself, several as a tuple (a lone string saves a tuple per group).
+GroupKey = str | tuple[str, ...]
 ValueGetter = Callable[[Event], "str | None"]
 
 
@@ -55,17 +56,22 @@ class CorrelationStats:
 
 
 class _Group:
-    """One rule's counting state for one group key; sized by the rule's threshold."""
+    """One rule's counting state for one group key; sized by the rule's threshold.
 
-    __slots__ = ("expires", "last_time", "latch_until", "prior", "times", "values")
+    `items` holds the counted event times (`event_count`) or value -> last time
+    (`value_count`), created on first use; `prior` the prerequisite firings (`after`).
+    """
+
+    __slots__ = ("items", "last_time", "latch_until", "prior")
 
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self.values: dict[str, float] = {}
+        self.items: list[float] | dict[str, float] | None = None
+        self.last_time = _NEVER
+        self.latch_until = _NEVER
         self.prior: dict[str, float] | None = None
-        self.last_time = float("-inf")
-        self.latch_until = float("-inf")
-        self.expires = float("-inf")
+
+
+_NEVER = float("-inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +85,17 @@ class _Plan:
     group: tuple[ValueGetter, ...]
     value: Callable[[Mapping[str, Any]], str | None] | None
     after: tuple[str, ...]
+    #: a group idle this long (window + lateness) behind the event being counted is dropped
+    horizon: float
 
 
 class Correlator:
-    """Runs the cross-event rules; `correlate` is called once per event, in event order."""
+    """Runs the cross-event rules; `correlate` is called once per event, in event order.
+
+    Each rule keeps its own groups, at most `max_groups` of them, in least recently
+    used order: a rule whose groups are many (spraying: one per source and password)
+    cannot evict another rule's.
+    """
 
     def __init__(self, rules: Iterable[CompiledRule] = (), *,
                  max_groups: int = CORRELATION_MAX_GROUPS,
@@ -94,7 +107,7 @@ class Correlator:
         self._lateness = max_lateness
         self._clock = clock
         self._lock = threading.Lock()
-        self._groups: OrderedDict[tuple[str, GroupKey], _Group] = OrderedDict()
+        self._groups: dict[str, OrderedDict[GroupKey, _Group]] = {}
         self._plans: dict[str, _Plan] = {}
         self._by_kind: dict[str, tuple[_Plan, ...]] = {}
         self._dependents: dict[str, tuple[_Plan, ...]] = {}
@@ -107,7 +120,7 @@ class Correlator:
     def stats(self) -> CorrelationStats:
         """A snapshot of the counters."""
         with self._lock:
-            self._stats.live_groups = len(self._groups)
+            self._stats.live_groups = sum(len(g) for g in self._groups.values())
             return CorrelationStats(**{f: getattr(self._stats, f)
                                        for f in CorrelationStats.__dataclass_fields__})
 
@@ -119,7 +132,7 @@ class Correlator:
 
     def replace_all(self, rules: Iterable[CompiledRule]) -> None:
         """Install a whole rule set; groups of rules whose definition changed are dropped."""
-        plans = {r.rule_id: _plan(r, self._filter_ids) for r in rules
+        plans = {r.rule_id: _plan(r, self._filter_ids, self._lateness) for r in rules
                  if r.correlation is not None}
         with self._lock:
             self._install(plans)
@@ -135,16 +148,17 @@ class Correlator:
                 del plans[rule_id]
             else:
                 plans = dict(self._plans)
-                plans[rule_id] = _plan(rule, self._filter_ids)
+                plans[rule_id] = _plan(rule, self._filter_ids, self._lateness)
             self._install(plans)
 
     def _install(self, plans: dict[str, _Plan]) -> None:
         old = self._plans
         dropped = {rid for rid, plan in old.items()
                    if rid not in plans or not _same_definition(plan.rule, plans[rid].rule)}
-        if dropped:
-            for key in [k for k in self._groups if k[0] in dropped]:
-                del self._groups[key]
+        for rule_id in dropped:
+            self._groups.pop(rule_id, None)
+        for rule_id in plans:
+            self._groups.setdefault(rule_id, OrderedDict())
         self._plans = plans
         ordered = [plans[rid] for rid in _dependency_order(plans)]
         by_kind: dict[str, list[_Plan]] = {}
@@ -175,7 +189,6 @@ class Correlator:
             elif moment < self._watermark - self._lateness:
                 self._stats.late_events += 1
                 return []
-            self._expire(moment)
             if self._dependents:
                 self._record(event, fired, moment)
             out: list[Tag] = []
@@ -215,7 +228,7 @@ class Correlator:
             if raw is None:
                 return []
             value = _bounded(raw)
-        group = self._group(plan.rule.rule_id, key, moment + spec.timespan)
+        group = self._group(plan, key, moment)
         if plan.after and not _after_holds(group, plan.after, moment, spec.timespan):
             return []
         if moment <= group.latch_until:
@@ -226,7 +239,9 @@ class Correlator:
         if moment < start:
             return []
         if value is None:
-            times = group.times
+            times = group.items
+            if not isinstance(times, list):
+                times = group.items = []
             bisect.insort(times, moment)
             cut = bisect.bisect_left(times, start)
             if cut:
@@ -234,51 +249,48 @@ class Correlator:
             if len(times) < spec.threshold:
                 return []
             window_start, count = times[0], len(times)
-            times.clear()
+            group.items = None
             evidence: dict[str, Any] = {"count": count}
         else:
-            values = group.values
-            if values.get(value, float("-inf")) < moment:
+            values = group.items
+            if not isinstance(values, dict):
+                values = group.items = {}
+            if values.get(value, _NEVER) < moment:
                 values[value] = moment
             if len(values) < spec.threshold:
                 return []
             live = {v: t for v, t in values.items() if t >= start}
             if len(live) < spec.threshold:
-                group.values = live
+                group.items = live
                 return []
             window_start = min(live.values())
             evidence = {"distinct": len(live), "values": [
                 v[:CORRELATION_EVIDENCE_VALUE_CHARS]
                 for v in list(live)[:CORRELATION_EVIDENCE_VALUES]]}
-            group.values = {}
+            group.items = None
         group.latch_until = window_start + spec.timespan
         self._stats.windows_fired += 1
         return _tags(plan, state, event, key, evidence, window_start)
 
-    def _group(self, rule_id: str, key: GroupKey, horizon: float) -> _Group:
-        slot = (rule_id, key)
-        groups = self._groups
-        group = groups.get(slot)
-        if group is None:
-            group = groups[slot] = _Group()
-            if len(groups) > self._max_groups:
-                groups.popitem(last=False)
-                self._stats.groups_evicted += 1
-        else:
-            groups.move_to_end(slot)
-        horizon += self._lateness
-        if horizon > group.expires:
-            group.expires = horizon
-        return group
-
-    def _expire(self, moment: float) -> None:
-        groups = self._groups
+    def _group(self, plan: _Plan, key: GroupKey, moment: float) -> _Group:
+        """The group of `key`, made most recently used; expired and excess groups go first."""
+        groups = self._groups[plan.rule.rule_id]
+        group = groups.get(key)
+        if group is not None:
+            groups.move_to_end(key)
+            return group
+        cutoff = moment - plan.horizon
         while groups:
-            slot = next(iter(groups))
-            if groups[slot].expires >= moment:
-                return
-            del groups[slot]
+            oldest = next(iter(groups))
+            if groups[oldest].last_time >= cutoff:
+                break
+            del groups[oldest]
             self._stats.groups_expired += 1
+        group = groups[key] = _Group()
+        if len(groups) > self._max_groups:
+            groups.popitem(last=False)
+            self._stats.groups_evicted += 1
+        return group
 
     def _record(self, event: Event, tags: Iterable[Tag], moment: float) -> None:
         """Note, in each dependent rule's group of `event`, that a prerequisite fired."""
@@ -292,14 +304,16 @@ class Correlator:
                     key = _key(plan, event)
                     if key is None:
                         continue
-                    group = self._group(plan.rule.rule_id, key, moment + plan.spec.timespan)
+                    group = self._group(plan, key, moment)
                     if group.prior is None:
                         group.prior = {}
-                    if group.prior.get(name, float("-inf")) < moment:
+                    if group.prior.get(name, _NEVER) < moment:
                         group.prior[name] = moment
+                    if moment > group.last_time:
+                        group.last_time = moment
 
 
-def _plan(rule: CompiledRule, filter_ids: dict[str, int]) -> _Plan:
+def _plan(rule: CompiledRule, filter_ids: dict[str, int], lateness: float) -> _Plan:
     spec = rule.correlation
     assert spec is not None
     filter_id = filter_ids.setdefault(f"{rule.rule_id}:{spec.filter_source}"
@@ -310,6 +324,7 @@ def _plan(rule: CompiledRule, filter_ids: dict[str, int]) -> _Plan:
         field_getter(spec.value_field) if spec.value_field else None,
         tuple([f"rule:{r}" for r in spec.after_rules]
               + [f"technique:{t}" for t in spec.after_techniques]),
+        spec.timespan + lateness,
     )
 
 
@@ -327,10 +342,14 @@ def _group_getter(name: str) -> ValueGetter:
 
 
 def _key(plan: _Plan, event: Event) -> GroupKey | None:
+    getters = plan.group
+    if len(getters) == 1:
+        value = getters[0](event)
+        return _bounded(value) if value else None
     parts: list[str] = []
-    for get in plan.group:
+    for get in getters:
         value = get(event)
-        if value is None or value == "":
+        if not value:
             return None
         parts.append(_bounded(value))
     return tuple(parts)
@@ -405,7 +424,8 @@ def _tags(plan: _Plan, state: RuleState, event: Event, key: GroupKey,
     payload = event.payload
     evidence: dict[str, Any] = {f: payload[f] for f in rule.evidence_fields if f in payload}
     evidence.update(counted)
-    evidence["group"] = dict(zip(spec.group_by, key, strict=True))
+    parts = (key,) if isinstance(key, str) else key
+    evidence["group"] = dict(zip(spec.group_by, parts, strict=True))
     evidence["window_start"] = _iso(window_start)
     evidence["window_end"] = _iso(window_start + spec.timespan)
     return [
