@@ -134,8 +134,8 @@ DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
 
 # Cross-event (correlation) rules ----------------------------------------------
 
-#: Live correlation groups (one per rule and group key) an engine keeps; past it the
-#: least recently used group is evicted (and counted).
+#: Live groups (one per group key) each cross-event rule keeps; past it the rule's least
+#: recently used group is evicted (and counted).
 CORRELATION_MAX_GROUPS: Final = 100_000
 #: How far behind the newest event time an event may arrive and still be counted, seconds.
 CORRELATION_MAX_LATENESS: Final = 300.0
