@@ -302,3 +302,16 @@ def test_every_tag_is_backed_by_a_full_window_and_windows_do_not_overlap(
         fresh = [t for t in stamps if t > last_end.get(source, float("-inf"))]
         assert not any(sum(1 for t in fresh if s <= t <= s + 100) >= threshold
                        for s in fresh)
+
+
+def test_hostile_group_values_cost_a_bounded_key() -> None:
+    engine = RuleEngine([rule(group_by="[src_ip, username]", condition="{gte: 2}")])
+    huge = "\x1b[31m" + "u" * 500_000
+    events = [login(T0 + i, user=huge) for i in range(2)]
+    (tag,) = run(engine, events)
+    shown = tag.evidence["group"]["username"]
+    assert shown.startswith("sha256:") and len(shown) == len("sha256:") + 64
+    # values that are not text (objects, lists) never form a group
+    odd = [Event("auth_attempt", f"o{i}", {"result": "failed", "username": {"a": [1]}},
+                 src_ip="192.0.2.99", timestamp=T0 + i) for i in range(3)]
+    assert run(engine, odd) == []
