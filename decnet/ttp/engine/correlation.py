@@ -110,7 +110,9 @@ class Correlator:
         self._groups: dict[str, OrderedDict[GroupKey, _Group]] = {}
         self._plans: dict[str, _Plan] = {}
         self._by_kind: dict[str, tuple[_Plan, ...]] = {}
-        self._dependents: dict[str, tuple[_Plan, ...]] = {}
+        #: prerequisite rule id / technique id -> (name, waiting plan) pairs
+        self._after_rule: dict[str, tuple[tuple[str, _Plan], ...]] = {}
+        self._after_technique: dict[str, tuple[tuple[str, _Plan], ...]] = {}
         self._watermark: float | None = None
         self._stats = CorrelationStats()
         self._filter_ids: dict[str, int] = {}
@@ -162,14 +164,18 @@ class Correlator:
         self._plans = plans
         ordered = [plans[rid] for rid in _dependency_order(plans)]
         by_kind: dict[str, list[_Plan]] = {}
-        dependents: dict[str, list[_Plan]] = {}
+        after_rule: dict[str, list[tuple[str, _Plan]]] = {}
+        after_technique: dict[str, list[tuple[str, _Plan]]] = {}
         for plan in ordered:
             for kind in plan.spec.kinds:
                 by_kind.setdefault(kind, []).append(plan)
             for name in plan.after:
-                dependents.setdefault(name, []).append(plan)
+                what, _, ident = name.partition(":")
+                table = after_rule if what == "rule" else after_technique
+                table.setdefault(ident, []).append((name, plan))
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
-        self._dependents = {k: tuple(v) for k, v in dependents.items()}
+        self._after_rule = {k: tuple(v) for k, v in after_rule.items()}
+        self._after_technique = {k: tuple(v) for k, v in after_technique.items()}
 
     # -- events --------------------------------------------------------------------
 
@@ -189,7 +195,8 @@ class Correlator:
             elif moment < self._watermark - self._lateness:
                 self._stats.late_events += 1
                 return []
-            if self._dependents:
+            watched = bool(self._after_rule or self._after_technique)
+            if watched:
                 self._record(event, fired, moment)
             out: list[Tag] = []
             now: datetime | None = None
@@ -213,7 +220,7 @@ class Correlator:
                 tags = self._count(plan, state, event, moment)
                 if tags:
                     out.extend(tags)
-                    if self._dependents:
+                    if watched:
                         self._record(event, tags, moment)
             return out
 
@@ -294,23 +301,22 @@ class Correlator:
 
     def _record(self, event: Event, tags: Iterable[Tag], moment: float) -> None:
         """Note, in each dependent rule's group of `event`, that a prerequisite fired."""
-        dependents = self._dependents
+        by_rule, by_technique = self._after_rule, self._after_technique
         for tag in tags:
-            names = [f"rule:{tag.rule_id}", f"technique:{tag.technique_id}"]
-            if tag.sub_technique_id:
-                names.append(f"technique:{tag.sub_technique_id}")
-            for name in names:
-                for plan in dependents.get(name, ()):
-                    key = _key(plan, event)
-                    if key is None:
-                        continue
-                    group = self._group(plan, key, moment)
-                    if group.prior is None:
-                        group.prior = {}
-                    if group.prior.get(name, _NEVER) < moment:
-                        group.prior[name] = moment
-                    if moment > group.last_time:
-                        group.last_time = moment
+            waiting = (by_rule.get(tag.rule_id, ()) + by_technique.get(tag.technique_id, ())
+                       + (by_technique.get(tag.sub_technique_id, ())
+                          if tag.sub_technique_id else ()))
+            for name, plan in waiting:
+                key = _key(plan, event)
+                if key is None:
+                    continue
+                group = self._group(plan, key, moment)
+                if group.prior is None:
+                    group.prior = {}
+                if group.prior.get(name, _NEVER) < moment:
+                    group.prior[name] = moment
+                if moment > group.last_time:
+                    group.last_time = moment
 
 
 def _plan(rule: CompiledRule, filter_ids: dict[str, int], lateness: float) -> _Plan:
