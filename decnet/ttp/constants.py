@@ -40,6 +40,8 @@ DEFAULT_MATCH_FIELDS: Final[dict[str, str]] = {
     "email": "subject",
 }
 SOURCE_KINDS: Final = frozenset(DEFAULT_MATCH_FIELDS)
+#: Shape of a source kind (an open vocabulary).
+SOURCE_KIND_RE: Final = re.compile(r"^[a-z][a-z0-9_]*$")
 
 #: Payload keys copied into a `command` tag's evidence when present.
 COMMAND_CONTEXT_FIELDS: Final = ("uid", "user", "src", "pwd")
@@ -121,3 +123,16 @@ MASTER_RETRY_INITIAL: Final = 0.05
 MAX_EVENT_BODY_BYTES: Final = 1 << 20
 #: Where a worker's HTTP API listens by default.
 DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
+
+# Rule tests and coverage ------------------------------------------------------
+
+#: Most events one `sequence:` test case of a rule file may hold.
+MAX_TEST_SEQUENCE_EVENTS: Final = 1_000
+#: ATT&CK Navigator layer file format the coverage layers are written in.
+NAVIGATOR_LAYER_VERSION: Final = "4.5"
+#: Navigator release the layers name (the first to read ATT&CK v16 content).
+NAVIGATOR_VERSION: Final = "5.1.0"
+#: ATT&CK version of `ATTACK_RELEASE` as the Navigator writes it ("16").
+ATTACK_VERSION: Final = ATTACK_RELEASE.rsplit("-v", 1)[1]
+#: Characters of one event shown by `decnet-ttp rules test` for a failing case.
+MAX_SHOWN_EVENT_CHARS: Final = 2_000
