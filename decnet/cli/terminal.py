@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from typing import Any
-
-import orjson
 
 #: Unicode categories never written raw: controls (C0, DEL, C1), format characters (bidi
 #: overrides, zero-width), separators that break lines, surrogates, private use, unassigned.
@@ -26,5 +25,6 @@ def escape_text(text: str, limit: int) -> str:
 
 def json_line(value: Any, limit: int) -> str:
     """`value` as compact JSON, escaped for a terminal and cut to `limit` characters."""
-    text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    # the standard encoder, not orjson: it passes lone surrogates through (escaped below)
+    text = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     return escape_text(text, limit)
