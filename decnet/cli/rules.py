@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from decnet.cli import rules_test
+from decnet.cli import rules_coverage, rules_test
 from decnet.cli.common import (
     EXIT_INPUT,
     cli_errors,
@@ -105,3 +105,4 @@ async def _load_from_db(url: str) -> list[CompiledRule]:
 
 
 app.command("test")(rules_test.test)
+app.command("coverage")(rules_coverage.coverage)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from decnet.ttp.constants import (
     ATTACK_RELEASE,
@@ -87,3 +90,8 @@ def _layer(name: str, description: str, techniques: list[dict[str, Any]],
         "metadata": [{"name": "generator", "value": "decnet-ttp"},
                      {"name": "attack_release", "value": ATTACK_RELEASE}],
     }
+
+
+def write_layer(path: Path, layer: dict[str, Any]) -> None:
+    """Write `layer` as indented JSON (UTF-8), the way the Navigator's "upload" reads it."""
+    path.write_bytes(orjson.dumps(layer, option=orjson.OPT_INDENT_2) + b"\n")
