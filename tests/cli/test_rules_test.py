@@ -70,3 +70,12 @@ def test_a_bad_rule_file_is_reported_and_fails_the_run(tmp_path: Path) -> None:
 def test_a_missing_directory_is_bad_input(tmp_path: Path) -> None:
     code, _ = invoke(tmp_path / "nope")
     assert code == 2
+
+
+def test_rules_validate_reports_a_malformed_tests_block(tmp_path: Path) -> None:
+    write(tmp_path, "R0001", "tests:\n  fires:\n    - event: {source_kind: command}\n"
+                             "      expect: [T1033]\n")
+    result = runner.invoke(app, ["rules", "validate", str(tmp_path)], terminal_width=300)
+    assert result.exit_code == 1
+    assert "R0001.yaml:8:" in result.output
+    assert "[tests]: fires.0.expect names T1033, which this rule does not emit" in result.output

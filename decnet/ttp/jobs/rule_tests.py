@@ -2,7 +2,8 @@
 
 Each case runs against its rule alone (as Sigma's rule tests do), in a fresh engine, with
 the rule enabled whatever its operator state: a test checks the definition, and one rule's
-test never depends on what the rest of the pack does. A `fires` case passes when the rule
+test never depends on what the rest of the pack does (a cross-event rule names the rules
+it builds on in `with_rules`; only those join it). A `fires` case passes when the rule
 tags at least one of its events (and every `expect`ed technique is among those tags); a
 `quiet` case passes when the rule tags none of them. Test events are read from the rule's
 source text when the tests run, so they never ride along in a `CompiledRule`.
@@ -82,6 +83,7 @@ def rule_tests(rule: CompiledRule) -> tuple[RuleTests | None, YamlDocument | Non
 def run_rule_tests(rules: Iterable[CompiledRule]) -> TestReport:
     """Run the tests of every rule in `rules`; the whole set explains failures."""
     ordered = sorted(rules, key=lambda r: r.rule_id)
+    by_id = {r.rule_id: r for r in ordered}
     pack = RuleEngine(ordered, background=False)
     report = TestReport()
     for rule in ordered:
@@ -96,16 +98,23 @@ def run_rule_tests(rules: Iterable[CompiledRule]) -> TestReport:
         ]
         for kind, n, case in cases:
             line, _ = doc.position(["tests", kind, n])
-            result = _run_case(rule, kind, n, case, line)
+            missing = [r for r in tests.with_rules if r not in by_id]
+            if missing:
+                result = _result(rule, line, kind, n, False,
+                                 f"needs rule(s) {', '.join(missing)}, not loaded", [], [])
+            else:
+                helpers = [by_id[r] for r in tests.with_rules if r != rule.rule_id]
+                result = _run_case(rule, helpers, kind, n, case, line)
             if not result.passed:
                 result = _with_pack_matches(result, pack)
             report.results.append(result)
     return report
 
 
-def _run_case(rule: CompiledRule, kind: CaseKind, n: int, case: FiresCase | QuietCase,
-              line: int | None) -> CaseResult:
-    alone = RuleEngine([rule.with_state(DEFAULT_STATE)], background=False)
+def _run_case(rule: CompiledRule, helpers: list[CompiledRule], kind: CaseKind, n: int,
+              case: FiresCase | QuietCase, line: int | None) -> CaseResult:
+    alone = RuleEngine([r.with_state(DEFAULT_STATE) for r in (rule, *helpers)],
+                       background=False)
     events: list[dict[str, Any]] = []
     tags: list[Tag] = []
     sequence = case.sequence is not None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, m
 
 from decnet.ttp.constants import (
     MAX_TEST_SEQUENCE_EVENTS,
+    RULE_ID_RE,
     SOURCE_KIND_RE,
     SUB_TECHNIQUE_ID_RE,
     TECHNIQUE_ID_RE,
@@ -132,13 +133,26 @@ class QuietCase(_Case):
 
 
 class RuleTests(BaseModel):
-    """A rule's own tests; run against the rule alone, like Sigma's rule tests."""
+    """A rule's own tests; run against the rule alone, like Sigma's rule tests.
+
+    `with_rules` names the other rules a cross-event rule builds on (their tags feed it);
+    they are loaded beside it for these tests, and their own tags do not count.
+    """
 
     __test__ = False
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fires: list[FiresCase] = Field(default_factory=list)
     quiet: list[QuietCase] = Field(default_factory=list)
+    with_rules: list[StrictStr] = Field(default_factory=list)
+
+    @field_validator("with_rules")
+    @classmethod
+    def _rule_ids(cls, value: list[str]) -> list[str]:
+        for rule_id in value:
+            if not RULE_ID_RE.fullmatch(rule_id):
+                raise ValueError(f"with_rules {rule_id!r} is not a rule id")
+        return value
 
     def unknown_expectations(self, emitted: set[str]) -> list[tuple[int, str]]:
         """`(case index, technique)` of every `expect` naming a technique the rule never emits."""

@@ -109,3 +109,11 @@ def test_tests_are_read_from_the_source_text_only() -> None:
     assert len(tests.fires) == 1
     assert rule_tests(rule(UNAME))[0] is None
     assert rule_tests(replace(with_tests, source_yaml="")) == (None, None)
+
+
+def test_with_rules_loads_the_named_rules_beside_and_ignores_their_tags() -> None:
+    tests = f"tests:\n  with_rules: [R0002]\n  quiet:\n    - event: {cmd('whoami')}\n"
+    report = run_rule_tests([rule(UNAME, tests), rule(WHOAMI)])
+    assert report.ok
+    [missing] = run_rule_tests([rule(UNAME, tests)]).failures
+    assert missing.reason == "needs rule(s) R0002, not loaded"

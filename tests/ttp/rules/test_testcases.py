@@ -134,3 +134,9 @@ def test_source_id_is_generated_only_when_missing() -> None:
                                      "source_id": "gen"}
     assert second.as_event("gen") == {"source_kind": "command", "payload": {},
                                       "source_id": "mine", "timestamp": 1777622400.0}
+
+
+def test_with_rules_holds_rule_ids() -> None:
+    [(field, _, reason)] = problems("tests:\n  with_rules: [R0002, 'a.b']\n")
+    assert field == "tests.with_rules"
+    assert "'a.b' is not a rule id" in reason
