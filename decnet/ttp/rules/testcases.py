@@ -31,7 +31,7 @@ class TestEvent(BaseModel):
 
     source_kind: StrictStr
     payload: dict[str, Any] = Field(default_factory=dict)
-    source_id: StrictStr | None = None
+    source_id: Annotated[StrictStr, Field(min_length=1)] | None = None
     attacker_uuid: StrictStr | None = None
     session_id: StrictStr | None = None
     decky_id: StrictStr | None = None
@@ -44,6 +44,14 @@ class TestEvent(BaseModel):
     def _kind(cls, value: str) -> str:
         if not SOURCE_KIND_RE.fullmatch(value):
             raise ValueError(f"source_kind {value!r} must match [a-z][a-z0-9_]*")
+        return value
+
+    @field_validator(*_OPTIONAL_TEXT, mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        """Ids may be written as numbers, as in event JSON; they are text."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
         return value
 
     @field_validator("payload", mode="before")

@@ -73,7 +73,9 @@ tests:
     ("{source_kind: command, timestamp: yesterday}", "timestamp", "ISO 8601"),
     ("{source_kind: command, timestamp: -1}", "timestamp", "greater than or equal"),
     ("{source_kind: command, timestamp: true}", "timestamp", "Unix seconds"),
-    ("{source_kind: command, src_ip: 7}", "src_ip", "valid string"),
+    ("{source_kind: command, src_ip: 7.5}", "src_ip", "valid string"),
+    ("{source_kind: command, session_id: true}", "session_id", "valid string"),
+    ("{source_kind: command, source_id: ''}", "source_id", "at least 1 character"),
     ("{source_kind: command, comand_text: id}", "comand_text", "unknown key"),
     ("{payload: {}}", "source_kind", "required key is missing"),
 ])
@@ -126,14 +128,15 @@ def test_an_empty_sequence_is_an_error() -> None:
 def test_source_id_is_generated_only_when_missing() -> None:
     tests = RuleTests.model_validate({"fires": [
         {"event": {"source_kind": "command", "payload": {"a": 1}}},
-        {"event": {"source_kind": "command", "source_id": "mine",
+        {"event": {"source_kind": "command", "source_id": "mine", "session_id": 17,
                    "timestamp": "2026-05-01T10:00:00+02:00"}},
     ]})
     first, second = (case.events[0] for case in tests.fires)
     assert first.as_event("gen") == {"source_kind": "command", "payload": {"a": 1},
                                      "source_id": "gen"}
     assert second.as_event("gen") == {"source_kind": "command", "payload": {},
-                                      "source_id": "mine", "timestamp": 1777622400.0}
+                                      "source_id": "mine", "session_id": "17",
+                                      "timestamp": 1777622400.0}
 
 
 def test_with_rules_holds_rule_ids() -> None:
