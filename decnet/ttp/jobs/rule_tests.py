@@ -84,7 +84,7 @@ def run_rule_tests(rules: Iterable[CompiledRule]) -> TestReport:
     """Run the tests of every rule in `rules`; the whole set explains failures."""
     ordered = sorted(rules, key=lambda r: r.rule_id)
     by_id = {r.rule_id: r for r in ordered}
-    pack = RuleEngine(ordered, background=False)
+    pack: list[RuleEngine] = []  # built on the first failure only
     report = TestReport()
     for rule in ordered:
         tests, doc = rule_tests(rule)
@@ -106,7 +106,9 @@ def run_rule_tests(rules: Iterable[CompiledRule]) -> TestReport:
                 helpers = [by_id[r] for r in tests.with_rules if r != rule.rule_id]
                 result = _run_case(rule, helpers, kind, n, case, line)
             if not result.passed:
-                result = _with_pack_matches(result, pack)
+                if not pack:
+                    pack.append(RuleEngine(ordered, background=False))
+                result = _with_pack_matches(result, pack[0])
             report.results.append(result)
     return report
 
@@ -134,7 +136,7 @@ def _run_case(rule: CompiledRule, helpers: list[CompiledRule], kind: CaseKind, n
         passed = False
         reason = "did not fire"
         if rule.lifter is not None:
-            reason += f" (lifter:{rule.lifter} rules are not evaluated by this engine)"
+            reason += f" (a lifter:{rule.lifter} rule)"
     else:
         seen = {t for tag in tags for t in (tag.technique_id, tag.sub_technique_id) if t}
         missing = [t for t in getattr(case, "expect", ()) if t not in seen]
