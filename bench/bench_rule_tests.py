@@ -29,12 +29,14 @@ COPIES = 20
 _TESTS_BLOCK = re.compile(r"^tests:\n(?:[ #].*\n|\n)*", re.MULTILINE)
 
 
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    best = float("inf")
+def best_of(runs: int, *works: Callable[[], object]) -> list[float]:
+    """Best time of each of `works`, run in turn `runs` times (so they share the noise)."""
+    best = [float("inf")] * len(works)
     for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
+        for n, work in enumerate(works):
+            start = time.perf_counter()
+            work()
+            best[n] = min(best[n], time.perf_counter() - start)
     return best
 
 
@@ -51,19 +53,18 @@ def compile_all(texts: list[str]) -> list[CompiledRule]:
 
 def main() -> None:
     print(f"### Rule tests and coverage\n\n`{COMMAND}` (Python {sys.version.split()[0]}); "
-          "best of 5.\n")
+          "best of 7 (compile, alternating) and of 5.\n")
     print("| rules | compile, tests stripped | compile, with tests | ratio | "
           "`run_rule_tests` (cases) | `layer_from_rules` |")
     print("|---:|---:|---:|---:|---:|---:|")
     for copies in (1, COPIES):
         texts = pack_texts(copies)
         bare = [_TESTS_BLOCK.sub("", text) for text in texts]
-        without = best_of(5, partial(compile_all, bare))
-        with_tests = best_of(5, partial(compile_all, texts))
+        without, with_tests = best_of(7, partial(compile_all, bare), partial(compile_all, texts))
         rules = compile_all(texts)
         cases = len(run_rule_tests(rules).results)
-        running = best_of(5, partial(run_rule_tests, rules))
-        layer = best_of(5, partial(layer_from_rules, rules))
+        running, layer = best_of(5, partial(run_rule_tests, rules),
+                                 partial(layer_from_rules, rules))
         print(f"| {len(texts):,} | {without * 1e3:,.1f} ms | {with_tests * 1e3:,.1f} ms | "
               f"{with_tests / without:.2f} | {running * 1e3:,.0f} ms ({cases:,}) | "
               f"{layer * 1e3:,.1f} ms |")
