@@ -1,9 +1,9 @@
 """Run the `tests:` written in rule files.
 
-Each case runs against its rule alone (as Sigma's rule tests do), in a fresh engine, with
-the rule enabled whatever its operator state: a test checks the definition, and one rule's
-test never depends on what the rest of the pack does (a cross-event rule names the rules
-it builds on in `with_rules`; only those join it). A `fires` case passes when the rule
+Each case runs against its rule alone, in a fresh engine, with the rule enabled whatever
+its operator state: a test checks the definition, and one rule's test never depends on
+what the rest of the pack does (a cross-event rule names the rules it builds on in
+`with_rules`; only those join it). A `fires` case passes when the rule
 tags at least one of its events (and every `expect`ed technique is among those tags); a
 `quiet` case passes when the rule tags none of them. Test events are read from the rule's
 source text when the tests run, so they never ride along in a `CompiledRule`.

@@ -141,7 +141,7 @@ class QuietCase(_Case):
 
 
 class RuleTests(BaseModel):
-    """A rule's own tests; run against the rule alone, like Sigma's rule tests.
+    """A rule's own tests; each case runs against the rule alone.
 
     `with_rules` names the other rules a cross-event rule builds on (their tags feed it);
     they are loaded beside it for these tests, and their own tags do not count.
