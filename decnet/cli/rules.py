@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from decnet.cli import rules_coverage, rules_test
 from decnet.cli.common import (
     EXIT_INPUT,
     cli_errors,
@@ -104,3 +105,7 @@ async def _load_from_db(url: str) -> list[CompiledRule]:
         return await store.load_compiled()
     finally:
         await store.stop()
+
+
+app.command("test")(rules_test.test)
+app.command("coverage")(rules_coverage.coverage)

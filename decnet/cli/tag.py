@@ -23,6 +23,7 @@ from decnet.cli.common import (
     labelled,
     rules_dir,
 )
+from decnet.ttp.coverage.navigator import layer_from_counts, write_layer
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.jobs.tagging import TagSummary, tag_stream
 from decnet.ttp.rules.loader import load_directory
@@ -37,14 +38,17 @@ def tag(
         "--rules", help="Rules directory [env DECNET_TTP_RULES_DIR; default ./rules/ttp]")] = None,
     strict: Annotated[bool, typer.Option(help="Refuse to run when a rule file is bad.")] = False,
     show: Annotated[int, typer.Option(help="Print the first N tags as a table.")] = 0,
+    navigator: Annotated[Path | None, typer.Option(
+        "--navigator", help="Write an ATT&CK Navigator layer of the techniques tagged "
+                            "(score = tag count).")] = None,
 ) -> None:
     """Tag honeypot EVENTS with ATT&CK techniques; one JSON tag per line."""
     with cli_errors():
-        _tag(events, output, rules, strict, show)
+        _tag(events, output, rules, strict, show, navigator)
 
 
 def _tag(events: Path, output: Path | None, rules: Path | None, strict: bool,
-         show: int) -> None:
+         show: int, navigator: Path | None = None) -> None:
     directory = rules_dir(rules)
     loaded = load_directory(directory) if directory.is_dir() else None
     if loaded is None:
@@ -73,6 +77,8 @@ def _tag(events: Path, output: Path | None, rules: Path | None, strict: bool,
             summary = tag_stream(engine, source, sink,
                                  progress=lambda n: bar.advance(task, n))
     _print_summary(summary, len(loaded.rules), output)
+    if navigator is not None:
+        write_layer(navigator, layer_from_counts(summary.techniques))
     if show and output is not None:
         _print_sample(output, show)
 

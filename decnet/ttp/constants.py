@@ -153,3 +153,15 @@ CORRELATION_EVIDENCE_VALUES: Final = 10
 CORRELATION_EVIDENCE_VALUE_CHARS: Final = 128
 #: Window of a mapped anchor lifter that declares none, minutes.
 LIFTER_DEFAULT_WINDOW_MINUTES: Final = 60
+# Rule tests and coverage ------------------------------------------------------
+
+#: Most events one `sequence:` test case of a rule file may hold.
+MAX_TEST_SEQUENCE_EVENTS: Final = 1_000
+#: ATT&CK Navigator layer file format the coverage layers are written in.
+NAVIGATOR_LAYER_VERSION: Final = "4.5"
+#: Navigator release the layers name (the first to read ATT&CK v16 content).
+NAVIGATOR_VERSION: Final = "5.1.0"
+#: ATT&CK version of `ATTACK_RELEASE` as the Navigator writes it ("16").
+ATTACK_VERSION: Final = ATTACK_RELEASE.rsplit("-v", 1)[1]
+#: Characters of one event shown by `decnet-ttp rules test` for a failing case.
+MAX_SHOWN_EVENT_CHARS: Final = 2_000

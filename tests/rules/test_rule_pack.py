@@ -1,27 +1,22 @@
-"""The shipped rule pack: every pattern rule fires on attacker input and not on look-alikes."""
+"""The shipped rule pack: valid, and every pattern rule passes its own tests both ways."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import pytest
-import yaml
+from typer.testing import CliRunner
 
+from decnet.cli.app import app
 from decnet.ttp.engine.engine import RuleEngine
+from decnet.ttp.jobs.rule_tests import rule_tests, run_rule_tests
 from decnet.ttp.rules.loader import load_directory
 
 ROOT = Path(__file__).resolve().parents[2]
-PACK = load_directory(ROOT / "rules" / "ttp")
-SAMPLES: dict[str, dict[str, list[dict[str, Any]]]] = yaml.safe_load(
-    (Path(__file__).parent / "rule_samples.yaml").read_text(encoding="utf-8"))
-PATTERN_RULES = sorted(r.rule_id for r in PACK.rules.values() if r.matchers)
+PACK_DIR = ROOT / "rules" / "ttp"
+PACK = load_directory(PACK_DIR)
+PATTERN_RULES = sorted(r.rule_id for r in PACK.rules.values()
+                       if r.matchers and not r.is_correlation)
 ENGINE = RuleEngine(PACK.rules.values())
-
-
-def fired_rules(sample: dict[str, Any], n: int) -> set[str]:
-    event = {"source_id": f"sample-{n}", **sample}
-    return {tag.rule_id for tag in ENGINE.evaluate(event)}
 
 
 def test_the_pack_is_complete_and_valid() -> None:
@@ -30,22 +25,24 @@ def test_the_pack_is_complete_and_valid() -> None:
     assert not PACK.warnings
 
 
-def test_every_pattern_rule_has_samples_both_ways() -> None:
+def test_every_pattern_rule_has_tests_both_ways() -> None:
     for rule_id in PATTERN_RULES:
-        assert SAMPLES.get(rule_id, {}).get("fires"), f"{rule_id} has no firing sample"
-        assert SAMPLES.get(rule_id, {}).get("quiet"), f"{rule_id} has no quiet sample"
+        tests, _ = rule_tests(PACK.rules[rule_id])
+        assert tests is not None, f"{rule_id} has no tests"
+        assert tests.fires, f"{rule_id} has no firing test"
+        assert tests.quiet, f"{rule_id} has no quiet test"
 
 
-@pytest.mark.parametrize("rule_id", PATTERN_RULES)
-def test_rule_fires_on_attacker_input(rule_id: str) -> None:
-    for n, sample in enumerate(SAMPLES[rule_id]["fires"]):
-        assert rule_id in fired_rules(sample, n), f"{rule_id} missed {sample['payload']}"
+def test_every_rule_test_of_the_pack_passes() -> None:
+    report = run_rule_tests(PACK.rules.values())
+    assert report.rules_tested >= len(PATTERN_RULES)
+    assert [(f.rule_id, f.kind, f.index, f.reason) for f in report.failures] == []
 
 
-@pytest.mark.parametrize("rule_id", PATTERN_RULES)
-def test_rule_stays_quiet_on_look_alikes(rule_id: str) -> None:
-    for n, sample in enumerate(SAMPLES[rule_id]["quiet"]):
-        assert rule_id not in fired_rules(sample, n), f"{rule_id} fired on {sample['payload']}"
+def test_rules_test_command_passes_on_the_pack() -> None:
+    result = CliRunner().invoke(app, ["rules", "test", str(PACK_DIR)])
+    assert result.exit_code == 0, result.output
+    assert " 0 failed" in result.output
 
 
 def test_example_events_mostly_match_nothing() -> None:

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,6 +25,7 @@ from decnet.ttp.constants import (
     TACTIC_ID_RE,
     TECHNIQUE_ID_RE,
 )
+from decnet.ttp.rules.testcases import RuleTests
 from decnet.ttp.rules.timespan import parse_timespan
 
 #: A source kind: any `[a-z][a-z0-9_]*` name (up to 64 characters).
@@ -183,6 +185,7 @@ class RuleSchema(BaseModel):
     next_review: date | None = None
     author: StrictStr | None = None
     references: list[StrictStr] = Field(default_factory=list)
+    tests: RuleTests | None = None
 
     @field_validator("rule_id")
     @classmethod
@@ -221,4 +224,15 @@ class RuleSchema(BaseModel):
         for url in value:
             if not url.startswith(("https://", "http://")):
                 raise ValueError(f"reference {url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("tests")
+    @classmethod
+    def _expect_emitted(cls, value: RuleTests | None, info: ValidationInfo) -> RuleTests | None:
+        emits: list[EmitSchema] = info.data.get("emits") or []
+        if value is not None and emits:
+            emitted = {t for e in emits for t in (e.technique_id, e.sub_technique_id) if t}
+            for n, technique in value.unknown_expectations(emitted):
+                raise ValueError(f"fires.{n}.expect names {technique}, which this rule "
+                                 "does not emit")
         return value
