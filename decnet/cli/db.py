@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from decnet.cli.common import BadInput, cli_errors, console, db_url, run
+from decnet.cli.common import BadInput, cli_errors, console, db_url, run, safe_text
 from decnet.ttp.constants import ENV_DB_URL
 
 app = typer.Typer(help="Create and upgrade the database store's schema.",
@@ -21,7 +21,7 @@ DbOption = Annotated[str | None, typer.Option(
 def _shown(url: str) -> str:
     """The URL without its password; a URL that does not parse exits 2 (`cli_errors`)."""
     with cli_errors():
-        return make_url(url).render_as_string(hide_password=True)
+        return safe_text(make_url(url).render_as_string(hide_password=True))
 
 
 @app.command()

@@ -20,6 +20,7 @@ from decnet.cli.common import (
     labelled,
     rules_dir,
     run,
+    safe_text,
 )
 from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
 from decnet.ttp.rules.compiled import CompiledRule
@@ -77,7 +78,7 @@ def list_rules(
             if rule.state.expires_at else ""
         kinds = "lifter:" + rule.lifter if rule.lifter else ", ".join(sorted(rule.applies_to))
         # every cell is data (a rule file's text): shown as it is, never read as markup
-        table.add_row(*(Text(cell) for cell in (
+        table.add_row(*(Text(safe_text(cell)) for cell in (
             rule.rule_id, str(rule.rule_version), rule.name, kinds, techniques, state,
             expires)))
     console.print(table)

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from decnet.cli.common import db_url, err_console, rules_dir, run, setup_logging
+from decnet.cli.common import (
+    SafeFormatter,
+    db_url,
+    print_error,
+    quiet_libraries,
+    rules_dir,
+    run,
+    setup_logging,
+)
 from decnet.ttp.constants import (
     DEFAULT_WORKER_HTTP,
     ENV_DB_URL,
@@ -19,7 +27,7 @@ from decnet.ttp.constants import (
     MAX_EVENT_BODY_BYTES,
     TAIL_POLL_INTERVAL,
 )
-from decnet.ttp.errors import ConfigError
+from decnet.ttp.errors import ConfigError, ListenError
 
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
@@ -36,10 +44,11 @@ def daemon_logging(verbose: bool) -> None:
     if sys.stderr.isatty():
         setup_logging(verbose)
         return
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        handlers=[handler], force=True)
+    quiet_libraries(verbose)
 
 
 def master(
@@ -85,7 +94,7 @@ def worker(
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] --http: {exc}")
+        print_error(f"--http: {exc}")
         raise typer.Exit(2) from None
     with _config_errors():
         code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
@@ -95,13 +104,14 @@ def worker(
 
 @contextlib.contextmanager
 def _config_errors() -> Iterator[None]:
-    """A database URL that cannot be used: one readable line and exit 2, no traceback."""
+    """A database URL or an address that cannot be used: one readable line and exit 2,
+    no traceback."""
     from sqlalchemy.exc import ArgumentError
 
     try:
         yield
     except (ConfigError, ArgumentError) as exc:
-        err_console.print(f"[red]error:[/red] --db: {exc}", highlight=False)
+        print_error(str(exc) if isinstance(exc, ListenError) else f"--db: {exc}")
         raise typer.Exit(2) from None
 
 

@@ -26,6 +26,7 @@ from decnet.swarm.process import (
     remove_stop_signals,
     start_store,
 )
+from decnet.ttp.errors import ListenError
 from decnet.ttp.store.base import RuleStore
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,19 @@ class _Server(uvicorn.Server):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=512)
+    """A listening socket on `host:port`; `ListenError` (one readable line) when it cannot be."""
+    where = f"{_url_host(host)}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise ListenError(f"--http {where}: cannot resolve {host!r}: {reason}") from None
+    family, _, _, _, address = infos[0]
+    try:
+        sock = socket.create_server(address, family=family, backlog=512)
+    except OSError as exc:
+        raise ListenError(f"--http {where}: cannot listen: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
 
