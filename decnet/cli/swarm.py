@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,11 +21,21 @@ from decnet.cli.common import (
     setup_logging,
 )
 from decnet.ttp.constants import (
+    BODY_TIMEOUT,
     DEFAULT_WORKER_HTTP,
     ENV_DB_URL,
+    ENV_HTTP_PREFIX,
     ENV_RULES_DIR,
+    HEADER_TIMEOUT,
+    KEEP_ALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
     MAX_EVENT_BODY_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+    MAX_PENDING_REQUESTS,
+    MAX_RESPONSE_BYTES,
+    MAX_RESPONSE_TAGS,
     TAIL_POLL_INTERVAL,
+    WRITE_TIMEOUT,
 )
 from decnet.ttp.errors import ConfigError, ListenError
 
@@ -36,6 +46,12 @@ DbOption = Annotated[str | None, typer.Option(
     "--db", envvar=ENV_DB_URL, show_envvar=True,
     help="Database URL, e.g. postgresql+asyncpg://decnet@db-host/decnet.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def _limit(flag: str, env: str, *, min: float, help: str) -> Any:
+    """An option of the worker's HTTP limits, also read from `DECNET_TTP_HTTP_<env>`."""
+    return typer.Option(flag, envvar=ENV_HTTP_PREFIX + env, show_envvar=True, min=min,
+                        help=help)
 
 
 def daemon_logging(verbose: bool) -> None:
@@ -81,12 +97,47 @@ def worker(
         help="On PostgreSQL, wake on LISTEN/NOTIFY as well as polling (--no-listen behind "
              "a pooler in transaction mode).")
     ] = True,
-    max_body: Annotated[int, typer.Option(
-        "--max-body", min=1024, help="Largest POST /events body, in bytes.")
+    max_body: Annotated[int, _limit(
+        "--max-body", "MAX_BODY", min=1024, help="Largest POST /events body, in bytes.")
     ] = MAX_EVENT_BODY_BYTES,
+    max_events: Annotated[int, _limit(
+        "--max-events", "MAX_EVENTS", min=1, help="Most events in one POST /events.")
+    ] = MAX_EVENTS_PER_REQUEST,
+    max_response_bytes: Annotated[int, _limit(
+        "--max-response-bytes", "MAX_RESPONSE_BYTES", min=1024,
+        help="Most bytes of tags in one response; past it tags are omitted (207).")
+    ] = MAX_RESPONSE_BYTES,
+    max_response_tags: Annotated[int, _limit(
+        "--max-response-tags", "MAX_RESPONSE_TAGS", min=1,
+        help="Most tags in one response; past it tags are omitted (207).")
+    ] = MAX_RESPONSE_TAGS,
+    max_pending: Annotated[int, _limit(
+        "--max-pending", "MAX_PENDING", min=1,
+        help="POST /events requests in progress at once; one more gets 503 + Retry-After.")
+    ] = MAX_PENDING_REQUESTS,
+    max_connections: Annotated[int, _limit(
+        "--max-connections", "MAX_CONNECTIONS", min=1,
+        help="Open connections at most (also kept below the open-file limit).")
+    ] = MAX_CONNECTIONS,
+    header_timeout: Annotated[float, _limit(
+        "--header-timeout", "HEADER_TIMEOUT", min=0.01,
+        help="Seconds to send a request's headers.")
+    ] = HEADER_TIMEOUT,
+    body_timeout: Annotated[float, _limit(
+        "--body-timeout", "BODY_TIMEOUT", min=0.01, help="Seconds to send a request's body.")
+    ] = BODY_TIMEOUT,
+    keep_alive_timeout: Annotated[float, _limit(
+        "--keep-alive-timeout", "KEEP_ALIVE_TIMEOUT", min=0.01,
+        help="Seconds an idle connection stays open.")
+    ] = KEEP_ALIVE_TIMEOUT,
+    write_timeout: Annotated[float, _limit(
+        "--write-timeout", "WRITE_TIMEOUT", min=0.01,
+        help="Seconds a response waits for a client that stopped reading.")
+    ] = WRITE_TIMEOUT,
     verbose: VerboseOption = False,
 ) -> None:
     """Tail the database, keep an engine in step and serve it over HTTP."""
+    from decnet.swarm.http.limits import HttpLimits
     from decnet.swarm.process import parse_host_port
     from decnet.swarm.worker import main_async
 
@@ -97,8 +148,14 @@ def worker(
         print_error(f"--http: {exc}")
         raise typer.Exit(2) from None
     with _config_errors():
+        limits = HttpLimits(
+            max_body_bytes=max_body, max_events=max_events,
+            max_response_bytes=max_response_bytes, max_response_tags=max_response_tags,
+            max_pending=max_pending, max_connections=max_connections,
+            header_timeout=header_timeout, body_timeout=body_timeout,
+            keep_alive_timeout=keep_alive_timeout, write_timeout=write_timeout)
         code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
-                              max_body_bytes=max_body))
+                              limits=limits))
     raise typer.Exit(code)
 
 

@@ -4,6 +4,10 @@ following it, and the HTTP API (see `decnet.swarm.http_api`).
 Start-up order: the HTTP socket is bound first (`/healthz` answers 503 while
 loading), then the store is opened, retried while the database is away, then the
 tail and the engine follower run until SIGTERM/SIGINT.
+
+The HTTP server runs with `HttpLimits` (connections capped below the open-file limit,
+read/write/idle timeouts by `decnet.swarm.http.protocol`), and while it runs, a
+warning that repeats is logged once per interval with a count (`RepeatFilter`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 
-from decnet.swarm.http_api import MAX_BODY_BYTES, create_app
+from decnet.swarm.http import repeats
+from decnet.swarm.http.limits import HttpLimits
+from decnet.swarm.http.protocol import ConnectionGuard
+from decnet.swarm.http_api import create_app
 from decnet.swarm.live import LiveRules
 from decnet.swarm.process import (
     announce,
@@ -69,19 +76,27 @@ async def run_worker(
     port: int,
     tail: Tail | None,
     stop: asyncio.Event | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    limits: HttpLimits | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGTERM/SIGINT when `stop` is None); the exit code."""
+    limits = (limits or HttpLimits()).within_fd_limit()
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
     own_signals = stop is None
     stop = stop or asyncio.Event()
     if own_signals:
         install_stop_signals(stop)
     live = LiveRules(store)
-    sock = bind(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    server = _Server(uvicorn.Config(create_app(live, max_body_bytes=max_body_bytes),
-                                    lifespan="off", log_level="warning", access_log=False))
+    guard = ConnectionGuard(limits)
+    app = create_app(live, limits=limits, guard=guard)
+    server = _Server(uvicorn.Config(app, http=guard.protocol_class(), lifespan="off",
+                                    log_level="warning", access_log=False,
+                                    timeout_graceful_shutdown=5))
     loop = asyncio.get_running_loop()
+    thinning = repeats.RepeatFilter()
+    unfilter = repeats.install(thinning)
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(repeats.loop_exception_handler(log))
     http_task = loop.create_task(server.serve(sockets=[sock]), name="http")
     tail_task: asyncio.Task[None] | None = None
     follow_task: asyncio.Task[None] | None = None
@@ -112,11 +127,14 @@ async def run_worker(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(http_task), 5)
         await cancel_all(started, ready_task, http_task, follow_task, tail_task, stop_task)
+        app.state.evaluator.close()
         with contextlib.suppress(Exception):
             await store.stop()
         sock.close()
         if own_signals:
             remove_stop_signals()
+        loop.set_exception_handler(previous_handler)
+        unfilter()
         announce("stopped", code=code)
 
 
@@ -152,11 +170,11 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
 
 
 async def main_async(db_url: str, host: str, port: int, poll_interval: float, *,
-                     listen: bool = True, max_body_bytes: int = MAX_BODY_BYTES) -> int:
+                     listen: bool = True, limits: HttpLimits | None = None) -> int:
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     store = DatabaseRuleStore(db_url)
-    return await run_worker(store, host=host, port=port, max_body_bytes=max_body_bytes,
+    return await run_worker(store, host=host, port=port, limits=limits,
                             tail=database_tail(poll_interval, listen=listen))
 
 

@@ -121,3 +121,39 @@ MASTER_RETRY_INITIAL: Final = 0.05
 MAX_EVENT_BODY_BYTES: Final = 1 << 20
 #: Where a worker's HTTP API listens by default.
 DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
+
+# Worker HTTP API under attack ---------------------------------------------------
+
+#: Most events one `POST /events` may carry; more is refused (413) unevaluated.
+MAX_EVENTS_PER_REQUEST: Final = 5_000
+#: Most bytes of tags one `POST /events` response carries; past it tags are omitted
+#: and the response says how many and from which event.
+MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+#: Most tags one `POST /events` response carries (same truncation as the bytes).
+MAX_RESPONSE_TAGS: Final = 20_000
+#: Longest message of a per-event error entry, characters.
+MAX_EVENT_ERROR_CHARS: Final = 200
+#: `POST /events` requests in progress at once (body read, evaluation, response write);
+#: one more is answered 503 with Retry-After.
+MAX_PENDING_REQUESTS: Final = 16
+#: Seconds a refused client is told to wait (Retry-After).
+RETRY_AFTER_SECONDS: Final = 1
+#: Open connections a worker keeps; also capped below the process's file limit.
+MAX_CONNECTIONS: Final = 1024
+#: File descriptors kept free of connections (database pool, logs, regex sandbox).
+FD_RESERVE: Final = 64
+#: Seconds a client has to send a request's line and headers once it starts one.
+HEADER_TIMEOUT: Final = 10.0
+#: Seconds a client has to send a request's whole body after its headers.
+BODY_TIMEOUT: Final = 20.0
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_TIMEOUT: Final = 5.0
+#: Seconds a response may wait for a client that stopped reading before it is dropped.
+WRITE_TIMEOUT: Final = 30.0
+#: Seconds between two log lines of one repeating failure (the second carries a count).
+REPEAT_LOG_INTERVAL: Final = 60.0
+#: Prefix of the environment variables of the worker's HTTP limits
+#: (`DECNET_TTP_HTTP_MAX_EVENTS`, `DECNET_TTP_HTTP_WRITE_TIMEOUT`, ...).
+ENV_HTTP_PREFIX: Final = "DECNET_TTP_HTTP_"
+#: Largest chunk of a response body handed to the transport at once, bytes.
+RESPONSE_CHUNK_BYTES: Final = 64 * 1024
