@@ -148,6 +148,9 @@ class HttpCollector(Collector):
         yield _gauge("decnet_ttp_http_events_in_progress",
                      "POST /events requests being read, evaluated or answered",
                      self.evaluator.gate.in_progress)
+        yield _gauge("decnet_ttp_http_evaluating",
+                     "1 while the evaluation thread is evaluating a request's events",
+                     self.evaluator.evaluating)
         yield _counter("decnet_ttp_http_event_requests", "POST /events requests evaluated",
                        stats.requests)
         refused = CounterMetricFamily("decnet_ttp_http_refused",

@@ -69,16 +69,24 @@ class Evaluator:
         self.gate = Gate(limits.max_pending)
         self.stats = EventStats()
         self._executor: ThreadPoolExecutor | None = None
+        #: 1 while the thread evaluates a body (read by `/metrics`, on the loop)
+        self.evaluating = 0
 
     async def evaluate(self, body: bytes) -> BatchOutcome:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1,
                                                 thread_name_prefix="decnet-ttp-eval")
         loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self._executor, evaluate_body, self._engine(),
-                                             body, self.limits)
+        outcome = await loop.run_in_executor(self._executor, self._evaluate, body)
         self.stats.record(outcome)
         return outcome
+
+    def _evaluate(self, body: bytes) -> BatchOutcome:
+        self.evaluating = 1
+        try:
+            return evaluate_body(self._engine(), body, self.limits)
+        finally:
+            self.evaluating = 0
 
     def close(self) -> None:
         """Stop the thread once the evaluation in progress (if any) ends."""

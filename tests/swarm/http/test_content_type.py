@@ -29,7 +29,7 @@ def test_json_media_types_are_read(content_type: str) -> None:
     "application/json; charset=utf-16", "image/svg+json",
 ])
 def test_other_media_types_are_refused(content_type: str | None) -> None:
-    with pytest.raises(UnsupportedMediaType, match="Content-Type|UTF-8"):
+    with pytest.raises(UnsupportedMediaType, match=r"Content-Type|UTF-8"):
         body_format(content_type)
 
 
