@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, EventError, Tag
 
 log = logging.getLogger(__name__)
+
+#: A number orjson may not hold exactly (past 64 bits); a string's digits match too.
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 class TagEncodeError(ValueError):
@@ -59,16 +63,24 @@ def refusal(status: int, reason: str, **extra: Any) -> BatchOutcome:
 def decode(body: bytes) -> Any:
     """The JSON value of `body`; `ValueError` when it is not JSON.
 
-    orjson first; what it refuses but JSON allows (integers past 64 bits, lone surrogate
-    escapes) is read by the standard library, so such an event is evaluated, exactly.
+    UTF-8 only (RFC 8259). orjson, unless the body has a run of 19+ digits (orjson
+    reads an integer past 64 bits as a float); that body, and one orjson refuses but
+    JSON allows (lone surrogate escapes), is read by the standard library: exactly.
     """
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as first:
+    first: ValueError | None = None
+    if not _LONG_DIGITS.search(body):
         try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
-            raise ValueError(str(first)) from None
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            first = exc
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("the body is not UTF-8") from None
+    except RecursionError:
+        raise ValueError(str(first or "nested too deep")) from None
+    except ValueError as exc:
+        raise ValueError(str(first or exc)) from None
 
 
 def encode_tag(tag: Tag) -> bytes:
