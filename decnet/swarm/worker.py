@@ -33,6 +33,7 @@ from decnet.swarm.process import (
     remove_stop_signals,
     start_store,
 )
+from decnet.ttp.constants import ACCEPT_BACKLOG
 from decnet.ttp.errors import ListenError
 from decnet.ttp.store.base import RuleStore
 
@@ -62,7 +63,7 @@ def bind(host: str, port: int) -> socket.socket:
         raise ListenError(f"--http {where}: cannot resolve {host!r}: {reason}") from None
     family, _, _, _, address = infos[0]
     try:
-        sock = socket.create_server(address, family=family, backlog=512)
+        sock = socket.create_server(address, family=family, backlog=ACCEPT_BACKLOG)
     except OSError as exc:
         raise ListenError(f"--http {where}: cannot listen: {exc.strerror or exc}") from None
     sock.setblocking(False)
@@ -91,7 +92,7 @@ async def run_worker(
     app = create_app(live, limits=limits, guard=guard)
     server = _Server(uvicorn.Config(app, http=guard.protocol_class(), lifespan="off",
                                     log_level="warning", access_log=False,
-                                    timeout_graceful_shutdown=5))
+                                    backlog=ACCEPT_BACKLOG, timeout_graceful_shutdown=5))
     loop = asyncio.get_running_loop()
     thinning = repeats.RepeatFilter()
     unfilter = repeats.install(thinning)

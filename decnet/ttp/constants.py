@@ -142,6 +142,10 @@ RETRY_AFTER_SECONDS: Final = 1
 MAX_CONNECTIONS: Final = 1024
 #: File descriptors kept free of connections (database pool, logs, regex sandbox).
 FD_RESERVE: Final = 64
+#: Listen queue of the worker's socket, which is also how many connections the event
+#: loop accepts in one turn, before the cap applies: kept well inside FD_RESERVE so a
+#: burst of connects cannot exhaust the file table.
+ACCEPT_BACKLOG: Final = 32
 #: Seconds a client has to send a request's line and headers once it starts one.
 HEADER_TIMEOUT: Final = 10.0
 #: Seconds a client has to send a request's whole body after its headers.
