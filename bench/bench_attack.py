@@ -26,6 +26,7 @@ import orjson
 
 from bench.synthetic import percentile
 from tests.swarm.http.serving import JSON, amplifying_event, copy_rules
+from tests.waiting import poll
 
 COMMAND = "python -m bench.bench_attack"
 WRITE_TIMEOUT = 5.0
@@ -166,8 +167,10 @@ async def measure(quick: bool) -> None:
         worker, url = start_worker(rules)
         try:
             async with httpx.AsyncClient(base_url=url) as client:
-                while (await client.get("/healthz")).status_code != 200:
-                    await asyncio.sleep(0.05)
+                async def ready() -> bool:
+                    return (await client.get("/healthz")).status_code == 200
+
+                await poll(ready, timeout=60, message="the worker to load its rules")
             idle = await healthz_latencies(url, 3.0 if quick else 6.0)
             flooded, statuses, rate = await flood(url, seconds, clients=8, events=3000)
             before, peak, after, dropped = never_read(url, worker.pid)
@@ -188,7 +191,7 @@ async def measure(quick: bool) -> None:
           f"attackers by status: {statuses} (207: responses truncated at the 4 MiB cap; "
           "503: refused past `--max-pending`).\n")
     print(f"Worker RSS with {NON_READERS} clients that each send one amplifying event "
-          "(~60 tags × 200 kB of evidence, capped at 4 MiB) and never read: "
+          "(~60 tags of 200 kB of evidence, capped at 4 MiB) and never read: "
           f"{before:.0f} MB before, {peak:.0f} MB peak, {after:.0f} MB after the write "
           f"timeout dropped {dropped} of them.\n")
 

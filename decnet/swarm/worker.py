@@ -6,8 +6,9 @@ loading), then the store is opened, retried while the database is away, then the
 tail and the engine follower run until SIGTERM/SIGINT.
 
 The HTTP server runs with `HttpLimits` (connections capped below the open-file limit,
-read/write/idle timeouts by `decnet.swarm.http.protocol`), and while it runs, a
-warning that repeats is logged once per interval with a count (`RepeatFilter`).
+read/write/idle timeouts by `decnet.swarm.http.protocol`). While it runs, a warning
+that repeats is logged once per interval with a count (`RepeatFilter`), and the GIL
+switch interval is shortened so that the loop answers while events are evaluated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
@@ -33,7 +35,7 @@ from decnet.swarm.process import (
     remove_stop_signals,
     start_store,
 )
-from decnet.ttp.constants import ACCEPT_BACKLOG
+from decnet.ttp.constants import ACCEPT_BACKLOG, WORKER_SWITCH_INTERVAL
 from decnet.ttp.errors import ListenError
 from decnet.ttp.store.base import RuleStore
 
@@ -97,6 +99,8 @@ async def run_worker(
     thinning = repeats.RepeatFilter()
     unfilter = repeats.install(thinning)
     previous_handler = loop.get_exception_handler()
+    previous_switch = sys.getswitchinterval()
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
     loop.set_exception_handler(repeats.loop_exception_handler(log))
     http_task = loop.create_task(server.serve(sockets=[sock]), name="http")
     tail_task: asyncio.Task[None] | None = None
@@ -135,6 +139,7 @@ async def run_worker(
         if own_signals:
             remove_stop_signals()
         loop.set_exception_handler(previous_handler)
+        sys.setswitchinterval(previous_switch)
         unfilter()
         announce("stopped", code=code)
 

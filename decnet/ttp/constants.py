@@ -156,6 +156,9 @@ KEEP_ALIVE_TIMEOUT: Final = 5.0
 WRITE_TIMEOUT: Final = 30.0
 #: Seconds between two log lines of one repeating failure (the second carries a count).
 REPEAT_LOG_INTERVAL: Final = 60.0
+#: The worker's GIL switch interval, seconds (Python's default is 0.005): how long the
+#: evaluation thread may hold the GIL while the event loop waits to answer `/healthz`.
+WORKER_SWITCH_INTERVAL: Final = 0.001
 #: Prefix of the environment variables of the worker's HTTP limits
 #: (`DECNET_TTP_HTTP_MAX_EVENTS`, `DECNET_TTP_HTTP_WRITE_TIMEOUT`, ...).
 ENV_HTTP_PREFIX: Final = "DECNET_TTP_HTTP_"
