@@ -143,9 +143,10 @@ MAX_CONNECTIONS: Final = 1024
 #: File descriptors kept free of connections (database pool, logs, regex sandbox).
 FD_RESERVE: Final = 64
 #: Listen queue of the worker's socket, which is also how many connections the event
-#: loop accepts in one turn, before the cap applies: kept well inside FD_RESERVE so a
-#: burst of connects cannot exhaust the file table.
-ACCEPT_BACKLOG: Final = 32
+#: loop accepts in one turn before the cap applies to them; twice this is kept free of
+#: connections too (one burst accepted, one burst evicted and not yet closed), so a
+#: flood of connects cannot exhaust the file table.
+ACCEPT_BACKLOG: Final = 16
 #: Seconds a client has to send a request's line and headers once it starts one.
 HEADER_TIMEOUT: Final = 10.0
 #: Seconds a client has to send a request's whole body after its headers.

@@ -7,6 +7,7 @@ import resource
 from dataclasses import dataclass, replace
 
 from decnet.ttp.constants import (
+    ACCEPT_BACKLOG,
     BODY_TIMEOUT,
     FD_RESERVE,
     HEADER_TIMEOUT,
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 ERROR_ENTRY_BYTES = 40 + 6 * MAX_EVENT_ERROR_CHARS
 #: Bytes of the envelope of a 207 response around its tags and errors.
 ENVELOPE_BYTES = 128
+
+
+def connection_room(file_limit: int) -> int:
+    """Connections a process with `file_limit` open files may hold: the limit less a
+    reserve for everything else, less two accept bursts (see ACCEPT_BACKLOG)."""
+    return file_limit - FD_RESERVE - 2 * ACCEPT_BACKLOG
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +71,11 @@ class HttpLimits:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return self
-        room = soft - FD_RESERVE
+        room = connection_room(soft)
         if room < 8:
             raise ListenError(f"the open-file limit ({soft}) leaves no room for HTTP "
-                              f"connections; raise it (ulimit -n) above {FD_RESERVE + 8}")
+                              f"connections; raise it (ulimit -n) above "
+                              f"{soft - room + 8}")
         if room >= self.max_connections:
             return self
         log.warning("open-file limit %d: at most %d connections (of %d asked)",

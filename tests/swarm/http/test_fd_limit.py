@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import orjson
 
-from decnet.ttp.constants import FD_RESERVE
+from decnet.swarm.http.limits import connection_room
 from decnet.ttp.store.sql import migrate
 from tests.waiting import poll
 
 FILE_LIMIT = 128
-CONNECTIONS = 400
+CONNECTIONS = 300
 
 
 def _limited(files: int) -> Callable[[], None]:
@@ -59,8 +59,8 @@ def test_a_crowded_worker_under_a_low_file_limit_keeps_answering(tmp_path: Path)
         metrics = httpx.get(f"{base}/metrics").text
         values = {line.split(" ")[0]: float(line.split(" ")[1])
                   for line in metrics.splitlines() if line and not line.startswith("#")}
-        assert values["decnet_ttp_http_max_connections"] == FILE_LIMIT - FD_RESERVE
-        assert values["decnet_ttp_http_connections"] <= FILE_LIMIT - FD_RESERVE
+        assert values["decnet_ttp_http_max_connections"] == connection_room(FILE_LIMIT)
+        assert values["decnet_ttp_http_connections"] <= connection_room(FILE_LIMIT)
         assert values['decnet_ttp_http_connections_closed_total{reason="evicted"}'] > 0
     finally:
         for sock in crowd:
