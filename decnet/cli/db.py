@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -16,6 +19,19 @@ app = typer.Typer(help="Create and upgrade the database store's schema.",
 DbOption = Annotated[str | None, typer.Option(
     "--db", help=f"Database URL [env {ENV_DB_URL}; default sqlite+aiosqlite:///decnet-ttp.db]",
     show_default=False)]
+
+
+@contextmanager
+def _migration_notes_quiet() -> Iterator[None]:
+    """MariaDB's notes on Alembic's own DDL (`Name 'alembic_version_pkc' ignored for
+    PRIMARY key`), which the asyncmy driver logs as warnings, are not shown."""
+    driver = logging.getLogger("asyncmy")
+    level = driver.level
+    driver.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        driver.setLevel(level)
 
 
 def _shown(url: str) -> str:
@@ -36,7 +52,7 @@ def upgrade(
 
     url = db_url(db)
     shown = _shown(url)
-    with cli_errors(f"upgrading {shown} failed"):
+    with cli_errors(f"upgrading {shown} failed"), _migration_notes_quiet():
         try:
             before = run(migrate.current(url))
             after = run(migrate.upgrade(url, revision))
