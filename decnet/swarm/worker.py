@@ -92,8 +92,9 @@ async def run_worker(
     live = LiveRules(store)
     guard = ConnectionGuard(limits)
     app = create_app(live, limits=limits, guard=guard)
+    # log_config=None: uvicorn's records go to this process's handlers and filters
     server = _Server(uvicorn.Config(app, http=guard.protocol_class(), lifespan="off",
-                                    log_level="warning", access_log=False,
+                                    log_config=None, log_level="warning", access_log=False,
                                     backlog=ACCEPT_BACKLOG, timeout_graceful_shutdown=5))
     loop = asyncio.get_running_loop()
     thinning = repeats.RepeatFilter()

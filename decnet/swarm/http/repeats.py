@@ -60,9 +60,15 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+#: Loggers whose handlers carry the filter: the root, and uvicorn's in case a
+#: configuration gave them handlers of their own.
+THINNED_LOGGERS = ("", "uvicorn", "uvicorn.error")
+
+
 def install(filter_: RepeatFilter) -> Callable[[], None]:
-    """Put `filter_` on every handler of the root logger; returns its removal."""
-    handlers = list(logging.getLogger().handlers)
+    """Put `filter_` on every handler of `THINNED_LOGGERS`; returns its removal."""
+    handlers = {handler for name in THINNED_LOGGERS
+                for handler in logging.getLogger(name).handlers}
     for handler in handlers:
         handler.addFilter(filter_)
 

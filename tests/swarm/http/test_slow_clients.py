@@ -172,3 +172,19 @@ async def _crowd(url: str, connections: int) -> None:
     finally:
         for _, writer in streams:
             writer.close()
+
+
+def test_a_flood_of_invalid_requests_is_one_log_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    with serving(copy_rules(tmp_path, ["R0001.yaml"]), capsys, LIMITS) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                while sock.recv(65536):
+                    pass
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/healthz").status_code == 200
+    invalid = [r for r in caplog.records if "Invalid HTTP request" in r.getMessage()]
+    assert len(invalid) == 1
