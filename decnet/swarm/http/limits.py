@@ -67,8 +67,12 @@ class HttpLimits:
         return self.max_response_bytes + ENVELOPE_BYTES + ERROR_ENTRY_BYTES * events
 
     def within_fd_limit(self) -> HttpLimits:
-        """These limits with `max_connections` below the soft file limit (less a reserve)."""
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        """These limits with `max_connections` below the soft file limit (less a reserve).
+
+        The soft limit is first raised towards the hard one as far as `max_connections`
+        needs (1,024, a common soft limit, is less than the default needs).
+        """
+        soft = _raise_file_limit(self.max_connections + FD_RESERVE + 2 * ACCEPT_BACKLOG)
         if soft == resource.RLIM_INFINITY:
             return self
         room = connection_room(soft)
@@ -81,3 +85,19 @@ class HttpLimits:
         log.warning("open-file limit %d: at most %d connections (of %d asked)",
                     soft, room, self.max_connections)
         return replace(self, max_connections=room)
+
+
+def _raise_file_limit(wanted: int) -> int:
+    """Raise the soft open-file limit to `wanted` (at most the hard limit); the soft
+    limit in force afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft

@@ -86,3 +86,20 @@ async def _healthy(base: str) -> bool:
             return (await client.get("/healthz")).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_the_soft_file_limit_is_raised_towards_the_hard_one_as_far_as_needed() -> None:
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 4096))\n"
+        "from decnet.swarm.http.limits import HttpLimits, connection_room\n"
+        "limits = HttpLimits(max_connections=1000).within_fd_limit()\n"
+        "assert limits.max_connections == 1000, limits\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE) == (1000 + 200 - "
+        "connection_room(200), 4096)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300))\n"
+        "assert HttpLimits().within_fd_limit().max_connections == connection_room(300)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
