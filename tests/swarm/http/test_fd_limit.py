@@ -52,8 +52,7 @@ def test_a_crowded_worker_under_a_low_file_limit_keeps_answering(tmp_path: Path)
                 port = event["port"]
         base = f"http://127.0.0.1:{port}"
         asyncio.run(poll(lambda: _healthy(base), timeout=30, message="worker ready"))
-        for _ in range(CONNECTIONS):
-            crowd.append(socket.create_connection(("127.0.0.1", port)))
+        crowd.extend(asyncio.run(_connect_all(port, CONNECTIONS)))
         asyncio.run(poll(lambda: _healthy(base), timeout=30,
                          message="/healthz through the crowd"))
         metrics = httpx.get(f"{base}/metrics").text
@@ -78,6 +77,20 @@ def test_a_crowded_worker_under_a_low_file_limit_keeps_answering(tmp_path: Path)
     assert len(log_text.splitlines()) < 20, log_text[-2000:]
     assert f"open-file limit {FILE_LIMIT}" in log_text
     assert worker.returncode == 0
+
+
+async def _connect_all(port: int, count: int) -> list[socket.socket]:
+    """`count` connections opened at once (a full listen queue delays some by the
+    kernel's SYN retries, in parallel rather than one after the other)."""
+    loop = asyncio.get_running_loop()
+
+    async def one() -> socket.socket:
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        return sock
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 async def _healthy(base: str) -> bool:
