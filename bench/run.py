@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 MODULES = ("bench.bench_filesystem", "bench.bench_engine", "bench.bench_correlation",
-           "bench.bench_database", "bench.bench_swarm", "bench.bench_rule_tests")
+           "bench.bench_database", "bench.bench_swarm", "bench.bench_rule_tests",
+           "bench.bench_attack")
 ROOT = Path(__file__).resolve().parents[1]
 
 

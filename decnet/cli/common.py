@@ -9,7 +9,7 @@ import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -36,17 +36,54 @@ EXIT_INPUT: int = 2
 EXIT_FAILURE: int = 1
 
 
+#: Code points a terminal may act on instead of showing: C0 controls (newline, ESC...),
+#: DEL, C1 controls (CSI, OSC...), bidirectional overrides and isolates, and lone
+#: surrogates (undecodable bytes). Each is shown as its Python escape instead.
+_UNSAFE_CODE_POINTS: Final = (*range(0x00, 0x20), *range(0x7F, 0xA0),
+                              *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+                              *range(0xD800, 0xE000))
+_SAFE_TRANSLATION: Final = {cp: (f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}")
+                            for cp in _UNSAFE_CODE_POINTS}
+
+
+def safe_text(text: object) -> str:
+    """`text` as a terminal may show it: every control character, escape sequence
+    introducer and bidi override is replaced by its visible escape (`\\x1b`, `\\u202e`).
+
+    Use it on anything of outside origin (events, the database, rule files, error
+    messages) before it reaches a terminal; the result is one line.
+    """
+    return str(text).translate(_SAFE_TRANSLATION)
+
+
+class SafeFormatter(logging.Formatter):
+    """A formatter whose messages are `safe_text`; a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return safe_text(super().formatMessage(record))
+
+
 class BadInput(ValueError):
     """Operator input a command refuses; the message says why (exits 2 under `cli_errors`)."""
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False,
+                          markup=False)
+    handler.setFormatter(SafeFormatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        handlers=[handler], force=True)
+    quiet_libraries(verbose)
+
+
+#: Libraries whose INFO lines are their own chatter, not news for an operator.
+CHATTY_LOGGERS: Final = ("alembic",)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Only warnings of chatty libraries (Alembic's plugin and migration lines) unless -v."""
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def rules_dir(option: Path | None) -> Path:
@@ -64,8 +101,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def labelled(label: str, style: str, message: str) -> Text:
-    """`LABEL message` with a styled label; the message is data: never markup, no emoji."""
-    return Text.assemble((label, style), " ", message)
+    """`LABEL message` with a styled label; the message is data: never markup, no emoji,
+    no control characters."""
+    return Text.assemble((label, style), " ", safe_text(message))
 
 
 def print_error(message: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from sqlalchemy.engine import make_url
 
-from decnet.cli.common import BadInput, cli_errors, console, db_url, run
+from decnet.cli.common import BadInput, cli_errors, console, db_url, run, safe_text
 from decnet.ttp.constants import ENV_DB_URL
 
 app = typer.Typer(help="Create and upgrade the database store's schema.",
@@ -18,10 +21,23 @@ DbOption = Annotated[str | None, typer.Option(
     show_default=False)]
 
 
+@contextmanager
+def _migration_notes_quiet() -> Iterator[None]:
+    """MariaDB's notes on Alembic's own DDL (`Name 'alembic_version_pkc' ignored for
+    PRIMARY key`), which the asyncmy driver logs as warnings, are not shown."""
+    driver = logging.getLogger("asyncmy")
+    level = driver.level
+    driver.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        driver.setLevel(level)
+
+
 def _shown(url: str) -> str:
     """The URL without its password; a URL that does not parse exits 2 (`cli_errors`)."""
     with cli_errors():
-        return make_url(url).render_as_string(hide_password=True)
+        return safe_text(make_url(url).render_as_string(hide_password=True))
 
 
 @app.command()
@@ -36,7 +52,7 @@ def upgrade(
 
     url = db_url(db)
     shown = _shown(url)
-    with cli_errors(f"upgrading {shown} failed"):
+    with cli_errors(f"upgrading {shown} failed"), _migration_notes_quiet():
         try:
             before = run(migrate.current(url))
             after = run(migrate.upgrade(url, revision))

@@ -14,6 +14,8 @@ _PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _WHOLE: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 #: Longest TTL an operator may set: past this, a permanent state is what was meant.
 MAX_DURATION: Final = timedelta(days=366)
+#: Shortest TTL: a state that expires before it is read back was a typo.
+MIN_DURATION: Final = timedelta(seconds=1)
 
 
 class InputError(BadInput):
@@ -27,8 +29,9 @@ def parse_duration(text: str) -> timedelta:
         raise InputError(f"invalid duration {text!r}: use a number and a unit s, m, h, d or w "
                          "(e.g. 90s, 30m, 4h, 1d, 1h30m)")
     seconds = sum(float(value) * _UNIT_SECONDS[unit] for value, unit in _PART.findall(compact))
-    if seconds <= 0:
-        raise InputError(f"invalid duration {text!r}: must be longer than zero")
+    if seconds < MIN_DURATION.total_seconds():
+        raise InputError(f"invalid duration {text!r}: must be at least "
+                         f"{MIN_DURATION.total_seconds():g} second")
     # compared before a timedelta is built: a huge number would overflow it
     if seconds > MAX_DURATION.total_seconds():
         raise InputError(f"duration {text!r} is longer than {MAX_DURATION.days} days; "
@@ -49,8 +52,15 @@ def parse_moment(text: str, *, now: datetime | None = None) -> datetime:
         moment = as_utc(moment)
     except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last UTC datetime
         raise InputError(f"time {text!r} is out of range") from None
-    if moment <= (now or utcnow()):
+    now = now or utcnow()
+    if moment <= now:
         raise InputError(f"time {text!r} is in the past")
+    if moment - now < MIN_DURATION:
+        raise InputError(f"time {text!r} is less than {MIN_DURATION.total_seconds():g} "
+                         "second away")
+    if moment - now > MAX_DURATION:
+        raise InputError(f"time {text!r} is more than {MAX_DURATION.days} days away; "
+                         "set the state without a TTL instead")
     return moment
 
 

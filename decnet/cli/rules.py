@@ -21,6 +21,7 @@ from decnet.cli.common import (
     labelled,
     rules_dir,
     run,
+    safe_text,
 )
 from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
 from decnet.ttp.rules.compiled import CompiledRule
@@ -81,7 +82,7 @@ def list_rules(
             kinds += (f" ({rule.correlation.type} by "
                       f"{', '.join(rule.correlation.group_by)})")
         # every cell is data (a rule file's text): shown as it is, never read as markup
-        table.add_row(*(Text(cell) for cell in (
+        table.add_row(*(Text(safe_text(cell)) for cell in (
             rule.rule_id, str(rule.rule_version), rule.name, kinds, techniques, state,
             expires)))
     console.print(table)

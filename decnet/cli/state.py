@@ -14,7 +14,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from decnet.cli.common import BadInput, cli_errors, console, db_url, err_console, run
+from decnet.cli.common import (
+    BadInput,
+    cli_errors,
+    console,
+    db_url,
+    err_console,
+    run,
+    safe_text,
+)
 from decnet.cli.durations import format_remaining, parse_duration, parse_moment
 from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
 from decnet.ttp.errors import InvalidStateError
@@ -90,7 +98,7 @@ def _describe(rule_id: str, state: RuleState) -> str:
         text += f" — {state.reason}"
     if state.set_by:
         text += f" [set by {state.set_by} at {_iso(state.set_at)}]"
-    return text
+    return safe_text(text)
 
 
 @app.command()
@@ -104,7 +112,8 @@ def get(
         rule_id = validate_rule_id(rule)
         state = _with_store(db_url(db), lambda store: store.read_state(rule_id))
     if as_json:
-        console.print_json(orjson.dumps({"rule_id": rule_id, **state_to_dict(state)}).decode())
+        console.print_json(orjson.dumps({"rule_id": rule_id, **state_to_dict(state)}).decode(),
+                           ensure_ascii=True)
     else:
         console.print(_describe(rule_id, state), highlight=False, markup=False)
 
@@ -186,7 +195,8 @@ def clear(
         rule_id = validate_rule_id(rule)
         who = _who(by)
         _with_store(db_url(db), lambda store: store.clear_state(rule_id, who))
-    console.print(f"{rule_id}: enabled (cleared by {who})", highlight=False, markup=False)
+    console.print(safe_text(f"{rule_id}: enabled (cleared by {who})"), highlight=False,
+                  markup=False)
 
 
 @app.command("list")
@@ -200,7 +210,7 @@ def list_states(
                                                    lambda store: store.list_states())
     if as_json:
         body = [{"rule_id": rule_id, **state_to_dict(s)} for rule_id, s in states.items()]
-        console.print_json(orjson.dumps(body).decode())
+        console.print_json(orjson.dumps(body).decode(), ensure_ascii=True)
         return
     now = utcnow()
     table = Table()
@@ -210,7 +220,7 @@ def list_states(
         ceiling = f"{state.confidence_max:g}" if state.confidence_max is not None else ""
         expires = f"{_iso(state.expires_at)} ({format_remaining(state.expires_at, now=now)})" \
             if state.expires_at is not None else "never"
-        table.add_row(*(Text(cell) for cell in (
+        table.add_row(*(Text(safe_text(cell)) for cell in (
             rule_id, state.state.value, ceiling, expires, state.reason or "",
             state.set_by or "", _iso(state.set_at))))
     console.print(table)

@@ -7,19 +7,37 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from decnet.cli.common import db_url, err_console, rules_dir, run, setup_logging
+from decnet.cli.common import (
+    SafeFormatter,
+    db_url,
+    print_error,
+    quiet_libraries,
+    rules_dir,
+    run,
+    setup_logging,
+)
 from decnet.ttp.constants import (
+    BODY_TIMEOUT,
     DEFAULT_WORKER_HTTP,
     ENV_DB_URL,
+    ENV_HTTP_PREFIX,
     ENV_RULES_DIR,
+    HEADER_TIMEOUT,
+    KEEP_ALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
     MAX_EVENT_BODY_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+    MAX_PENDING_REQUESTS,
+    MAX_RESPONSE_BYTES,
+    MAX_RESPONSE_TAGS,
     TAIL_POLL_INTERVAL,
+    WRITE_TIMEOUT,
 )
-from decnet.ttp.errors import ConfigError
+from decnet.ttp.errors import ConfigError, ListenError
 
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
@@ -30,16 +48,23 @@ DbOption = Annotated[str | None, typer.Option(
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 
 
+def _limit(flag: str, env: str, *, min: float, help: str) -> Any:
+    """An option of the worker's HTTP limits, also read from `DECNET_TTP_HTTP_<env>`."""
+    return typer.Option(flag, envvar=ENV_HTTP_PREFIX + env, show_envvar=True, min=min,
+                        help=help)
+
+
 def daemon_logging(verbose: bool) -> None:
     """Rich logs on a terminal; plain timestamped lines otherwise (journald, files)."""
     verbose = verbose or logging.getLogger().level == logging.DEBUG
     if sys.stderr.isatty():
         setup_logging(verbose)
         return
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        handlers=[handler], force=True)
+    quiet_libraries(verbose)
 
 
 def master(
@@ -72,12 +97,47 @@ def worker(
         help="On PostgreSQL, wake on LISTEN/NOTIFY as well as polling (--no-listen behind "
              "a pooler in transaction mode).")
     ] = True,
-    max_body: Annotated[int, typer.Option(
-        "--max-body", min=1024, help="Largest POST /events body, in bytes.")
+    max_body: Annotated[int, _limit(
+        "--max-body", "MAX_BODY", min=1024, help="Largest POST /events body, in bytes.")
     ] = MAX_EVENT_BODY_BYTES,
+    max_events: Annotated[int, _limit(
+        "--max-events", "MAX_EVENTS", min=1, help="Most events in one POST /events.")
+    ] = MAX_EVENTS_PER_REQUEST,
+    max_response_bytes: Annotated[int, _limit(
+        "--max-response-bytes", "MAX_RESPONSE_BYTES", min=1024,
+        help="Most bytes of tags in one response; past it tags are omitted (207).")
+    ] = MAX_RESPONSE_BYTES,
+    max_response_tags: Annotated[int, _limit(
+        "--max-response-tags", "MAX_RESPONSE_TAGS", min=1,
+        help="Most tags in one response; past it tags are omitted (207).")
+    ] = MAX_RESPONSE_TAGS,
+    max_pending: Annotated[int, _limit(
+        "--max-pending", "MAX_PENDING", min=1,
+        help="POST /events requests in progress at once; one more gets 503 + Retry-After.")
+    ] = MAX_PENDING_REQUESTS,
+    max_connections: Annotated[int, _limit(
+        "--max-connections", "MAX_CONNECTIONS", min=1,
+        help="Open connections at most (also kept below the open-file limit).")
+    ] = MAX_CONNECTIONS,
+    header_timeout: Annotated[float, _limit(
+        "--header-timeout", "HEADER_TIMEOUT", min=0.01,
+        help="Seconds to send a request's headers.")
+    ] = HEADER_TIMEOUT,
+    body_timeout: Annotated[float, _limit(
+        "--body-timeout", "BODY_TIMEOUT", min=0.01, help="Seconds to send a request's body.")
+    ] = BODY_TIMEOUT,
+    keep_alive_timeout: Annotated[float, _limit(
+        "--keep-alive-timeout", "KEEP_ALIVE_TIMEOUT", min=0.01,
+        help="Seconds an idle connection stays open.")
+    ] = KEEP_ALIVE_TIMEOUT,
+    write_timeout: Annotated[float, _limit(
+        "--write-timeout", "WRITE_TIMEOUT", min=0.01,
+        help="Seconds a response waits for a client that stopped reading.")
+    ] = WRITE_TIMEOUT,
     verbose: VerboseOption = False,
 ) -> None:
     """Tail the database, keep an engine in step and serve it over HTTP."""
+    from decnet.swarm.http.limits import HttpLimits
     from decnet.swarm.process import parse_host_port
     from decnet.swarm.worker import main_async
 
@@ -85,23 +145,30 @@ def worker(
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] --http: {exc}")
+        print_error(f"--http: {exc}")
         raise typer.Exit(2) from None
     with _config_errors():
+        limits = HttpLimits(
+            max_body_bytes=max_body, max_events=max_events,
+            max_response_bytes=max_response_bytes, max_response_tags=max_response_tags,
+            max_pending=max_pending, max_connections=max_connections,
+            header_timeout=header_timeout, body_timeout=body_timeout,
+            keep_alive_timeout=keep_alive_timeout, write_timeout=write_timeout)
         code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
-                              max_body_bytes=max_body))
+                              limits=limits))
     raise typer.Exit(code)
 
 
 @contextlib.contextmanager
 def _config_errors() -> Iterator[None]:
-    """A database URL that cannot be used: one readable line and exit 2, no traceback."""
+    """A database URL or an address that cannot be used: one readable line and exit 2,
+    no traceback."""
     from sqlalchemy.exc import ArgumentError
 
     try:
         yield
     except (ConfigError, ArgumentError) as exc:
-        err_console.print(f"[red]error:[/red] --db: {exc}", highlight=False)
+        print_error(str(exc) if isinstance(exc, ListenError) else f"--db: {exc}")
         raise typer.Exit(2) from None
 
 

@@ -8,16 +8,20 @@
   Each entry has `applied_at`: the wall-clock time (Unix seconds) this worker
   applied the rule's latest change, taken when it was applied.
 - `GET /status`: one JSON object (ready, revision, counters).
-- `POST /events`: one JSON event or an array of them -> a JSON array of tags.
-  413 past the body limit, 400 on malformed JSON, 422 on a malformed event
-  (with its index), 503 before the rules are loaded.
+- `POST /events`: one JSON event or an array of them -> a JSON array of tags, or
+  207 with per-event errors and truncation (see `decnet.swarm.http.batch`).
+  415 unless the body is `application/json` (or `application/*+json`), 413 past the
+  body or event-count limit, 400 on malformed JSON, 422 on a single malformed event,
+  503 before the rules are loaded and (with Retry-After) when the worker is busy.
+  Evaluation runs off the event loop (`decnet.swarm.http.evaluator`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -36,10 +40,14 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from decnet.swarm.http.evaluator import Evaluator
+from decnet.swarm.http.limits import HttpLimits
+from decnet.swarm.http.media import UnsupportedMediaType, body_format
+from decnet.swarm.http.protocol import ConnectionGuard
 from decnet.swarm.live import LiveRules, last_sync_age, store_stat, store_statements
-from decnet.ttp.constants import MAX_EVENT_BODY_BYTES
-from decnet.ttp.engine.events import Event, EventError
+from decnet.ttp.constants import MAX_EVENT_BODY_BYTES, RESPONSE_CHUNK_BYTES, RETRY_AFTER_SECONDS
 from decnet.ttp.rules.compiled import CompiledRule
 
 log = logging.getLogger(__name__)
@@ -125,6 +133,54 @@ class LiveCollector(Collector):
                          live.revision)
 
 
+class HttpCollector(Collector):
+    """Counts of the HTTP door: requests refused, per-event errors, truncations, closings."""
+
+    def __init__(self, evaluator: Evaluator, guard: ConnectionGuard | None) -> None:
+        self.evaluator = evaluator
+        self.guard = guard
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.evaluator.stats
+        yield _gauge("decnet_ttp_http_events_in_progress",
+                     "POST /events requests being read, evaluated or answered",
+                     self.evaluator.gate.in_progress)
+        yield _gauge("decnet_ttp_http_evaluating",
+                     "1 while the evaluation thread is evaluating a request's events",
+                     self.evaluator.evaluating)
+        yield _counter("decnet_ttp_http_event_requests", "POST /events requests evaluated",
+                       stats.requests)
+        refused = CounterMetricFamily("decnet_ttp_http_refused",
+                                      "POST /events requests refused unread", labels=["reason"])
+        refused.add_metric(["busy"], stats.refused_busy)
+        refused.add_metric(["media_type"], stats.refused_media_type)
+        yield refused
+        yield _counter("decnet_ttp_http_event_errors",
+                       "Events answered with a per-event error entry", stats.event_errors)
+        yield _counter("decnet_ttp_http_evaluation_failures",
+                       "Events whose evaluation raised", stats.evaluation_failures)
+        yield _counter("decnet_ttp_http_responses_truncated",
+                       "Responses that omitted tags past the response caps",
+                       stats.responses_truncated)
+        yield _counter("decnet_ttp_http_tags_omitted", "Tags omitted by the response caps",
+                       stats.tags_omitted)
+        if self.guard is not None:
+            yield _gauge("decnet_ttp_http_connections", "Open HTTP connections",
+                         self.guard.open)
+            yield _gauge("decnet_ttp_http_max_connections", "Cap on open HTTP connections",
+                         self.guard.limits.max_connections)
+            closed = CounterMetricFamily("decnet_ttp_http_connections_closed",
+                                         "Connections the worker closed, by reason",
+                                         labels=["reason"])
+            for reason in ("header_timeout", "body_timeout", "write_timeout", "evicted",
+                           "refused"):
+                closed.add_metric([reason], self.guard.closed[reason])
+            yield closed
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
@@ -133,9 +189,11 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def metrics_registry(live: LiveRules) -> CollectorRegistry:
+def metrics_registry(live: LiveRules, *extra: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LiveCollector(live))
+    for collector in extra:
+        registry.register(collector)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
     return registry
@@ -163,24 +221,44 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
     return b"".join(chunks)
 
 
-def parse_events(data: Any) -> list[Event] | Response:
-    """Validate a decoded body: an event object or an array of them."""
-    if isinstance(data, list):
-        events: list[Event] = []
-        for index, item in enumerate(data):
-            try:
-                events.append(Event.from_mapping(item))
-            except EventError as exc:
-                return error(422, str(exc), index=index)
-        return events
-    try:
-        return [Event.from_mapping(data)]
-    except EventError as exc:
-        return error(422, str(exc), index=None)
+class StreamedBody(Response):
+    """A response body handed to the server in chunks, each sent once the client has
+    read the last (uvicorn waits on the transport's flow control between them); runs
+    `on_done` when the last chunk is sent or the client is gone."""
+
+    def __init__(self, body: bytes, status_code: int, headers: Mapping[str, str],
+                 on_done: Callable[[], None]) -> None:
+        super().__init__(body, status_code=status_code, headers=headers,
+                         media_type="application/json")
+        self.on_done = on_done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            body = self.body
+            for start in range(0, len(body), RESPONSE_CHUNK_BYTES):
+                await send({"type": "http.response.body",
+                            "body": body[start:start + RESPONSE_CHUNK_BYTES],
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.on_done()
 
 
-def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
-    registry = metrics_registry(live)
+def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
+               max_body_bytes: int | None = None,
+               guard: ConnectionGuard | None = None) -> Starlette:
+    """The worker's ASGI app; `app.state.evaluator` must be closed when it is done.
+
+    `guard` (the server's connection guard, when it has one) adds its counts to
+    `/metrics`; `max_body_bytes` overrides that one limit.
+    """
+    limits = limits or HttpLimits()
+    if max_body_bytes is not None:
+        limits = dataclasses.replace(limits, max_body_bytes=max_body_bytes)
+    evaluator = Evaluator(lambda: live.engine, limits)
+    registry = metrics_registry(live, HttpCollector(evaluator, guard))
 
     async def healthz(request: Request) -> Response:
         if not live.ready:
@@ -213,27 +291,29 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
     async def events(request: Request) -> Response:
         if not live.ready:
             return error(503, "rules not loaded yet")
-        body = await read_body(request, max_body_bytes)
-        if isinstance(body, Response):
-            return body
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return error(400, f"malformed JSON: {exc}")
-        parsed = parse_events(data)
-        if isinstance(parsed, Response):
-            return parsed
-        engine = live.engine
-        tags: list[dict[str, Any]] = []
-        for index, event in enumerate(parsed):
-            try:
-                tags.extend(tag.as_dict() for tag in engine.evaluate(event))
-            except Exception as exc:  # a rule bug must not take the worker down
-                log.exception("evaluating event %d failed", index)
-                return error(500, f"evaluation failed: {type(exc).__name__}", index=index)
-        return json_response(tags)
+            body_format(request.headers.get("content-type"))
+        except UnsupportedMediaType as exc:
+            evaluator.stats.refused_media_type += 1
+            return error(415, str(exc))
+        gate = evaluator.gate
+        if not gate.try_enter():
+            evaluator.stats.refused_busy += 1
+            return json_response({"error": "busy: too many requests in progress"}, 503,
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        handed_over = False
+        try:
+            body = await read_body(request, limits.max_body_bytes)
+            if isinstance(body, Response):
+                return body
+            outcome = await evaluator.evaluate(body)
+            handed_over = True
+            return StreamedBody(outcome.body, outcome.status, outcome.headers, gate.leave)
+        finally:
+            if not handed_over:
+                gate.leave()
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
@@ -241,3 +321,5 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
         Route("/rules/{rule_id}", one_rule, methods=["GET"]),
         Route("/events", events, methods=["POST"]),
     ])
+    app.state.evaluator = evaluator
+    return app

@@ -4,6 +4,11 @@ following it, and the HTTP API (see `decnet.swarm.http_api`).
 Start-up order: the HTTP socket is bound first (`/healthz` answers 503 while
 loading), then the store is opened, retried while the database is away, then the
 tail and the engine follower run until SIGTERM/SIGINT.
+
+The HTTP server runs with `HttpLimits` (connections capped below the open-file limit,
+read/write/idle timeouts by `decnet.swarm.http.protocol`). While it runs, a warning
+that repeats is logged once per interval with a count (`RepeatFilter`), and the GIL
+switch interval is shortened so that the loop answers while events are evaluated.
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 
-from decnet.swarm.http_api import MAX_BODY_BYTES, create_app
+from decnet.swarm.http import repeats
+from decnet.swarm.http.limits import HttpLimits
+from decnet.swarm.http.protocol import ConnectionGuard
+from decnet.swarm.http_api import create_app
 from decnet.swarm.live import LiveRules
 from decnet.swarm.process import (
     announce,
@@ -26,6 +35,8 @@ from decnet.swarm.process import (
     remove_stop_signals,
     start_store,
 )
+from decnet.ttp.constants import ACCEPT_BACKLOG, WORKER_SWITCH_INTERVAL
+from decnet.ttp.errors import ListenError
 from decnet.ttp.store.base import RuleStore
 
 log = logging.getLogger(__name__)
@@ -44,8 +55,19 @@ class _Server(uvicorn.Server):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=512)
+    """A listening socket on `host:port`; `ListenError` (one readable line) when it cannot be."""
+    where = f"{_url_host(host)}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        raise ListenError(f"--http {where}: cannot resolve {host!r}: {reason}") from None
+    family, _, _, _, address = infos[0]
+    try:
+        sock = socket.create_server(address, family=family, backlog=ACCEPT_BACKLOG)
+    except OSError as exc:
+        raise ListenError(f"--http {where}: cannot listen: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
 
@@ -57,19 +79,30 @@ async def run_worker(
     port: int,
     tail: Tail | None,
     stop: asyncio.Event | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    limits: HttpLimits | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGTERM/SIGINT when `stop` is None); the exit code."""
+    limits = (limits or HttpLimits()).within_fd_limit()
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
     own_signals = stop is None
     stop = stop or asyncio.Event()
     if own_signals:
         install_stop_signals(stop)
     live = LiveRules(store)
-    sock = bind(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    server = _Server(uvicorn.Config(create_app(live, max_body_bytes=max_body_bytes),
-                                    lifespan="off", log_level="warning", access_log=False))
+    guard = ConnectionGuard(limits)
+    app = create_app(live, limits=limits, guard=guard)
+    # log_config=None: uvicorn's records go to this process's handlers and filters
+    server = _Server(uvicorn.Config(app, http=guard.protocol_class(), lifespan="off",
+                                    log_config=None, log_level="warning", access_log=False,
+                                    backlog=ACCEPT_BACKLOG, timeout_graceful_shutdown=5))
     loop = asyncio.get_running_loop()
+    thinning = repeats.RepeatFilter()
+    unfilter = repeats.install(thinning)
+    previous_handler = loop.get_exception_handler()
+    previous_switch = sys.getswitchinterval()
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+    loop.set_exception_handler(repeats.loop_exception_handler(log))
     http_task = loop.create_task(server.serve(sockets=[sock]), name="http")
     tail_task: asyncio.Task[None] | None = None
     follow_task: asyncio.Task[None] | None = None
@@ -100,11 +133,15 @@ async def run_worker(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(http_task), 5)
         await cancel_all(started, ready_task, http_task, follow_task, tail_task, stop_task)
+        app.state.evaluator.close()
         with contextlib.suppress(Exception):
             await store.stop()
         sock.close()
         if own_signals:
             remove_stop_signals()
+        loop.set_exception_handler(previous_handler)
+        sys.setswitchinterval(previous_switch)
+        unfilter()
         announce("stopped", code=code)
 
 
@@ -140,11 +177,11 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
 
 
 async def main_async(db_url: str, host: str, port: int, poll_interval: float, *,
-                     listen: bool = True, max_body_bytes: int = MAX_BODY_BYTES) -> int:
+                     listen: bool = True, limits: HttpLimits | None = None) -> int:
     from decnet.ttp.store.impl.database import DatabaseRuleStore
 
     store = DatabaseRuleStore(db_url)
-    return await run_worker(store, host=host, port=port, max_body_bytes=max_body_bytes,
+    return await run_worker(store, host=host, port=port, limits=limits,
                             tail=database_tail(poll_interval, listen=listen))
 
 

@@ -165,3 +165,46 @@ NAVIGATOR_VERSION: Final = "5.1.0"
 ATTACK_VERSION: Final = ATTACK_RELEASE.rsplit("-v", 1)[1]
 #: Characters of one event shown by `decnet-ttp rules test` for a failing case.
 MAX_SHOWN_EVENT_CHARS: Final = 2_000
+# Worker HTTP API under attack ---------------------------------------------------
+
+#: Most events one `POST /events` may carry; more is refused (413) unevaluated.
+MAX_EVENTS_PER_REQUEST: Final = 5_000
+#: Most bytes of tags one `POST /events` response carries; past it tags are omitted
+#: and the response says how many and from which event.
+MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+#: Most tags one `POST /events` response carries (same truncation as the bytes).
+MAX_RESPONSE_TAGS: Final = 20_000
+#: Longest message of a per-event error entry, characters.
+MAX_EVENT_ERROR_CHARS: Final = 200
+#: `POST /events` requests in progress at once (body read, evaluation, response write);
+#: one more is answered 503 with Retry-After.
+MAX_PENDING_REQUESTS: Final = 16
+#: Seconds a refused client is told to wait (Retry-After).
+RETRY_AFTER_SECONDS: Final = 1
+#: Open connections a worker keeps; also capped below the process's file limit.
+MAX_CONNECTIONS: Final = 1024
+#: File descriptors kept free of connections (database pool, logs, regex sandbox).
+FD_RESERVE: Final = 64
+#: Listen queue of the worker's socket, which is also how many connections the event
+#: loop accepts in one turn before the cap applies to them; twice this is kept free of
+#: connections too (one burst accepted, one burst evicted and not yet closed), so a
+#: flood of connects cannot exhaust the file table.
+ACCEPT_BACKLOG: Final = 16
+#: Seconds a client has to send a request's line and headers once it starts one.
+HEADER_TIMEOUT: Final = 10.0
+#: Seconds a client has to send a request's whole body after its headers.
+BODY_TIMEOUT: Final = 20.0
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_TIMEOUT: Final = 5.0
+#: Seconds a response may wait for a client that stopped reading before it is dropped.
+WRITE_TIMEOUT: Final = 30.0
+#: Seconds between two log lines of one repeating failure (the second carries a count).
+REPEAT_LOG_INTERVAL: Final = 60.0
+#: The worker's GIL switch interval, seconds (Python's default is 0.005): how long the
+#: evaluation thread may hold the GIL while the event loop waits to answer `/healthz`.
+WORKER_SWITCH_INTERVAL: Final = 0.001
+#: Prefix of the environment variables of the worker's HTTP limits
+#: (`DECNET_TTP_HTTP_MAX_EVENTS`, `DECNET_TTP_HTTP_WRITE_TIMEOUT`, ...).
+ENV_HTTP_PREFIX: Final = "DECNET_TTP_HTTP_"
+#: Largest chunk of a response body handed to the transport at once, bytes.
+RESPONSE_CHUNK_BYTES: Final = 64 * 1024

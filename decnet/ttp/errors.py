@@ -97,3 +97,7 @@ class MasterLeaseLost(StoreError):
 
 class ConfigError(DecnetTTPError):
     """Bad configuration (an unknown store type, a missing URL)."""
+
+
+class ListenError(ConfigError):
+    """A server cannot listen where it was told (address in use, unknown host, no permission)."""

@@ -27,7 +27,7 @@ def test_durations(text: str, expected: timedelta) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "4", "h", "4x", "-4h", "4h-", "0s", "0h0m", "4 hours",
-                                  "1e3s", "367d", "PT4H"])
+                                  "1e3s", "367d", "PT4H", "0.0000001s", "0.5s", "0.999s"])
 def test_bad_durations_say_why(text: str) -> None:
     with pytest.raises(InputError) as caught:
         parse_duration(text)
@@ -48,10 +48,19 @@ def test_moments(text: str, expected: datetime) -> None:
     ("2026-13-01T00:00Z", "invalid time"),
     ("2026-12-01T00:00", "no UTC offset"),
     ("2026-11-25T11:00Z", "in the past"),
+    ("2026-11-25T12:00:00.5Z", "less than 1 second away"),
+    ("2027-11-27T12:00Z", "more than 366 days away"),
+    ("9999-12-31T00:00Z", "more than 366 days away"),
 ])
 def test_bad_moments_say_why(text: str, reason: str) -> None:
     with pytest.raises(InputError, match=reason):
         parse_moment(text, now=NOW)
+
+
+def test_the_shortest_and_longest_ttls_are_accepted() -> None:
+    assert parse_duration("1s") == timedelta(seconds=1)
+    assert parse_moment("2026-11-25T12:00:01Z", now=NOW) == NOW + timedelta(seconds=1)
+    assert parse_moment("2027-11-26T12:00Z", now=NOW) == NOW + timedelta(days=366)
 
 
 def test_remaining_time_is_readable() -> None:

@@ -27,6 +27,8 @@ from tests.ttp.store.databases import (
 )
 
 runner = CliRunner()
+#: A time within the 366-day TTL cap, whole seconds, `Z`.
+UNTIL = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()[:-6] + "Z"
 
 
 @pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres),
@@ -100,7 +102,7 @@ def test_set_get_list_clear(db: str) -> None:
     assert timedelta(hours=3, minutes=58) < remaining <= timedelta(hours=4)
 
     result = runner.invoke(state_cli.app, [
-        "set", "R0008", "clipped", "--confidence-max", "0.5", "--until", "2099-12-01T00:00Z",
+        "set", "R0008", "clipped", "--confidence-max", "0.5", "--until", UNTIL,
         "--reason", "too eager [bold]x[/bold]", "--db", db], env={"USER": "bob"})
     assert result.exit_code == 0, result.output
     assert state_of(db, "R0008").set_by == "bob"  # type: ignore[attr-defined]
@@ -109,12 +111,12 @@ def test_set_get_list_clear(db: str) -> None:
     assert result.exit_code == 0
     body = json.loads(result.output)
     assert body["state"] == "clipped" and body["confidence_max"] == 0.5
-    assert body["expires_at"].startswith("2099-12-01T00:00:00")
+    assert body["expires_at"].startswith(UNTIL[:-1])
 
     result = runner.invoke(state_cli.app, ["list", "--db", db], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "R0007" in result.output and "R0008" in result.output
-    assert "2099-12-01T00:00:00+00:00" in result.output
+    assert f"{UNTIL[:-1]}+00:00" in result.output
     assert "2 rule(s) with a state set" in result.output
     assert "[bold]x[/bold]" in result.output  # operator text is shown, never rendered
 
@@ -214,6 +216,47 @@ def test_operator_text_is_shown_verbatim(db: str) -> None:
         assert hostile in result.output
     result = runner.invoke(state_cli.app, ["clear", "R0001", "--by", hostile, "--db", db])
     assert result.exit_code == 0 and f"(cleared by {hostile})" in result.output
+
+
+TERMINAL_ATTACK = "\x1b[2J\x1b]8;;http://evil/\x07link\x1b]8;;\x07\x9b31m\u202eevil\nforged"
+
+
+def test_terminal_escapes_in_state_text_are_shown_not_acted_on(db: str) -> None:
+    result = runner.invoke(state_cli.app, [
+        "set", "R0001", "disabled", "--for", "4h", "--reason", TERMINAL_ATTACK,
+        "--by", TERMINAL_ATTACK, "--db", db], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert state_of(db, "R0001").reason == TERMINAL_ATTACK  # type: ignore[attr-defined]
+    shown = "\\x1b[2J\\x1b]8;;http://evil/\\x07link"
+    for command in (["get", "R0001"], ["list"], ["get", "R0001", "--json"],
+                    ["list", "--json"]):
+        result = runner.invoke(state_cli.app, [*command, "--db", db], env={"COLUMNS": "400"})
+        assert result.exit_code == 0, (result.output, result.exception)
+        for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert raw not in result.output, command
+        if "--json" not in command:
+            assert shown in result.output and "\\u202eevil\\x0aforged" in result.output
+    result = runner.invoke(state_cli.app, ["clear", "R0001", "--by", TERMINAL_ATTACK,
+                                           "--db", db])
+    assert result.exit_code == 0 and "\x1b" not in result.output
+
+
+def test_ttls_that_would_expire_at_once_or_past_a_year_exit_2(db: str) -> None:
+    for args in (["--for", "0.0000001s"], ["--until", "2999-01-01T00:00Z"]):
+        result = runner.invoke(state_cli.app, ["set", "R0001", "disabled", *args,
+                                               "--reason", "r", "--db", db])
+        assert result.exit_code == 2, result.output
+        assert "enabled" not in result.output
+        assert state_of(db, "R0001").state is StateName.ENABLED  # type: ignore[attr-defined]
+
+
+def test_db_upgrade_prints_its_result_only(empty_db: str) -> None:
+    from decnet.cli.app import app
+
+    result = runner.invoke(app, ["db", "upgrade", "--db", empty_db])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert result.stdout.count("\n") == 1 and "upgraded from nothing to 0001" in result.stdout
 
 
 def test_a_store_failure_exits_1_with_the_reason(tmp_path: Path) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -35,3 +40,26 @@ def test_help_names_the_environment_variables() -> None:
     assert master.exit_code == worker.exit_code == 0
     assert "DECNET_TTP_RULES_DIR" in master.output and "DECNET_TTP_DB_URL" in master.output
     assert "--poll-interval" in worker.output and "--no-listen" in worker.output
+
+
+def _worker_process(http: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "decnet.swarm.worker", "--http", http,
+         "--db", f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"],
+        capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = _worker_process(f"127.0.0.1:{port}", tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: --http 127.0.0.1:{port}: cannot listen")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_an_unresolvable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = _worker_process("no-such-host.invalid:0", tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: --http no-such-host.invalid:0: cannot resolve")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr

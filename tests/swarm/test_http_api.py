@@ -21,6 +21,7 @@ from tests.waiting import poll
 SHIPPED = Path(__file__).resolve().parents[2] / "rules" / "ttp"
 UNAME = {"source_kind": "command", "source_id": "c1",
          "payload": {"command_text": "uname -a", "user": "root"}}
+JSON = {"Content-Type": "application/json"}
 
 
 class Worker:
@@ -48,6 +49,7 @@ async def worker(tmp_path: Path, *, start: bool = True,
                 await asyncio.wait_for(live.wait_ready(), 5)
             yield Worker(store, live, client)
     finally:
+        app.state.evaluator.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -138,28 +140,44 @@ async def test_events_honour_state(tmp_path: Path) -> None:
 ])
 async def test_malformed_json_is_400(tmp_path: Path, body: bytes, reason: str) -> None:
     async with worker(tmp_path) as w:
-        response = await w.client.post("/events", content=body)
+        response = await w.client.post("/events", content=body, headers=JSON)
         assert response.status_code == 400
         assert reason in response.json()["error"]
 
 
-@pytest.mark.parametrize(("body", "index", "reason"), [
-    (42, None, "JSON object"),
-    ({"source_kind": "command"}, None, "source_id"),
-    ({"source_kind": "", "source_id": "x"}, None, "source_kind"),
-    ([UNAME, UNAME, {"source_kind": "command", "source_id": "x", "payload": []}], 2, "payload"),
-    ([UNAME, {**UNAME, "session_id": {"a": 1}}], 1, "session_id"),
+@pytest.mark.parametrize(("body", "reason"), [
+    (42, "JSON object"),
+    ({"source_kind": "command"}, "source_id"),
+    ({"source_kind": "", "source_id": "x"}, "source_kind"),
 ])
-async def test_bad_event_is_422_with_index(tmp_path: Path, body: object, index: int | None,
-                                           reason: str) -> None:
+async def test_a_single_bad_event_is_422(tmp_path: Path, body: object, reason: str) -> None:
     async with worker(tmp_path) as w:
-        response = await w.client.post("/events", content=orjson.dumps(body))
+        response = await w.client.post("/events", content=orjson.dumps(body), headers=JSON)
         assert response.status_code == 422
         detail = response.json()
-        assert detail["index"] == index
+        assert detail["index"] is None
         assert reason in detail["error"]
         # and the worker still serves
         assert (await w.client.post("/events", json=UNAME)).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "index", "reason"), [
+    ([UNAME, UNAME, {"source_kind": "command", "source_id": "x", "payload": []}], 2, "payload"),
+    ([UNAME, {**UNAME, "session_id": {"a": 1}}, UNAME], 1, "session_id"),
+    ([42, UNAME], 0, "JSON object"),
+])
+async def test_a_bad_event_in_a_list_is_an_error_entry_and_costs_no_other(
+        tmp_path: Path, body: list[object], index: int, reason: str) -> None:
+    async with worker(tmp_path) as w:
+        response = await w.client.post("/events", content=orjson.dumps(body), headers=JSON)
+        assert response.status_code == 207
+        assert response.headers["X-Decnet-TTP-Event-Errors"] == "1"
+        detail = response.json()
+        assert [e["index"] for e in detail["errors"]] == [index]
+        assert reason in detail["errors"][0]["error"]
+        assert detail["truncated"] is None
+        assert len(detail["tags"]) == len(body) - 1
+        assert all(t["rule_id"] == "R0001" for t in detail["tags"])
 
 
 async def test_body_limit_is_413(tmp_path: Path) -> None:
@@ -174,7 +192,7 @@ async def test_body_limit_is_413(tmp_path: Path) -> None:
                 yield orjson.dumps(UNAME) + b","
             yield orjson.dumps(UNAME) + b"]"
 
-        response = await w.client.post("/events", content=chunks())
+        response = await w.client.post("/events", content=chunks(), headers=JSON)
         assert response.status_code == 413
         assert (await w.client.post("/events", json=UNAME)).status_code == 200
 
