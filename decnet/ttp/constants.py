@@ -121,3 +121,28 @@ MASTER_RETRY_INITIAL: Final = 0.05
 MAX_EVENT_BODY_BYTES: Final = 1 << 20
 #: Where a worker's HTTP API listens by default.
 DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
+
+# Regex fallback (patterns RE2 cannot run) ----------------------------------
+
+#: PCRE2 match steps a fallback search may take per character of its text, plus a base:
+#: the search stops (no match, counted) past `STEPS_PER_CHAR * n + STEPS_BASE`, where n
+#: is the text length rounded up to a power of two (at least `FALLBACK_MIN_LENGTH_CLASS`).
+FALLBACK_STEPS_PER_CHAR: Final = 16
+FALLBACK_STEPS_BASE: Final = 1 << 16
+FALLBACK_MIN_LENGTH_CLASS: Final = 1 << 10
+#: Backtracking memory one fallback search may use (KiB; PCRE2's heap limit).
+FALLBACK_HEAP_KIB: Final = 8 << 10
+#: Texts longer than this (characters) are not searched by the fallback (no match, counted).
+FALLBACK_MAX_TEXT_CHARS: Final = 1 << 20
+
+# Hostile events and tags -----------------------------------------------------
+
+#: Containers nested deeper than this in an event payload make the event an error.
+EVENT_MAX_DEPTH: Final = 64
+#: Evidence strings longer than this (UTF-8 bytes) are cut, with a visible marker.
+EVIDENCE_MAX_VALUE_BYTES: Final = 4096
+#: Serialized evidence of one tag stops growing past this (bytes, approximate by the
+#: value sizes); later values are dropped and the tag says `evidence_truncated`.
+EVIDENCE_MAX_TAG_BYTES: Final = 64 * 1024
+#: Evidence containers nested deeper than this are replaced by a marker.
+EVIDENCE_MAX_DEPTH: Final = 16

@@ -35,34 +35,15 @@ class MatchSpecError(Exception):
         self.path = tuple(path)
 
 
-class Deadline:
-    """The wall-clock budget of one event's sandboxed (fallback) regex work.
-
-    Started lazily, so events that need no fallback never read the clock.
-    """
-
-    __slots__ = ("_at",)
-
-    def __init__(self) -> None:
-        self._at: float | None = None
-
-    def at(self) -> float:
-        if self._at is None:
-            from decnet.ttp.rules.sandbox import default_sandbox
-
-            self._at = default_sandbox().deadline()
-        return self._at
-
-
 class MatchNode:
     """A compiled condition; `node(payload)` is the exact answer."""
 
     __slots__ = ()
 
     def __call__(self, payload: Mapping[str, Any]) -> bool:
-        return self.evaluate(payload, Deadline())
+        return self.evaluate(payload)
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
         raise NotImplementedError
 
     def leaves(self) -> Iterator[Leaf]:
@@ -90,14 +71,11 @@ class PatternLeaf(Leaf):
         super().__init__(field)
         self.pattern = pattern
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
         text = self.get(payload)
         if text is None:
             return False
-        pattern = self.pattern
-        if text and not pattern.needs_python(text):
-            return pattern.search_bytes(text.encode("utf-8"))
-        return pattern.search(text, deadline.at() if text else None)
+        return self.pattern.search(text)
 
 
 class TextLeaf(Leaf):
@@ -112,7 +90,7 @@ class TextLeaf(Leaf):
         self.needles = tuple(n.casefold() for n in needles) if folded else needles
         self.test = _string_test(op, self.needles)
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
         text = self.get(payload)
         if text is None:
             return False
@@ -125,8 +103,8 @@ class AllOf(MatchNode):
     def __init__(self, children: tuple[MatchNode, ...]) -> None:
         self.children = children
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
-        return all(c.evaluate(payload, deadline) for c in self.children)
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
+        return all(c.evaluate(payload) for c in self.children)
 
     def leaves(self) -> Iterator[Leaf]:
         for child in self.children:
@@ -136,8 +114,8 @@ class AllOf(MatchNode):
 class AnyOf(AllOf):
     __slots__ = ()
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
-        return any(c.evaluate(payload, deadline) for c in self.children)
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
+        return any(c.evaluate(payload) for c in self.children)
 
 
 class NotOf(MatchNode):
@@ -146,8 +124,8 @@ class NotOf(MatchNode):
     def __init__(self, child: MatchNode) -> None:
         self.child = child
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
-        return not self.child.evaluate(payload, deadline)
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
+        return not self.child.evaluate(payload)
 
     def leaves(self) -> Iterator[Leaf]:
         return self.child.leaves()

@@ -11,27 +11,30 @@ exactly the same texts: every character class is spelled out as explicit code
 point ranges (so `\\s` keeps `\\v`, case folding stays ASCII), `$` becomes
 `\\n?\\z` where nothing follows it and `(?m:$)` elsewhere (exact unless the text
 has a newline before its last character), `\\B` stays `\\B` (exact on ASCII text;
-RE2 also finds it inside a multi-byte character) — `CompiledPattern.needs_python`
-names the texts where Python must confirm;
-lazy quantifiers become greedy (a search only asks whether a match exists).
-Lookaround, backreferences, conditionals, atomic groups, possessive quantifiers
-and repeat counts over 1000 have no RE2 form: such a pattern is a *fallback*
-pattern, run by Python `re` in the time-bounded sandbox (`decnet.ttp.rules.sandbox`)
-and reported by a load-time warning.
+RE2 also finds it inside a multi-byte character) — `CompiledPattern.needs_fallback`
+names the texts where RE2 cannot decide; lazy quantifiers become greedy, a positive
+lookahead at the end of the pattern is matched as plain text and a positive
+lookbehind at its start too (a search only asks whether a match exists).
+Other lookaround, backreferences, conditionals, atomic groups, possessive
+quantifiers and repeat counts over 1000 have no RE2 form: such a pattern is a
+*fallback* pattern, translated just as exactly into PCRE2 syntax and searched by
+PCRE2 within a step limit (`decnet.ttp.rules.bounded`); a load-time warning names it.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import pcre2
 import re2
 from re2 import _re2
+
+from decnet.ttp.rules.bounded import BoundedSearch
 
 _parser: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")
@@ -52,7 +55,6 @@ _I: Final = int(re.IGNORECASE)
 _M: Final = int(re.MULTILINE)
 _S: Final = int(re.DOTALL)
 _U_OR_L: Final = int(re.UNICODE | re.LOCALE)
-_keys: Final = itertools.count(1)
 
 Ranges = list[tuple[int, int]]
 
@@ -96,7 +98,7 @@ def translate(pattern: str, flags: int = BASE_FLAGS) -> Translation:
 def _translate_parsed(parsed: Any) -> Translation:
     emitter = _Emitter()
     try:
-        source = emitter.sequence(parsed.data, parsed.state.flags, tail=True)
+        source = emitter.sequence(parsed.data, parsed.state.flags, tail=True, head=True)
     except Unsupported as exc:
         return Translation(None, str(exc))
     return Translation(source, None, emitter.newline_sensitive, emitter.non_boundary)
@@ -107,12 +109,14 @@ class _Emitter:
         self.newline_sensitive = False
         self.non_boundary = False
 
-    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int, tail: bool) -> str:
+    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int, tail: bool,
+                 head: bool = False) -> str:
         last = len(items) - 1
-        return "".join(self.item(op, av, flags, tail and i == last)
+        return "".join(self.item(op, av, flags, tail and i == last, head and i == 0)
                        for i, (op, av) in enumerate(items))
 
-    def item(self, op: Any, av: Any, flags: int, tail: bool) -> str:
+    def item(self, op: Any, av: Any, flags: int, tail: bool, head: bool = False) -> str:
+        """RE2 syntax for one node; `tail`/`head`: nothing of the pattern follows/precedes it."""
         folded = flags & _I
         if op is _c.LITERAL:
             return _literal(av, folded)
@@ -123,19 +127,26 @@ class _Emitter:
         if op is _c.IN:
             return _class(tuple(av), folded)
         if op is _c.BRANCH:
-            return "(?:" + "|".join(self.sequence(alt.data, flags, tail)
+            return "(?:" + "|".join(self.sequence(alt.data, flags, tail, head)
                                     for alt in av[1]) + ")"
         if op is _c.SUBPATTERN:
             _group, add, remove, sub = av
             if (add | remove) & _U_OR_L:
                 raise Unsupported("a local UNICODE/LOCALE flag")
-            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail) + ")"
+            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail, head) + ")"
+        if op is _c.ASSERT:
+            # Only whether a match exists matters: text a lookahead requires after the
+            # end of the match, or a lookbehind before its start, may as well be matched.
+            direction, sub = av
+            if (direction == 1 and tail) or (direction == -1 and head):
+                return "(?:" + self.sequence(sub.data, flags, tail, head) + ")"
         if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT:
             low, high, sub = av
             unbounded = high is _c.MAXREPEAT
             if low > RE2_MAX_REPEAT or (not unbounded and high > RE2_MAX_REPEAT):
                 raise Unsupported(f"a repeat count over {RE2_MAX_REPEAT}")
-            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1) + ")"
+            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1,
+                                         head and high == 1) + ")"
             if unbounded:
                 return body + ("*" if low == 0 else "+" if low == 1 else f"{{{low},}}")
             return body + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
@@ -163,6 +174,107 @@ class _Emitter:
             self.non_boundary = True
             return r"\B"
         raise Unsupported(str(where).lower())
+
+
+def translate_pcre2(pattern: str, flags: int = BASE_FLAGS) -> str:
+    """Translate a valid Python pattern into PCRE2 syntax matching exactly the same texts.
+
+    Raises `Unsupported` for the one construct PCRE2 cannot match as Python does (a
+    case-insensitive backreference: PCRE2 folds non-ASCII letters too) and for repeat
+    counts over `PCRE2_MAX_REPEAT`.
+    """
+    return _Pcre2Emitter().sequence(_parser.parse(pattern, int(flags)).data, int(flags))
+
+
+#: Largest repeat count PCRE2 accepts.
+PCRE2_MAX_REPEAT: Final = 65535
+
+
+class _Pcre2Emitter:
+    """Python parse tree -> PCRE2 syntax; groups keep their numbers (backreferences).
+
+    Classes are spelled out as code points (`\\o{...}`: the PCRE2 binding reads
+    `\\x{...}` as JavaScript-style), anchors as explicit assertions, `\\b`/`\\B`
+    are PCRE2's own (ASCII word characters without UCP, as in Python's ASCII mode).
+    """
+
+    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int) -> str:
+        return "".join(self.item(op, av, flags) for op, av in items)
+
+    def item(self, op: Any, av: Any, flags: int) -> str:
+        folded = flags & _I
+        if op is _c.LITERAL:
+            if not folded and av < 0x80 and chr(av).isalnum():
+                return chr(av)
+            return pcre2_class(_fold([(av, av)], folded))
+        if op is _c.NOT_LITERAL:
+            return pcre2_class(complement(_fold([(av, av)], folded)))
+        if op is _c.ANY:
+            return pcre2_class([(0, MAX_CODE_POINT)] if flags & _S else
+                               complement([(0x0A, 0x0A)]))
+        if op is _c.IN:
+            return pcre2_class(_class_ranges(tuple(av), folded))
+        if op is _c.BRANCH:
+            return "(?:" + "|".join(self.sequence(alt.data, flags) for alt in av[1]) + ")"
+        if op is _c.SUBPATTERN:
+            group, add, remove, sub = av
+            if (add | remove) & _U_OR_L:
+                raise Unsupported("a local UNICODE/LOCALE flag")
+            body = self.sequence(sub.data, (flags | add) & ~remove)
+            return ("(" if group is not None else "(?:") + body + ")"
+        if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT or op is _c.POSSESSIVE_REPEAT:
+            low, high, sub = av
+            unbounded = high is _c.MAXREPEAT
+            if low > PCRE2_MAX_REPEAT or (not unbounded and high > PCRE2_MAX_REPEAT):
+                raise Unsupported(f"a repeat count over {PCRE2_MAX_REPEAT}")
+            body = "(?:" + self.sequence(sub.data, flags) + ")"
+            count = (f"{{{low},}}" if unbounded else
+                     f"{{{low}}}" if low == high else f"{{{low},{high}}}")
+            mode = "?" if op is _c.MIN_REPEAT else "+" if op is _c.POSSESSIVE_REPEAT else ""
+            return body + count + mode
+        if op is _c.ASSERT or op is _c.ASSERT_NOT:
+            direction, sub = av
+            kind = ("=" if op is _c.ASSERT else "!")
+            return ("(?" + ("<" if direction < 0 else "") + kind
+                    + self.sequence(sub.data, flags) + ")")
+        if op is _c.GROUPREF:
+            if folded:
+                raise Unsupported("a case-insensitive backreference")
+            return f"(?:\\g{{{av}}})"
+        if op is _c.GROUPREF_EXISTS:
+            group, yes, no = av
+            body = self.sequence(yes.data, flags)
+            if no is not None:
+                body += "|" + self.sequence(no.data, flags)
+            return f"(?({group}){body})"
+        if op is _c.ATOMIC_GROUP:
+            return "(?>" + self.sequence(av.data, flags) + ")"
+        if op is _c.AT:
+            return _PCRE2_AT[(av, bool(flags & _M))]
+        raise Unsupported(str(op).lower().replace("_", " "))  # pragma: no cover
+
+
+_PCRE2_AT: Final = {
+    (_c.AT_BEGINNING, False): r"\A", (_c.AT_BEGINNING, True): r"(?:\A|(?<=\n))",
+    (_c.AT_BEGINNING_STRING, False): r"\A", (_c.AT_BEGINNING_STRING, True): r"\A",
+    (_c.AT_END, False): r"(?=\n?\z)", (_c.AT_END, True): r"(?=\n|\z)",
+    (_c.AT_END_STRING, False): r"\z", (_c.AT_END_STRING, True): r"\z",
+    (_c.AT_BOUNDARY, False): r"\b", (_c.AT_BOUNDARY, True): r"\b",
+    (_c.AT_NON_BOUNDARY, False): r"\B", (_c.AT_NON_BOUNDARY, True): r"\B",
+}
+
+
+def pcre2_class(ranges: Ranges) -> str:
+    """PCRE2 syntax for a set of code points (surrogates dropped, as in `char_class`)."""
+    parts: list[str] = []
+    for low, high in normalize(ranges):
+        for a, b in _without_surrogates(low, high):
+            parts.append(f"\\o{{{a:o}}}" if a == b else f"\\o{{{a:o}}}-\\o{{{b:o}}}")
+    if not parts:
+        return "(?!)"
+    if len(parts) == 1 and "-" not in parts[0]:
+        return parts[0]
+    return "[" + "".join(parts) + "]"
 
 
 _UNSUPPORTED: Final = {
@@ -291,7 +403,7 @@ def python_flags(ignore_case: bool) -> int:
 
 
 def text_is_utf8_safe(text: str) -> bool:
-    """Whether `text` encodes to UTF-8 (no lone surrogates), so RE2 can read it."""
+    """Whether `text` encodes to UTF-8 (no lone surrogates), so RE2 and PCRE2 can read it."""
     if text.isascii():
         return True
     try:
@@ -301,15 +413,28 @@ def text_is_utf8_safe(text: str) -> bool:
     return True
 
 
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def readable(text: str) -> str:
+    """`text` with each lone surrogate read as U+FFFD (no regex engine here reads them).
+
+    Lone surrogates are no UTF-8 text: the JSON readers refuse them, so only a Python
+    caller building an `Event` itself can pass one.
+    """
+    return text if text_is_utf8_safe(text) else _LONE_SURROGATE.sub("\ufffd", text)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledPattern:
-    """One `pattern` leaf compiled for both engines.
+    """One `pattern` leaf compiled for RE2 and, where RE2 cannot decide, bounded PCRE2.
 
     `python` is the reference; `re2_source` (None for a fallback pattern) is its
     exact RE2 translation, which the engine's prefilter puts into combined sets.
-    RE2 checked it at load; the stand-alone programs (`re2`, and `python` when
-    RE2 runs the pattern) are only needed now and then, so each is compiled on
-    first use and kept: loading 10,000 rules does not pay for them.
+    `pcre2` is its exact PCRE2 translation, searched within a step limit: always for a
+    fallback pattern, and for the few texts RE2 cannot decide (`needs_fallback`).
+    Stand-alone programs are compiled on first use and kept: loading 10,000 rules
+    does not pay for them.
     """
 
     source: str
@@ -321,14 +446,14 @@ class CompiledPattern:
     engine: str
     warning: str | None = None
     reason: str | None = field(default=None, repr=False)
-    #: Unique per compiled pattern: how the sandbox child caches it.
-    key: int = field(default_factory=lambda: next(_keys), repr=False)
+    pcre2_source: str | None = field(default=None, repr=False)
     _program: list[Any] = field(default_factory=list, repr=False)
+    _bounded: list[BoundedSearch] = field(default_factory=list, repr=False)
     _python: list[re.Pattern[str]] = field(default_factory=list, repr=False)
 
     @property
     def python(self) -> re.Pattern[str]:
-        """Python's compiled pattern (the reference semantics)."""
+        """Python's compiled pattern (the reference semantics; never run by the engine)."""
         if not self._python:
             self._python.append(re.compile(self.source, python_flags(self.ignore_case)))
         return self._python[0]
@@ -345,80 +470,92 @@ class CompiledPattern:
         return program
 
     @property
+    def bounded(self) -> BoundedSearch:
+        """The step-limited PCRE2 search of this pattern."""
+        if not self._bounded:
+            source = self.pcre2_source
+            if source is None:
+                source = translate_pcre2(self.source, python_flags(self.ignore_case))
+            self._bounded.append(BoundedSearch(source))
+        return self._bounded[0]
+
+    @property
     def is_fallback(self) -> bool:
         return self.re2_source is None
 
     @property
     def input_sensitive(self) -> bool:
-        """Whether RE2's answer must be confirmed on some texts (see `needs_python`).
+        """Whether RE2's answer must be confirmed on some texts (see `needs_fallback`).
 
         On those texts RE2 over-approximates (it may find a match Python does not,
         never the reverse), so a miss from a combined set is still exact.
         """
         return self.newline_sensitive or self.non_boundary
 
-    def needs_python(self, text: str) -> bool:
-        """Whether RE2 cannot decide this pattern on `text` (Python `re` must, sandboxed)."""
+    def needs_fallback(self, text: str) -> bool:
+        """Whether RE2 cannot decide this pattern on UTF-8-safe `text` (PCRE2 must)."""
         if self.re2_source is None:
             return True
         if self.newline_sensitive and "\n" in text[:-1]:
             return True
-        if text.isascii():
-            return False
-        return self.non_boundary or not text_is_utf8_safe(text)
+        return self.non_boundary and not text.isascii()
 
-    def search(self, text: str, deadline: float | None = None) -> bool:
-        """Whether the pattern occurs in `text`; exact, never stalls the caller.
-
-        Fallback work (see `needs_python`) runs in the sandbox and counts as no match
-        when it does not finish by `deadline` (`time.monotonic()` seconds; default: the
-        sandbox's per-event budget from now).
-        """
+    def search(self, text: str) -> bool:
+        """Whether the pattern occurs in `text`: exact, within the fallback's step limit."""
         if not text:
             return self.matches_empty
-        if not self.needs_python(text):
+        text = readable(text)
+        if not self.needs_fallback(text):
             data = text.encode("utf-8")
             return bool(self.re2.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
-        from decnet.ttp.rules.sandbox import default_sandbox
-
-        return default_sandbox().search(self, text, deadline) is True
+        return self.bounded.search(text)
 
     def search_bytes(self, data: bytes) -> bool:
-        """RE2 search over UTF-8 `data` (only when `needs_python` is False)."""
+        """RE2 search over UTF-8 `data` (only when `needs_fallback` is False)."""
         return bool(self.re2.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
 
 
 def compile_search(pattern: str, *, ignore_case: bool = False,
                    rule_id: str | None = None, where: str = "pattern") -> CompiledPattern:
-    """Compile `pattern`; raises `re.error` when it is not a valid Python regex."""
+    """Compile `pattern`; raises `re.error` when it is not a valid Python regex or
+    cannot be searched within a bound (no RE2 form and no exact PCRE2 form)."""
     flags = python_flags(ignore_case)
-    # Parse once: the tree is translated for RE2 and, when Python's program is
-    # needed now, compiled by Python's compiler (which does not modify it).
+    # Parse once: the tree is translated for RE2 and, when Python must decide whether
+    # it matches the empty text, compiled by Python's compiler (which does not modify it).
     parsed = _parser.parse(pattern, flags)
     translation = _translate_parsed(parsed)
-    reason = translation.reason
+    why = f"uses {translation.reason}, which RE2 cannot run"
     accepted = False
     matches_empty: bool | None = None
     if translation.source is not None:
         check = _re2.RE2(translation.source.encode("utf-8"), re2_options())
         accepted = check.ok()
         if not accepted:
-            reason = f"RE2 rejects it ({check.error()})"
+            why = f"is refused by RE2 ({check.error()})"
         elif not translation.non_boundary:
             # on empty text RE2 and Python agree, except for Python's \B quirk
             matches_empty = check.Match(_UNANCHORED, b"", 0, 0)[0][0] >= 0
         del check  # memory: most patterns only ever run inside a combined set
-    python: list[re.Pattern[str]] = []
-    if not accepted or matches_empty is None:
-        # the fallback needs Python's program now; compiling it also reports the
-        # errors only Python's compiler finds (a variable-width look-behind)
-        python.append(_compiler.compile(parsed, flags))
-        matches_empty = python[0].search("") is not None
+    if matches_empty is None:
+        # compiling also reports the errors only Python's compiler finds (a
+        # variable-width look-behind)
+        matches_empty = _compiler.compile(parsed, flags).search("") is not None
+    bounded: list[BoundedSearch] = []
+    pcre2_source: str | None = None
+    if not accepted or translation.newline_sensitive or translation.non_boundary:
+        try:
+            pcre2_source = _Pcre2Emitter().sequence(parsed.data, flags)
+            bounded.append(BoundedSearch(pcre2_source))
+        except Unsupported as exc:
+            raise re.error(f"{exc} cannot be searched within a bound "
+                           f"(RE2 and PCRE2 cannot run it as Python does)") from None
+        except pcre2.LibraryError as exc:
+            raise re.error(f"PCRE2 cannot run it ({exc})") from None
     warning = None
     if not accepted:
         who = f"rule {rule_id}: " if rule_id else ""
-        warning = (f"{who}{where} {pattern!r} uses {reason}, which RE2 cannot run; it is "
-                   f"evaluated by Python re in the time-bounded fallback sandbox")
+        warning = (f"{who}{where} {pattern!r} {why}; it is searched by PCRE2 within a "
+                   f"step limit (bounded fallback)")
     return CompiledPattern(
         source=pattern,
         ignore_case=ignore_case,
@@ -426,8 +563,9 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         newline_sensitive=translation.newline_sensitive,
         non_boundary=translation.non_boundary,
         matches_empty=matches_empty,
-        engine="re2" if accepted else "re-sandbox",
+        engine="re2" if accepted else "pcre2-bounded",
         warning=warning,
-        reason=reason,
-        _python=python,
+        reason=None if accepted else why,
+        pcre2_source=pcre2_source,
+        _bounded=bounded,
     )
