@@ -137,8 +137,8 @@ FALLBACK_MAX_TEXT_CHARS: Final = 1 << 20
 
 # Hostile events and tags -----------------------------------------------------
 
-#: Containers nested deeper than this in an event payload make the event an error.
-EVENT_MAX_DEPTH: Final = 64
+#: Longest text accepted in an event's identifying fields (source_kind, source_id...).
+EVENT_MAX_ID_CHARS: Final = 4096
 #: Evidence strings longer than this (UTF-8 bytes) are cut, with a visible marker.
 EVIDENCE_MAX_VALUE_BYTES: Final = 4096
 #: Serialized evidence of one tag stops growing past this (bytes, approximate by the
