@@ -12,8 +12,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-MODULES = ("bench.bench_filesystem", "bench.bench_engine", "bench.bench_database",
-           "bench.bench_swarm")
+MODULES = ("bench.bench_filesystem", "bench.bench_engine", "bench.bench_attack",
+           "bench.bench_database", "bench.bench_swarm")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -127,11 +127,11 @@ DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
 #: PCRE2 match steps a fallback search may take per character of its text, plus a base:
 #: the search stops (no match, counted) past `STEPS_PER_CHAR * n + STEPS_BASE`, where n
 #: is the text length rounded up to a power of two (at least `FALLBACK_MIN_LENGTH_CLASS`).
-FALLBACK_STEPS_PER_CHAR: Final = 16
+FALLBACK_STEPS_PER_CHAR: Final = 8
 FALLBACK_STEPS_BASE: Final = 1 << 16
 FALLBACK_MIN_LENGTH_CLASS: Final = 1 << 10
 #: Backtracking memory one fallback search may use (KiB; PCRE2's heap limit).
-FALLBACK_HEAP_KIB: Final = 8 << 10
+FALLBACK_HEAP_KIB: Final = 2 << 10
 #: Texts longer than this (characters) are not searched by the fallback (no match, counted).
 FALLBACK_MAX_TEXT_CHARS: Final = 1 << 20
 
