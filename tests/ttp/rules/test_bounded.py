@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pcre2
 import pytest
@@ -114,6 +118,38 @@ def test_the_first_search_in_a_process_is_answered() -> None:
     events = [{"source_kind": "command", "source_id": str(i),
                "payload": {"command_text": "xabc"}} for i in range(3)]
     assert [len(engine.evaluate(e)) for e in events] == [1, 1, 1]
+
+
+COLD_RULE = """\
+rule_id: {rule_id}
+rule_version: 1
+name: cold_{rule_id}
+applies_to: [command]
+match: {{pattern: '{pattern}'}}
+emits: [{{tactic: TA0007, technique_id: T1082, confidence: 0.5}}]
+"""
+
+
+def test_a_fresh_tag_process_tags_its_first_events(tmp_path: Path) -> None:
+    """The issue's reproduction: a new `decnet-ttp tag` process, three `xabc` events."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for rule_id, pattern in (("R0001", "(?<=x)abc"), ("R0002", "(?<!y)x(?=abc)abc(?!d)")):
+        (rules / f"{rule_id}.yaml").write_text(COLD_RULE.format(rule_id=rule_id,
+                                                                pattern=pattern))
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(
+        f'{{"source_kind": "command", "source_id": "e{i}", '
+        f'"payload": {{"command_text": "xabc"}}}}\n' for i in range(3)))
+    out = tmp_path / "tags.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", "from decnet.cli.app import main; main()", "tag", str(events),
+         "-o", str(out), "--rules", str(rules)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    tags = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((t["source_id"], t["rule_id"]) for t in tags) == [
+        (f"e{i}", r) for i in range(3) for r in ("R0001", "R0002")]
 
 
 def test_oversized_texts_are_counted_not_searched() -> None:
