@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from decnet.ttp.constants import FALLBACK_MAX_TEXT_CHARS
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.rules.bounded import STATS, BoundedSearch, compile_bounded, step_limit
-from decnet.ttp.rules.regex import compile_search, translate, translate_pcre2
+from decnet.ttp.rules.regex import compile_search, translate_pcre2
 from tests.ttp.engine.strategies import make_rule, regexes, texts
 
 HOSTILE = r"(?<!x)(a+)+$"          # lookbehind: no RE2 form; nested quantifier: ReDoS
@@ -40,7 +40,6 @@ def test_pcre2_translation_agrees_with_python_re(pattern: str, text: str,
         assert compiled.bounded.search(text) == reference(pattern, text, ignore_case)
 
 
-EDGES = st.sampled_from(["(?={})", "(?<={})"])
 LOOKAROUND_BODIES = st.sampled_from([r"\s|/|$", "a", r"\b", "b|$", r"[ab]\d", "^a", r"\Z"])
 
 
