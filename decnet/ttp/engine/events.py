@@ -64,6 +64,8 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
+    if type(value) is str and value.isascii() and len(value) <= EVENT_MAX_ID_CHARS:
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         if value.bit_length() > 128:
             raise EventError(f"event.{key} is a number too large for an id")

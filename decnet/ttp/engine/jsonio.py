@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 #: that may cross it, JSON-escaped, plus one marker per open container).
 TAG_MAX_BYTES: Final = EVIDENCE_MAX_TAG_BYTES + 6 * EVIDENCE_MAX_VALUE_BYTES + 8 * 1024
 
-#: A digit run this long may be an integer orjson cannot hold exactly.
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
+#: A digit run this long may be an integer orjson cannot hold exactly; runs are found by
+#: mapping every digit to "0" and everything else to " " (5x faster than a regex).
+_LONG_DIGITS: Final = b"0" * 19
+_DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
@@ -55,7 +57,7 @@ def parse_json(raw: bytes | str) -> Any:
     except orjson.JSONDecodeError as exc:
         raise JSONInputError(f"malformed JSON: {exc}") from None
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
-    if _LONG_DIGITS.search(data) is None:
+    if _LONG_DIGITS not in data.translate(_DIGITS_ONLY):
         return value
     # orjson accepted it; only a long integer may have lost precision
     try:
@@ -165,6 +167,64 @@ def _json_size(text: str) -> int:
 
 def tag_dict(tag: Tag) -> dict[str, Any]:
     """`tag` as a JSON object orjson serializes, bounded (see the module doc)."""
+    plain = _plain(tag)
+    if _fits(plain) is None:
+        return _bounded_tag(tag)
+    plain["evidence"] = dict(tag.evidence)
+    return plain
+
+
+def dump_tag(tag: Tag) -> bytes:
+    """One tag as JSON bytes, at most `TAG_MAX_BYTES`; never raises."""
+    data = _fits(_plain(tag))
+    return data if data is not None else orjson.dumps(_bounded_tag(tag))
+
+
+def dump_tags(tags: Iterable[Tag]) -> bytes:
+    """A JSON array of tags (each bounded as by `dump_tag`); never raises."""
+    return b"[" + b",".join(dump_tag(tag) for tag in tags) + b"]"
+
+
+def _plain(tag: Tag) -> dict[str, Any]:
+    return {
+        "uuid": tag.uuid,
+        "source_kind": tag.source_kind,
+        "source_id": tag.source_id,
+        "rule_id": tag.rule_id,
+        "rule_version": tag.rule_version,
+        "tactic": tag.tactic,
+        "technique_id": tag.technique_id,
+        "sub_technique_id": tag.sub_technique_id,
+        "confidence": tag.confidence,
+        "evidence": tag.evidence,
+        "attack_release": tag.attack_release,
+        "attacker_uuid": tag.attacker_uuid,
+        "session_id": tag.session_id,
+        "decky_id": tag.decky_id,
+        "src_ip": tag.src_ip,
+        "sensor": tag.sensor,
+    }
+
+
+def _fits(plain: dict[str, Any]) -> bytes | None:
+    """`plain` as JSON when nothing in it needs bounding (the common case), else None.
+
+    orjson refuses whatever `bounded` would change (deep nesting, integers beyond
+    64 bits, lone surrogates, non-JSON types or keys); a document of at most
+    `EVIDENCE_MAX_VALUE_BYTES` holds no longer value; fewer brackets than
+    `EVIDENCE_MAX_DEPTH` allow no deeper nesting.
+    """
+    try:
+        data = orjson.dumps(plain)
+    except TypeError:
+        return None
+    if (len(data) > EVIDENCE_MAX_VALUE_BYTES
+            or data.count(b"[") + data.count(b"{") > EVIDENCE_MAX_DEPTH):
+        return None
+    return data
+
+
+def _bounded_tag(tag: Tag) -> dict[str, Any]:
     budget = Budget()
     text = bounded_text
     out: dict[str, Any] = {
@@ -187,13 +247,3 @@ def tag_dict(tag: Tag) -> dict[str, Any]:
     if budget.truncated:
         out["evidence_truncated"] = True
     return out
-
-
-def dump_tag(tag: Tag) -> bytes:
-    """One tag as JSON bytes, at most `TAG_MAX_BYTES`; never raises."""
-    return orjson.dumps(tag_dict(tag))
-
-
-def dump_tags(tags: Iterable[Tag]) -> bytes:
-    """A JSON array of tags (each bounded as by `dump_tag`); never raises."""
-    return b"[" + b",".join(dump_tag(tag) for tag in tags) + b"]"
