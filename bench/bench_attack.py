@@ -42,13 +42,23 @@ evidence_fields: [command_text, user]
 FALLBACK_WORST = r"(?<!x)(a+)+$"   # no RE2 form; exponential backtracking
 RE2_TWIN = r"(a+)+$"               # the same without the lookbehind: RE2, linear
 FALLBACK_BENIGN = r"(?<!x)\broot\b(?!=)"
+#: (fallback pattern, its RE2 twin, run length of `a` between `b!`s; 0: one run).
+#: Long runs exhaust the JIT's stack at once; short runs make it count to the step
+#: limit: `(?:a+a+)+$` on runs of 30 was among the slowest of 216 shapes tried (all
+#: of the slowest within 10 % of each other: the step limit is what stops them).
+HOSTILE_CASES = (
+    (FALLBACK_WORST, RE2_TWIN, 0),
+    (FALLBACK_WORST, RE2_TWIN, 12),
+    (FALLBACK_WORST, RE2_TWIN, 10_000),
+    (r"(?<!x)(a*)*b\d", r"(a*)*b\d", 12),
+    (r"(?<!x)(?:a+a+)+$", r"(?:a+a+)+$", 30),
+)
 
 
-def poison_texts(size: int) -> dict[str, str]:
-    """Texts that make FALLBACK_WORST backtrack: one long run, or many just-short runs."""
-    return {"one run": "a" * (size - 1) + "b",
-            "runs of 12": ("a" * 12 + "b") * (size // 13),
-            "runs of 18": ("a" * 18 + "b") * (size // 19)}
+def poison(size: int, run: int) -> str:
+    if not run:
+        return "a" * (size - 1) + "b"
+    return ("a" * run + "b!") * (size // (run + 2))
 
 
 def per_call(fn: Callable[[], object], *, at_least: float = 0.2) -> float:
@@ -65,25 +75,28 @@ def per_call(fn: Callable[[], object], *, at_least: float = 0.2) -> float:
 
 
 def fallback_cost_section() -> None:
-    worst = compile_search(FALLBACK_WORST)
-    twin = compile_search(RE2_TWIN)
     benign = compile_search(FALLBACK_BENIGN)
-    assert worst.is_fallback and not twin.is_fallback and benign.is_fallback
     print("\nOne search per event; each cell is the median time of that search "
           "(the fallback stops at its step limit and counts no match).\n")
-    print("| text | step limit | worst fallback pattern | its RE2 twin | benign fallback "
-          "pattern |")
-    print("|---|---:|---:|---:|---:|")
+    print("| text | step limit | hostile fallback pattern | time | its RE2 twin | "
+          "benign fallback pattern, same size |")
+    print("|---|---:|---|---:|---:|---:|")
     for size in (1 << 10, 1 << 16, 1 << 20):
-        for label, text in poison_texts(size).items():
+        plain = "user=" + "x" * (size - 10) + " root"
+        benign_cost = per_call(lambda t=plain: benign.search(t))  # type: ignore[misc]
+        for pattern, twin_source, run in HOSTILE_CASES:
+            if run >= size:
+                continue
+            worst, twin = compile_search(pattern), compile_search(twin_source)
+            assert worst.is_fallback and not twin.is_fallback
+            text = poison(size, run)
             hits = STATS.limit_hits
-            cost = per_call(lambda t=text: worst.search(t))  # type: ignore[misc]
+            cost = per_call(lambda t=text, p=worst: p.search(t))  # type: ignore[misc]
             stopped = "stopped" if STATS.limit_hits > hits else "finished"
-            re2_cost = per_call(lambda t=text: twin.search(t))  # type: ignore[misc]
-            plain = ("user=" + "x" * (len(text) - 10) + " root")
-            benign_cost = per_call(lambda t=plain: benign.search(t))  # type: ignore[misc]
-            print(f"| {len(text) / 1024:,.0f} KiB, {label} | {step_limit(len(text)):,} | "
-                  f"{cost * 1e3:.2f} ms ({stopped}) | {re2_cost * 1e3:.3f} ms | "
+            re2_cost = per_call(lambda t=text, p=twin: p.search(t))  # type: ignore[misc]
+            shape = f"runs of {run:,}" if run else "one run"
+            print(f"| {len(text) / 1024:,.0f} KiB, {shape} | {step_limit(len(text)):,} | "
+                  f"`{pattern}` | {cost * 1e3:.2f} ms ({stopped}) | {re2_cost * 1e3:.3f} ms | "
                   f"{benign_cost * 1e3:.3f} ms |")
 
 

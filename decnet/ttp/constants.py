@@ -127,7 +127,7 @@ DEFAULT_WORKER_HTTP: Final = "127.0.0.1:8080"
 #: PCRE2 match steps a fallback search may take per character of its text, plus a base:
 #: the search stops (no match, counted) past `STEPS_PER_CHAR * n + STEPS_BASE`, where n
 #: is the text length rounded up to a power of two (at least `FALLBACK_MIN_LENGTH_CLASS`).
-FALLBACK_STEPS_PER_CHAR: Final = 8
+FALLBACK_STEPS_PER_CHAR: Final = 4
 FALLBACK_STEPS_BASE: Final = 1 << 16
 FALLBACK_MIN_LENGTH_CLASS: Final = 1 << 10
 #: Backtracking memory one fallback search may use (KiB; PCRE2's heap limit).

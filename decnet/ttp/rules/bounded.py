@@ -5,13 +5,15 @@ syntax by `decnet.ttp.rules.regex`) is searched by PCRE2 as one anchored match,
 `\\A(?s:.)*?(?:PATTERN)`, so PCRE2's match limit counts the work of every start
 position of the search together, not per position. The limit grows with the text:
 `FALLBACK_STEPS_PER_CHAR` steps per character of the text's length class (its length
-rounded up to a power of two) plus `FALLBACK_STEPS_BASE`. A search that reaches it, or
-PCRE2's heap limit, stops and counts as *no match* for that search only: the next
-text is searched afresh, with nothing remembered and nothing started before.
+rounded up to a power of two) plus `FALLBACK_STEPS_BASE`. A search that reaches it,
+or the JIT's stack limit (PCRE2's heap limit where there is no JIT), stops and counts
+as *no match* for that search only: the next text is searched afresh, with nothing
+remembered and nothing started before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -28,7 +30,6 @@ from decnet.ttp.constants import (
 
 #: Any code point PCRE2 can read (UTF-8 text has no surrogates).
 _ANY: Final = r"[\o{0}-\o{153777}\o{160000}-\o{4177777}]"
-_JIT_STACK_LIMIT: Final = -46  # PCRE2_ERROR_JIT_STACKLIMIT
 
 
 @dataclass(slots=True)
@@ -62,10 +63,18 @@ def step_limit(chars: int) -> int:
 
 
 def compile_bounded(source: str, limit: int, *, jit: bool = True) -> Any:
-    """PCRE2 program: does `source` (PCRE2 syntax) occur in a text, within `limit` steps."""
-    return pcre2.compile(
+    """PCRE2 program: does `source` (PCRE2 syntax) occur in a text, within `limit` steps.
+
+    JIT-compiled where the platform has PCRE2's JIT; interpreted (same limits, plus
+    the heap limit) where it has not.
+    """
+    program = pcre2.compile(
         f"(*LIMIT_MATCH={limit})(*LIMIT_HEAP={FALLBACK_HEAP_KIB})\\A{_ANY}*?(?:{source})",
-        pcre2.ASCII, jit=jit)
+        pcre2.ASCII, jit=False)
+    if jit:
+        with contextlib.suppress(pcre2.LibraryError):
+            program.jit_compile()
+    return program
 
 
 class BoundedSearch:
@@ -79,33 +88,28 @@ class BoundedSearch:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._programs: dict[tuple[int, bool], Any] = {}
-        self._program(FALLBACK_MIN_LENGTH_CLASS, jit=True)  # load-time check
+        self._programs: dict[int, Any] = {}
+        self._program(FALLBACK_MIN_LENGTH_CLASS)  # load-time check
 
-    def _program(self, chars: int, *, jit: bool) -> Any:
-        key = (length_class(chars), jit)
+    def _program(self, chars: int) -> Any:
+        key = length_class(chars)
         program = self._programs.get(key)
         if program is None:
-            program = self._programs[key] = compile_bounded(self.source, step_limit(chars),
-                                                            jit=jit)
+            program = self._programs[key] = compile_bounded(self.source, step_limit(chars))
         return program
 
     def search(self, text: str) -> bool:
-        """Whether the pattern occurs in UTF-8-safe `text`; False past the limit (counted)."""
+        """Whether the pattern occurs in UTF-8-safe `text`; False past a limit (counted).
+
+        The limits are the step limit and the JIT's fixed stack (32 KiB), which a
+        search nesting groups several thousand levels deep exhausts.
+        """
         if len(text) > FALLBACK_MAX_TEXT_CHARS:
             STATS.count("oversized")
             return False
         STATS.count("searches")
         try:
-            return self._program(len(text), jit=True).search(text) is not None
-        except pcre2.LibraryError as exc:
-            if getattr(exc, "code", None) != _JIT_STACK_LIMIT:
-                STATS.count("limit_hits")
-                return False
-        # The JIT's stack is small and fixed; the interpreter keeps its frames on the
-        # heap, under the same step limit and `FALLBACK_HEAP_KIB`.
-        try:
-            return self._program(len(text), jit=False).search(text) is not None
+            return self._program(len(text)).search(text) is not None
         except pcre2.LibraryError:
             STATS.count("limit_hits")
             return False
