@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,9 +35,24 @@ import re2
 from re2 import _re2
 
 from decnet.ttp.rules.bounded import BoundedSearch
+from decnet.ttp.rules.parsetree import (
+    FLAG_I,
+    FLAG_M,
+    FLAG_S,
+    FLAG_U_OR_L,
+    MAX_CODE_POINT,
+    Ranges,
+    Unsupported,
+    class_ranges,
+    complement,
+    fold,
+    normalize,
+    parse,
+    parser_constants,
+    without_surrogates,
+)
+from decnet.ttp.rules.pcre2_syntax import pcre2_source, translate_pcre2
 
-_parser: Any = importlib.import_module("re._parser")
-_c: Any = importlib.import_module("re._constants")
 _compiler: Any = importlib.import_module("re._compiler")
 
 #: Flags every rule pattern is compiled with (the reference semantics).
@@ -48,19 +63,8 @@ RE2_MAX_REPEAT: Final = 1000
 #: the cache is flushed when full, so this bounds the memory a hostile input can grow.
 RE2_MAX_MEM: Final = 8 << 20
 
-MAX_CODE_POINT: Final = 0x10FFFF
-_SURROGATES: Final = (0xD800, 0xDFFF)
 _UNANCHORED: Final = re2._Anchor.UNANCHORED
-_I: Final = int(re.IGNORECASE)
-_M: Final = int(re.MULTILINE)
-_S: Final = int(re.DOTALL)
-_U_OR_L: Final = int(re.UNICODE | re.LOCALE)
-
-Ranges = list[tuple[int, int]]
-
-_DIGIT: Final[Ranges] = [(0x30, 0x39)]
-_SPACE: Final[Ranges] = [(0x09, 0x0D), (0x20, 0x20)]
-_WORD: Final[Ranges] = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+_c: Any = parser_constants
 
 
 def re2_options() -> Any:
@@ -70,10 +74,6 @@ def re2_options() -> Any:
     options.max_mem = RE2_MAX_MEM
     options.never_capture = True
     return options
-
-
-class Unsupported(Exception):
-    """The pattern uses a construct RE2 cannot run; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class Translation:
 
 def translate(pattern: str, flags: int = BASE_FLAGS) -> Translation:
     """Translate a valid Python pattern (parsed with `flags`) into RE2 syntax."""
-    return _translate_parsed(_parser.parse(pattern, int(flags)))
+    return _translate_parsed(parse(pattern, int(flags)))
 
 
 def _translate_parsed(parsed: Any) -> Translation:
@@ -117,13 +117,13 @@ class _Emitter:
 
     def item(self, op: Any, av: Any, flags: int, tail: bool, head: bool = False) -> str:
         """RE2 syntax for one node; `tail`/`head`: nothing of the pattern follows/precedes it."""
-        folded = flags & _I
+        folded = flags & FLAG_I
         if op is _c.LITERAL:
             return _literal(av, folded)
         if op is _c.NOT_LITERAL:
             return _not_literal(av, folded)
         if op is _c.ANY:
-            return _ANY_DOTALL if flags & _S else _ANY
+            return _ANY_DOTALL if flags & FLAG_S else _ANY
         if op is _c.IN:
             return _class(tuple(av), folded)
         if op is _c.BRANCH:
@@ -131,7 +131,7 @@ class _Emitter:
                                     for alt in av[1]) + ")"
         if op is _c.SUBPATTERN:
             _group, add, remove, sub = av
-            if (add | remove) & _U_OR_L:
+            if (add | remove) & FLAG_U_OR_L:
                 raise Unsupported("a local UNICODE/LOCALE flag")
             return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail, head) + ")"
         if op is _c.ASSERT:
@@ -156,11 +156,11 @@ class _Emitter:
 
     def at(self, where: Any, flags: int, tail: bool) -> str:
         if where is _c.AT_BEGINNING:
-            return "(?m:^)" if flags & _M else r"\A"
+            return "(?m:^)" if flags & FLAG_M else r"\A"
         if where is _c.AT_BEGINNING_STRING:
             return r"\A"
         if where is _c.AT_END:
-            if flags & _M:
+            if flags & FLAG_M:
                 return "(?m:$)"
             if tail:
                 return r"(?:\n?\z)"
@@ -176,107 +176,6 @@ class _Emitter:
         raise Unsupported(str(where).lower())
 
 
-def translate_pcre2(pattern: str, flags: int = BASE_FLAGS) -> str:
-    """Translate a valid Python pattern into PCRE2 syntax matching exactly the same texts.
-
-    Raises `Unsupported` for the one construct PCRE2 cannot match as Python does (a
-    case-insensitive backreference: PCRE2 folds non-ASCII letters too) and for repeat
-    counts over `PCRE2_MAX_REPEAT`.
-    """
-    return _Pcre2Emitter().sequence(_parser.parse(pattern, int(flags)).data, int(flags))
-
-
-#: Largest repeat count PCRE2 accepts.
-PCRE2_MAX_REPEAT: Final = 65535
-
-
-class _Pcre2Emitter:
-    """Python parse tree -> PCRE2 syntax; groups keep their numbers (backreferences).
-
-    Classes are spelled out as code points (`\\o{...}`: the PCRE2 binding reads
-    `\\x{...}` as JavaScript-style), anchors as explicit assertions, `\\b`/`\\B`
-    are PCRE2's own (ASCII word characters without UCP, as in Python's ASCII mode).
-    """
-
-    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int) -> str:
-        return "".join(self.item(op, av, flags) for op, av in items)
-
-    def item(self, op: Any, av: Any, flags: int) -> str:
-        folded = flags & _I
-        if op is _c.LITERAL:
-            if not folded and av < 0x80 and chr(av).isalnum():
-                return chr(av)
-            return pcre2_class(_fold([(av, av)], folded))
-        if op is _c.NOT_LITERAL:
-            return pcre2_class(complement(_fold([(av, av)], folded)))
-        if op is _c.ANY:
-            return pcre2_class([(0, MAX_CODE_POINT)] if flags & _S else
-                               complement([(0x0A, 0x0A)]))
-        if op is _c.IN:
-            return pcre2_class(_class_ranges(tuple(av), folded))
-        if op is _c.BRANCH:
-            return "(?:" + "|".join(self.sequence(alt.data, flags) for alt in av[1]) + ")"
-        if op is _c.SUBPATTERN:
-            group, add, remove, sub = av
-            if (add | remove) & _U_OR_L:
-                raise Unsupported("a local UNICODE/LOCALE flag")
-            body = self.sequence(sub.data, (flags | add) & ~remove)
-            return ("(" if group is not None else "(?:") + body + ")"
-        if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT or op is _c.POSSESSIVE_REPEAT:
-            low, high, sub = av
-            unbounded = high is _c.MAXREPEAT
-            if low > PCRE2_MAX_REPEAT or (not unbounded and high > PCRE2_MAX_REPEAT):
-                raise Unsupported(f"a repeat count over {PCRE2_MAX_REPEAT}")
-            body = "(?:" + self.sequence(sub.data, flags) + ")"
-            count = (f"{{{low},}}" if unbounded else
-                     f"{{{low}}}" if low == high else f"{{{low},{high}}}")
-            mode = "?" if op is _c.MIN_REPEAT else "+" if op is _c.POSSESSIVE_REPEAT else ""
-            return body + count + mode
-        if op is _c.ASSERT or op is _c.ASSERT_NOT:
-            direction, sub = av
-            kind = ("=" if op is _c.ASSERT else "!")
-            return ("(?" + ("<" if direction < 0 else "") + kind
-                    + self.sequence(sub.data, flags) + ")")
-        if op is _c.GROUPREF:
-            if folded:
-                raise Unsupported("a case-insensitive backreference")
-            return f"(?:\\g{{{av}}})"
-        if op is _c.GROUPREF_EXISTS:
-            group, yes, no = av
-            body = self.sequence(yes.data, flags)
-            if no is not None:
-                body += "|" + self.sequence(no.data, flags)
-            return f"(?({group}){body})"
-        if op is _c.ATOMIC_GROUP:
-            return "(?>" + self.sequence(av.data, flags) + ")"
-        if op is _c.AT:
-            return _PCRE2_AT[(av, bool(flags & _M))]
-        raise Unsupported(str(op).lower().replace("_", " "))  # pragma: no cover
-
-
-_PCRE2_AT: Final = {
-    (_c.AT_BEGINNING, False): r"\A", (_c.AT_BEGINNING, True): r"(?:\A|(?<=\n))",
-    (_c.AT_BEGINNING_STRING, False): r"\A", (_c.AT_BEGINNING_STRING, True): r"\A",
-    (_c.AT_END, False): r"(?=\n?\z)", (_c.AT_END, True): r"(?=\n|\z)",
-    (_c.AT_END_STRING, False): r"\z", (_c.AT_END_STRING, True): r"\z",
-    (_c.AT_BOUNDARY, False): r"\b", (_c.AT_BOUNDARY, True): r"\b",
-    (_c.AT_NON_BOUNDARY, False): r"\B", (_c.AT_NON_BOUNDARY, True): r"\B",
-}
-
-
-def pcre2_class(ranges: Ranges) -> str:
-    """PCRE2 syntax for a set of code points (surrogates dropped, as in `char_class`)."""
-    parts: list[str] = []
-    for low, high in normalize(ranges):
-        for a, b in _without_surrogates(low, high):
-            parts.append(f"\\o{{{a:o}}}" if a == b else f"\\o{{{a:o}}}-\\o{{{b:o}}}")
-    if not parts:
-        return "(?!)"
-    if len(parts) == 1 and "-" not in parts[0]:
-        return parts[0]
-    return "[" + "".join(parts) + "]"
-
-
 _UNSUPPORTED: Final = {
     "ASSERT": "a lookahead/lookbehind",
     "ASSERT_NOT": "a negative lookahead/lookbehind",
@@ -287,109 +186,34 @@ _UNSUPPORTED: Final = {
 }
 
 
-def normalize(ranges: Iterable[tuple[int, int]]) -> Ranges:
-    """Sorted, merged, non-overlapping ranges."""
-    merged: Ranges = []
-    for low, high in sorted(ranges):
-        if merged and low <= merged[-1][1] + 1:
-            if high > merged[-1][1]:
-                merged[-1] = (merged[-1][0], high)
-        else:
-            merged.append((low, high))
-    return merged
-
-
-def complement(ranges: Ranges) -> Ranges:
-    result: Ranges = []
-    start = 0
-    for low, high in normalize(ranges):
-        if low > start:
-            result.append((start, low - 1))
-        start = high + 1
-    if start <= MAX_CODE_POINT:
-        result.append((start, MAX_CODE_POINT))
-    return result
-
-
-def _fold(ranges: Ranges, flags: int) -> Ranges:
-    """Under IGNORECASE (ASCII mode), close a set under ASCII letter case."""
-    ranges = normalize(ranges)
-    if not flags & _I:
-        return ranges
-    extra: Ranges = []
-    for low, high in ranges:
-        for first, last, delta in ((0x41, 0x5A, 0x20), (0x61, 0x7A, -0x20)):
-            a, b = max(low, first), min(high, last)
-            if a <= b:
-                extra.append((a + delta, b + delta))
-    return normalize([*ranges, *extra])
-
-
 @functools.lru_cache(maxsize=4096)
 def _literal(code: int, folded: int) -> str:
     if not folded and code < 0x80 and chr(code).isalnum():
         return chr(code)
-    return char_class(_fold([(code, code)], folded))
+    return char_class(fold([(code, code)], folded))
 
 
 @functools.lru_cache(maxsize=1024)
 def _not_literal(code: int, folded: int) -> str:
-    return char_class(complement(_fold([(code, code)], folded)))
+    return char_class(complement(fold([(code, code)], folded)))
 
 
 @functools.lru_cache(maxsize=4096)
 def _class(items: tuple[tuple[Any, Any], ...], folded: int) -> str:
-    return char_class(_class_ranges(items, folded))
-
-
-def _class_ranges(items: Sequence[tuple[Any, Any]], flags: int) -> Ranges:
-    negate = False
-    ranges: Ranges = []
-    for op, av in items:
-        if op is _c.NEGATE:
-            negate = True
-        elif op is _c.LITERAL:
-            ranges.append((av, av))
-        elif op is _c.RANGE:
-            ranges.append((av[0], av[1]))
-        elif op is _c.CATEGORY:
-            ranges.extend(_category(av))
-        else:  # pragma: no cover - the parser emits nothing else in a class
-            raise Unsupported(f"class item {op}")
-    folded = _fold(ranges, flags)
-    return complement(folded) if negate else folded
-
-
-def _category(category: Any) -> Ranges:
-    table = {
-        _c.CATEGORY_DIGIT: (_DIGIT, False), _c.CATEGORY_NOT_DIGIT: (_DIGIT, True),
-        _c.CATEGORY_SPACE: (_SPACE, False), _c.CATEGORY_NOT_SPACE: (_SPACE, True),
-        _c.CATEGORY_WORD: (_WORD, False), _c.CATEGORY_NOT_WORD: (_WORD, True),
-    }
-    if category not in table:  # pragma: no cover
-        raise Unsupported(f"category {category}")
-    ranges, negated = table[category]
-    return complement(ranges) if negated else list(ranges)
+    return char_class(class_ranges(items, folded))
 
 
 def char_class(ranges: Ranges) -> str:
     """RE2 syntax for a set of code points (surrogates dropped: no UTF-8 text has them)."""
     parts: list[str] = []
     for low, high in normalize(ranges):
-        for a, b in _without_surrogates(low, high):
+        for a, b in without_surrogates(low, high):
             parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
     if not parts:
         return r"[^\x{0}-\x{10ffff}]"
     if len(parts) == 1 and "-" not in parts[0]:
         return parts[0]
     return "[" + "".join(parts) + "]"
-
-
-def _without_surrogates(low: int, high: int) -> list[tuple[int, int]]:
-    s_low, s_high = _SURROGATES
-    if high < s_low or low > s_high:
-        return [(low, high)]
-    return [(a, b) for a, b in ((low, s_low - 1), (s_high + 1, high)) if a <= b]
 
 
 _ANY: Final = char_class(complement([(0x0A, 0x0A)]))
@@ -399,7 +223,7 @@ _ANY_DOTALL: Final = char_class([(0, MAX_CODE_POINT)])
 def python_flags(ignore_case: bool) -> int:
     # plain ints: `re`'s own parser and compiler test flags on every node, and
     # RegexFlag enum arithmetic there is several times slower
-    return int(BASE_FLAGS) | (_I if ignore_case else 0)
+    return int(BASE_FLAGS) | (FLAG_I if ignore_case else 0)
 
 
 def text_is_utf8_safe(text: str) -> bool:
@@ -522,7 +346,7 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
     flags = python_flags(ignore_case)
     # Parse once: the tree is translated for RE2 and, when Python must decide whether
     # it matches the empty text, compiled by Python's compiler (which does not modify it).
-    parsed = _parser.parse(pattern, flags)
+    parsed = parse(pattern, flags)
     translation = _translate_parsed(parsed)
     why = f"uses {translation.reason}, which RE2 cannot run"
     accepted = False
@@ -541,11 +365,11 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         # variable-width look-behind)
         matches_empty = _compiler.compile(parsed, flags).search("") is not None
     bounded: list[BoundedSearch] = []
-    pcre2_source: str | None = None
+    fallback_source: str | None = None
     if not accepted or translation.newline_sensitive or translation.non_boundary:
         try:
-            pcre2_source = _Pcre2Emitter().sequence(parsed.data, flags)
-            bounded.append(BoundedSearch(pcre2_source))
+            fallback_source = pcre2_source(parsed, flags)
+            bounded.append(BoundedSearch(fallback_source))
         except Unsupported as exc:
             raise re.error(f"{exc} cannot be searched within a bound "
                            f"(RE2 and PCRE2 cannot run it as Python does)") from None
@@ -566,6 +390,6 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         engine="re2" if accepted else "pcre2-bounded",
         warning=warning,
         reason=None if accepted else why,
-        pcre2_source=pcre2_source,
+        pcre2_source=fallback_source,
         _bounded=bounded,
     )
