@@ -191,12 +191,17 @@ def field_getter(field: str) -> Getter:
 
 
 def as_text(value: Any) -> str | None:
+    """A scalar as the text operators see; None for containers, other types and
+    integers longer than Python writes as text (4,300 digits)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:
+            return None
     return None
 
 

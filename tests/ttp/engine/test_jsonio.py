@@ -113,6 +113,13 @@ def test_odd_python_values_are_marked_never_raised() -> None:
     assert json.loads(dump_tags(tags)) == [tag]
 
 
+def test_a_field_too_long_to_read_as_text_is_no_match() -> None:
+    engine = RuleEngine([make_rule("R0001", {"pattern": "9"}, ["command"])])
+    event = Event("command", "n", {"command_text": 10**5000})
+    assert engine.evaluate(event) == []
+    assert len(engine.evaluate(Event("command", "m", {"command_text": 99}))) == 1
+
+
 def test_event_identity_fields_refuse_hostile_values() -> None:
     for bad in ({"source_kind": "command", "source_id": "a\ud800"},
                 {"source_kind": "c\udc00", "source_id": "a"},
