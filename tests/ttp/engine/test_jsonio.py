@@ -134,11 +134,19 @@ def test_event_identity_fields_refuse_hostile_values() -> None:
 
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
                          st.text(st.characters(), max_size=40))
-PYTHON_VALUES = st.recursive(
-    JSON_SCALARS | st.binary(max_size=4),
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=5),
-    max_leaves=40)
+def _python_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    keys = st.text(max_size=8) | st.integers()
+    return st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5)
+
+
+def _json_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+
+
+PYTHON_VALUES = st.recursive(JSON_SCALARS | st.binary(max_size=4), _python_containers,
+                             max_leaves=40)
+JSON_LINES = st.recursive(JSON_SCALARS, _json_containers, max_leaves=30).map(
+    lambda v: json.dumps(v).encode())
 
 
 def _deep(value: Any, depth: int) -> Any:
@@ -162,10 +170,7 @@ def test_any_evidence_serializes_within_the_bound(
 
 
 @SETTINGS
-@given(raw=st.binary(max_size=200) | st.recursive(
-    JSON_SCALARS, lambda i: st.lists(i, max_size=4) | st.dictionaries(st.text(max_size=6), i,
-                                                                        max_size=4),
-    max_leaves=30).map(lambda v: json.dumps(v).encode()))
+@given(raw=st.binary(max_size=200) | JSON_LINES)
 def test_any_line_is_an_event_or_an_event_error(raw: bytes) -> None:
     try:
         data = parse_json(raw)
