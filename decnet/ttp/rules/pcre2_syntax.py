@@ -32,6 +32,8 @@ from decnet.ttp.rules.parsetree import (
 
 _c: Any = parser_constants
 
+_ONE_CHARACTER: Final = frozenset((_c.LITERAL, _c.NOT_LITERAL, _c.ANY, _c.IN))
+
 #: Largest repeat count PCRE2 accepts.
 PCRE2_MAX_REPEAT: Final = 65535
 
@@ -83,7 +85,10 @@ class _Emitter:
             unbounded = high is _c.MAXREPEAT
             if low > PCRE2_MAX_REPEAT or (not unbounded and high > PCRE2_MAX_REPEAT):
                 raise Unsupported(f"a repeat count over {PCRE2_MAX_REPEAT}")
-            body = "(?:" + self.sequence(sub.data, flags) + ")"
+            body = self.sequence(sub.data, flags)
+            if not (len(sub.data) == 1 and sub.data[0][0] in _ONE_CHARACTER
+                    and not body.startswith("(")):
+                body = "(?:" + body + ")"  # one character repeats stay compact in PCRE2
             count = (f"{{{low},}}" if unbounded else
                      f"{{{low}}}" if low == high else f"{{{low},{high}}}")
             mode = "?" if op is _c.MIN_REPEAT else "+" if op is _c.POSSESSIVE_REPEAT else ""
