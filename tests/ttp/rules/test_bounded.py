@@ -73,7 +73,7 @@ def test_the_anchor_packs_r0016_runs_on_re2() -> None:
 def test_nested_counted_repeats_fit_in_a_pcre2_program() -> None:
     compiled = compile_search(r"(?<!x)(?:[a-z]{100}){100}")
     assert compiled.is_fallback
-    assert compiled.search("y" + "a" * 10_000) and not compiled.search("y" + "a" * 9_999)
+    assert compiled.search("1" + "a" * 10_000) and not compiled.search("1" + "a" * 9_999)
 
 
 def test_a_case_insensitive_backreference_is_refused_at_load() -> None:
