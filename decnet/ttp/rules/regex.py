@@ -355,7 +355,9 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         check = _re2.RE2(translation.source.encode("utf-8"), re2_options())
         accepted = check.ok()
         if not accepted:
-            why = f"is refused by RE2 ({check.error()})"
+            error = check.error()
+            detail = error.decode("utf-8", "replace") if isinstance(error, bytes) else error
+            why = f"is refused by RE2 ({detail})"
         elif not translation.non_boundary:
             # on empty text RE2 and Python agree, except for Python's \B quirk
             matches_empty = check.Match(_UNANCHORED, b"", 0, 0)[0][0] >= 0

@@ -84,6 +84,15 @@ def test_what_re2_cannot_run_is_a_warned_fallback(pattern: str, construct: str) 
     assert "rule R0099" in compiled.warning and construct in compiled.warning
 
 
+def test_a_pattern_re2_refuses_is_a_warned_fallback_named_in_a_sentence() -> None:
+    compiled = compile_search(r"(?:a{1000}){2}", rule_id="R0099")
+    assert compiled.is_fallback and compiled.warning is not None
+    assert "is refused by RE2 (invalid repetition size: {2}); it is searched by PCRE2" \
+        in compiled.warning
+    assert "uses RE2" not in compiled.warning
+    assert compiled.search("a" * 2000) and not compiled.search("a" * 1999)
+
+
 def test_invalid_python_regex_is_an_error() -> None:
     with pytest.raises(re.error):
         compile_search("a(b")
