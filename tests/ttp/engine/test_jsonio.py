@@ -187,6 +187,28 @@ def test_any_line_is_an_event_or_an_event_error(raw: bytes) -> None:
         assert len(dump_tag(tag)) <= TAG_MAX_BYTES
 
 
+FUZZ_ENGINE = RuleEngine([
+    make_rule("R0001", {"pattern": r"\bwget\b"}, ["command"],
+              evidence_fields=("command_text", "user", "blob")),
+    make_rule("R0002", {"pattern": r"(?<!x)a(?=b)|(.)\1"}, ["command"],
+              evidence_fields=("blob",)),
+    make_rule("R0003", {"any": [{"contains": "a", "field": "blob.x"},
+                                {"pattern": "^$", "field": "user"}]}, ["command"]),
+])
+
+
+@SETTINGS
+@given(payload=st.dictionaries(st.sampled_from(["command_text", "user", "blob", "x"]),
+                               PYTHON_VALUES, max_size=4),
+       text=st.text(st.characters(), max_size=20))
+def test_any_python_payload_is_evaluated_and_written(payload: dict[str, Any], text: str) -> None:
+    """Events built in Python skip the JSON reader: any values, lone surrogates included."""
+    payload.setdefault("command_text", f"wget {text}")
+    for tag in FUZZ_ENGINE.evaluate(Event("command", "fuzz", payload)):
+        assert len(dump_tag(tag)) <= TAG_MAX_BYTES
+        assert isinstance(tag.as_dict()["evidence"], dict)
+
+
 def test_parse_json_is_exact_where_orjson_is_not() -> None:
     assert parse_json(b'{"a":[1,18446744073709551615,18446744073709551616]}') == \
         {"a": [1, (1 << 64) - 1, 1 << 64]}
