@@ -44,9 +44,17 @@ class FallbackStats:
     oversized: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, name: str) -> None:
+    def searched(self) -> None:
         with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
+            self.searches += 1
+
+    def stopped(self) -> None:
+        with self._lock:
+            self.limit_hits += 1
+
+    def refused(self) -> None:
+        with self._lock:
+            self.oversized += 1
 
 
 STATS: Final = FallbackStats()
@@ -105,11 +113,11 @@ class BoundedSearch:
         search nesting groups several thousand levels deep exhausts.
         """
         if len(text) > FALLBACK_MAX_TEXT_CHARS:
-            STATS.count("oversized")
+            STATS.refused()
             return False
-        STATS.count("searches")
+        STATS.searched()
         try:
             return self._program(len(text)).search(text) is not None
         except pcre2.LibraryError:
-            STATS.count("limit_hits")
+            STATS.stopped()
             return False
