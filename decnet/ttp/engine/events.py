@@ -150,5 +150,9 @@ class Tag:
     sensor: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The tag as a JSON object for orjson, bounded: see `decnet.ttp.engine.jsonio`."""
+        """The tag as a JSON-ready object, bounded: see `decnet.ttp.engine.jsonio.tag_dict`.
+
+        Write tags with `jsonio.dump_tag`/`dump_tags`: orjson cannot write an integer
+        beyond 64 bits, which evidence may hold exactly.
+        """
         return tag_dict(self)

@@ -72,6 +72,8 @@ class Budget:
 
     left: int = EVIDENCE_MAX_TAG_BYTES
     truncated: bool = False
+    #: integers beyond 64 bits as `orjson.Fragment` (for orjson) instead of `int`
+    fragments: bool = False
 
 
 def bounded(value: Any, budget: Budget, depth: int = 0) -> Any:
@@ -123,7 +125,7 @@ def _integer(value: int, budget: Budget) -> Any:
     if len(digits) > EVIDENCE_MAX_VALUE_BYTES:
         return _marker(budget, f"[integer of {len(digits)} digits]")
     budget.left -= len(digits) + 1
-    return orjson.Fragment(digits.encode("ascii"))
+    return orjson.Fragment(digits.encode("ascii")) if budget.fragments else value
 
 
 def _mapping(value: Mapping[Any, Any], budget: Budget, depth: int) -> dict[str, Any]:
@@ -166,10 +168,11 @@ def _json_size(text: str) -> int:
 
 
 def tag_dict(tag: Tag) -> dict[str, Any]:
-    """`tag` as a JSON object orjson serializes, bounded (see the module doc)."""
+    """`tag` as a JSON-ready object, bounded (see the module doc); integers stay `int`,
+    so one beyond 64 bits needs `dump_tag` (or Python's `json`) to be written."""
     plain = _plain(tag)
     if _fits(plain) is None:
-        return _bounded_tag(tag)
+        return _bounded_tag(tag, Budget())
     plain["evidence"] = dict(tag.evidence)
     return plain
 
@@ -177,7 +180,7 @@ def tag_dict(tag: Tag) -> dict[str, Any]:
 def dump_tag(tag: Tag) -> bytes:
     """One tag as JSON bytes, at most `TAG_MAX_BYTES`; never raises."""
     data = _fits(_plain(tag))
-    return data if data is not None else orjson.dumps(_bounded_tag(tag))
+    return data if data is not None else orjson.dumps(_bounded_tag(tag, Budget(fragments=True)))
 
 
 def dump_tags(tags: Iterable[Tag]) -> bytes:
@@ -224,8 +227,7 @@ def _fits(plain: dict[str, Any]) -> bytes | None:
     return data
 
 
-def _bounded_tag(tag: Tag) -> dict[str, Any]:
-    budget = Budget()
+def _bounded_tag(tag: Tag, budget: Budget) -> dict[str, Any]:
     text = bounded_text
     out: dict[str, Any] = {
         "uuid": tag.uuid,

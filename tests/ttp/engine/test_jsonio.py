@@ -72,6 +72,9 @@ def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
     evidence = tags[0]["evidence"]
     assert evidence["n"] == BIG and evidence["m"] == -(1 << 63) - 1
     assert evidence["f"] == 1.5 and evidence["s"] == "12345678901234567890"
+    tag = Tag("u", "command", "n", "R0001", 1, "TA0007", "T1082", None, 0.5, {"n": BIG})
+    assert tag.as_dict()["evidence"] == {"n": BIG}  # a plain int in the object view
+    assert b'"evidence":{"n":18446744073709551616}' in dump_tag(tag)
 
 
 def test_bad_lines_are_errors_of_their_own() -> None:
