@@ -135,7 +135,7 @@ async def flood(url: str, seconds: float, clients: int, events: int) -> tuple[
 
 def never_read(url: str, pid: int) -> tuple[float, float, float, int]:
     port = int(url.rsplit(":", 1)[1])
-    body = orjson.dumps([amplifying_event(200_000, f"nr{i}") for i in range(1)])
+    body = orjson.dumps([amplifying_event(5_000, f"nr{i}") for i in range(40)])
     before = rss_mb(pid)
     sockets = []
     for _ in range(NON_READERS):
@@ -179,7 +179,8 @@ async def measure(quick: bool) -> None:
             worker.wait(30)
             shutil.rmtree(rules, ignore_errors=True)
     body_mb = len(flood_body(3000)) / 1e6
-    print(f"### Under attack\n\n`{COMMAND}` (a worker process with the shipped pack and "
+    print("### Under attack: the worker's HTTP door\n\n"
+          f"`{COMMAND}` (a worker process with the shipped pack and "
           f"default limits but `--write-timeout {WRITE_TIMEOUT:g}`; attackers in another "
           "process)\n")
     print("`/healthz` latency, sequential requests 20 ms apart, ms:\n")
@@ -190,8 +191,8 @@ async def measure(quick: bool) -> None:
     print(f"\nDuring the flood the worker evaluated {rate:,.0f} events/s; answers to the "
           f"attackers by status: {statuses} (207: responses truncated at the 4 MiB cap; "
           "503: refused past `--max-pending`).\n")
-    print(f"Worker RSS with {NON_READERS} clients that each send one amplifying event "
-          "(~60 tags of 200 kB of evidence, capped at 4 MiB) and never read: "
+    print(f"Worker RSS with {NON_READERS} clients that each send 40 amplifying events "
+          "(~2,400 tags of 4 KiB of capped evidence, a response capped at 4 MiB) and never read: "
           f"{before:.0f} MB before, {peak:.0f} MB peak, {after:.0f} MB after the write "
           f"timeout dropped {dropped} of them.\n")
 

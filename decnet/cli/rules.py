@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +42,7 @@ def validate(
     target = rules_dir(directory)
     if not target.is_dir():
         fail(f"{target} is not a directory", EXIT_INPUT)
-    with cli_errors():
+    with cli_errors(), _compiler_log_muted():
         result = load_directory(target)
     for error in result.errors:
         console.print(labelled("error", "red", str(error)), highlight=False)
@@ -52,6 +55,17 @@ def validate(
     )
     if result.errors:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _compiler_log_muted() -> Iterator[None]:
+    """Mute the compiler's warning log lines: `validate` prints every warning itself."""
+    logger = logging.getLogger("decnet.ttp.rules.compiler")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
 
 
 @app.command("list")

@@ -111,6 +111,27 @@ class LiveCollector(Collector):
                        live.full_loads)
         yield _counter("decnet_ttp_events_evaluated", "Events evaluated", engine.events_evaluated)
         yield _counter("decnet_ttp_tags_emitted", "Tags emitted", engine.tags_emitted)
+        fallback = engine.fallback_stats
+        yield _counter("decnet_ttp_fallback_searches",
+                       "Searches of patterns RE2 cannot run (bounded PCRE2)", fallback.searches)
+        yield _counter("decnet_ttp_fallback_limit_hits",
+                       "Fallback searches stopped by their step or memory limit (no match)",
+                       fallback.limit_hits)
+        yield _counter("decnet_ttp_fallback_oversized",
+                       "Texts too long for the fallback, not searched (no match)",
+                       fallback.oversized)
+        correlation = engine.correlation_stats
+        yield _gauge("decnet_ttp_correlation_groups", "Live groups of cross-event rules",
+                     correlation.live_groups)
+        yield _counter("decnet_ttp_correlation_groups_evicted",
+                       "Groups of cross-event rules evicted by the group cap",
+                       correlation.groups_evicted)
+        yield _counter("decnet_ttp_correlation_late_events",
+                       "Events too late for their cross-event window (not counted)",
+                       correlation.late_events)
+        yield _counter("decnet_ttp_correlation_windows_fired",
+                       "Cross-event windows that reached their threshold",
+                       correlation.windows_fired)
         yield _counter("decnet_ttp_poll_errors",
                        "Failed reads of the database by the tail (and failed loads)",
                        int(store_stat(live.store, "poll_errors", 0)) + live.load_errors)

@@ -153,6 +153,7 @@ CORRELATION_EVIDENCE_VALUES: Final = 10
 CORRELATION_EVIDENCE_VALUE_CHARS: Final = 128
 #: Window of a mapped anchor lifter that declares none, minutes.
 LIFTER_DEFAULT_WINDOW_MINUTES: Final = 60
+
 # Rule tests and coverage ------------------------------------------------------
 
 #: Most events one `sequence:` test case of a rule file may hold.
@@ -165,6 +166,7 @@ NAVIGATOR_VERSION: Final = "5.1.0"
 ATTACK_VERSION: Final = ATTACK_RELEASE.rsplit("-v", 1)[1]
 #: Characters of one event shown by `decnet-ttp rules test` for a failing case.
 MAX_SHOWN_EVENT_CHARS: Final = 2_000
+
 # Worker HTTP API under attack ---------------------------------------------------
 
 #: Most events one `POST /events` may carry; more is refused (413) unevaluated.
@@ -183,7 +185,7 @@ MAX_PENDING_REQUESTS: Final = 16
 RETRY_AFTER_SECONDS: Final = 1
 #: Open connections a worker keeps; also capped below the process's file limit.
 MAX_CONNECTIONS: Final = 1024
-#: File descriptors kept free of connections (database pool, logs, regex sandbox).
+#: File descriptors kept free of connections (database pool, logs).
 FD_RESERVE: Final = 64
 #: Listen queue of the worker's socket, which is also how many connections the event
 #: loop accepts in one turn before the cap applies to them; twice this is kept free of
@@ -208,3 +210,28 @@ WORKER_SWITCH_INTERVAL: Final = 0.001
 ENV_HTTP_PREFIX: Final = "DECNET_TTP_HTTP_"
 #: Largest chunk of a response body handed to the transport at once, bytes.
 RESPONSE_CHUNK_BYTES: Final = 64 * 1024
+
+# Regex fallback (patterns RE2 cannot run) ----------------------------------
+
+#: PCRE2 match steps a fallback search may take per character of its text, plus a base:
+#: the search stops (no match, counted) past `STEPS_PER_CHAR * n + STEPS_BASE`, where n
+#: is the text length rounded up to a power of two (at least `FALLBACK_MIN_LENGTH_CLASS`).
+FALLBACK_STEPS_PER_CHAR: Final = 4
+FALLBACK_STEPS_BASE: Final = 1 << 16
+FALLBACK_MIN_LENGTH_CLASS: Final = 1 << 10
+#: Backtracking memory one fallback search may use (KiB; PCRE2's heap limit).
+FALLBACK_HEAP_KIB: Final = 2 << 10
+#: Texts longer than this (characters) are not searched by the fallback (no match, counted).
+FALLBACK_MAX_TEXT_CHARS: Final = 1 << 20
+
+# Hostile events and tags -----------------------------------------------------
+
+#: Longest text accepted in an event's identifying fields (source_kind, source_id...).
+EVENT_MAX_ID_CHARS: Final = 4096
+#: Evidence strings longer than this (UTF-8 bytes) are cut, with a visible marker.
+EVIDENCE_MAX_VALUE_BYTES: Final = 4096
+#: Serialized evidence of one tag stops growing past this (bytes, approximate by the
+#: value sizes); later values are dropped and the tag says `evidence_truncated`.
+EVIDENCE_MAX_TAG_BYTES: Final = 64 * 1024
+#: Evidence containers nested deeper than this are replaced by a marker.
+EVIDENCE_MAX_DEPTH: Final = 16

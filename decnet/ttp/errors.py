@@ -10,6 +10,10 @@ class DecnetTTPError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+class EventError(DecnetTTPError, ValueError):
+    """An event that is not shaped like one (no source_kind, payload not a mapping...)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RuleProblem:
     """One finding about one rule file: where, which field, why."""

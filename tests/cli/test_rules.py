@@ -45,6 +45,16 @@ def test_validate_passes_on_the_shipped_pack() -> None:
     assert "0 error(s)" in result.output
 
 
+def test_validate_prints_each_warning_once_and_readably(tmp_path: Path) -> None:
+    rule = GOOD.format(rule_id="R0001").replace("'uname'", "'un(?<!x)ame'")
+    (tmp_path / "R0001.yaml").write_text(rule)
+    result = runner.invoke(app, ["rules", "validate", str(tmp_path)], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("un(?<!x)ame") == 1, result.output
+    assert "lookbehind, which RE2 cannot run; it is searched by PCRE2" in result.output
+    assert "1 warning(s)" in result.output
+
+
 def test_validate_a_missing_directory(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rules", "validate", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a directory" in result.output

@@ -35,7 +35,7 @@ from decnet.ttp.constants import (
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.correlation import EVENT_FIELDS, CorrelationSpec
-from decnet.ttp.rules.matchers import Deadline, field_getter
+from decnet.ttp.rules.matchers import field_getter
 from decnet.ttp.store.base import RuleState, StateName
 
 #: One group-by value as itself, several as a tuple (a lone string saves a tuple per group).
@@ -201,7 +201,6 @@ class Correlator:
             out: list[Tag] = []
             now: datetime | None = None
             passed: dict[int, bool] = {}
-            deadline = Deadline()
             for plan in self._by_kind.get(event.source_kind, ()):
                 state = plan.rule.state
                 if state.state is not StateName.ENABLED or state.expires_at is not None:
@@ -214,7 +213,7 @@ class Correlator:
                 if check is not None:
                     ok = passed.get(plan.filter_id)
                     if ok is None:
-                        ok = passed[plan.filter_id] = check.evaluate(event.payload, deadline)
+                        ok = passed[plan.filter_id] = check.evaluate(event.payload)
                     if not ok:
                         continue
                 tags = self._count(plan, state, event, moment)

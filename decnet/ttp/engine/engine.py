@@ -22,9 +22,9 @@ from decnet.ttp.engine.correlation import CorrelationStats, Correlator
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.engine.index import RuleIndex
 from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext, build_bucket
+from decnet.ttp.rules.bounded import STATS, FallbackStats
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.matchers import PatternLeaf
-from decnet.ttp.rules.sandbox import SandboxStats, default_sandbox
 from decnet.ttp.store.base import (
     DEFINITION,
     DELETED,
@@ -98,9 +98,10 @@ class RuleEngine:
         return self._correlator.stats
 
     @property
-    def sandbox_stats(self) -> SandboxStats:
-        """Calls, timeouts and skips of the fallback regex sandbox (process-wide)."""
-        return default_sandbox().stats
+    def fallback_stats(self) -> FallbackStats:
+        """Searches, limit hits and oversized texts of the bounded regex fallback
+        (process-wide)."""
+        return STATS
 
     def replace_all(self, rules: Iterable[CompiledRule]) -> None:
         index = RuleIndex.build(rules, self._index.generation + 1)
@@ -281,8 +282,8 @@ class RuleEngine:
             try:
                 data = text.encode("utf-8")
             except UnicodeEncodeError:
-                # RE2 cannot read lone surrogates: these leaves are searched exactly
-                # (sandboxed Python re) by the plans.
+                # RE2 cannot read lone surrogates: the plans search these leaves one
+                # by one (`CompiledPattern.search` reads them as U+FFFD).
                 unsafe = unsafe or set()
                 unsafe.add(field_index.field)
                 for bucket in field_index.buckets:
@@ -327,8 +328,7 @@ class RuleEngine:
                 tree = rule.matchers.get(kind)
                 if tree is None:
                     continue
-                ctx = ctx or EvalContext(unsafe or _NO_UNSAFE)
-                if not tree.evaluate(payload, ctx.deadline):
+                if not tree.evaluate(payload):
                     continue
             else:
                 plan = plans[rule_id].get(kind)

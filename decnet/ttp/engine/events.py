@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from decnet.ttp.constants import ATTACK_RELEASE, TAG_UUID_NAMESPACE
-from decnet.ttp.errors import DecnetTTPError
+from decnet.ttp.constants import ATTACK_RELEASE, EVENT_MAX_ID_CHARS, TAG_UUID_NAMESPACE
+from decnet.ttp.engine.jsonio import tag_dict
+from decnet.ttp.errors import EventError
 
 _NAMESPACE = uuid.UUID(TAG_UUID_NAMESPACE)
 _NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
-class EventError(DecnetTTPError, ValueError):
-    """An event that is not shaped like one (no source_kind, payload not a mapping...)."""
+__all__ = ["Event", "EventError", "Tag", "tag_uuid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +47,9 @@ class Event:
         kind = data.get("source_kind")
         if not isinstance(kind, str) or not kind:
             raise EventError("event.source_kind must be a non-empty string")
-        source_id = data.get("source_id")
-        if isinstance(source_id, int) and not isinstance(source_id, bool):
-            source_id = str(source_id)
-        if not isinstance(source_id, str) or not source_id:
+        _check_text("source_kind", kind)
+        source_id = _opt_str(data, "source_id")
+        if not source_id:
             raise EventError("event.source_id must be a non-empty string")
         payload = data.get("payload", {})
         if not isinstance(payload, Mapping):
@@ -65,9 +64,27 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, str | int) and not isinstance(value, bool):
+    if type(value) is str and value.isascii() and len(value) <= EVENT_MAX_ID_CHARS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 128:
+            raise EventError(f"event.{key} is a number too large for an id")
         return str(value)
+    if isinstance(value, str):
+        return _check_text(key, value)
     raise EventError(f"event.{key} must be a string")
+
+
+def _check_text(key: str, value: str) -> str:
+    """An identifying text: bounded, and UTF-8 (no lone surrogates) so tags can carry it."""
+    if len(value) > EVENT_MAX_ID_CHARS:
+        raise EventError(f"event.{key} is longer than {EVENT_MAX_ID_CHARS} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventError(f"event.{key} holds a lone surrogate (not UTF-8 text)") from None
+    return value
 
 
 def _opt_time(value: Any) -> float | None:
@@ -75,7 +92,10 @@ def _opt_time(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise EventError("event.timestamp is out of range") from None
     elif isinstance(value, str) and len(value) <= 64:
         try:
             moment = datetime.fromisoformat(value)
@@ -99,7 +119,9 @@ def tag_uuid(source_kind: str, source_id: str, rule_id: str, rule_version: int,
     """
     name = "\x1f".join((source_kind, source_id, rule_id, str(rule_version), technique_id,
                         sub_technique_id or ""))
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    # surrogatepass: an Event built in Python (not read from JSON) may hold lone surrogates
+    data = name.encode("utf-8", "surrogatepass")
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + data).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
@@ -128,21 +150,9 @@ class Tag:
     sensor: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "uuid": self.uuid,
-            "source_kind": self.source_kind,
-            "source_id": self.source_id,
-            "rule_id": self.rule_id,
-            "rule_version": self.rule_version,
-            "tactic": self.tactic,
-            "technique_id": self.technique_id,
-            "sub_technique_id": self.sub_technique_id,
-            "confidence": self.confidence,
-            "evidence": dict(self.evidence),
-            "attack_release": self.attack_release,
-            "attacker_uuid": self.attacker_uuid,
-            "session_id": self.session_id,
-            "decky_id": self.decky_id,
-            "src_ip": self.src_ip,
-            "sensor": self.sensor,
-        }
+        """The tag as a JSON-ready object, bounded: see `decnet.ttp.engine.jsonio.tag_dict`.
+
+        Write tags with `jsonio.dump_tag`/`dump_tags`: orjson cannot write an integer
+        beyond 64 bits, which evidence may hold exactly.
+        """
+        return tag_dict(self)

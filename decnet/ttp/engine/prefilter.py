@@ -25,7 +25,6 @@ from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.matchers import (
     AllOf,
     AnyOf,
-    Deadline,
     Getter,
     MatchNode,
     NotOf,
@@ -47,13 +46,12 @@ Check = Callable[[Mapping[str, Any], int, "EvalContext"], bool]
 
 
 class EvalContext:
-    """Per-event facts a plan needs besides the hits: unreadable fields, the budget."""
+    """Per-event facts a plan needs besides the hits: the fields RE2 could not read."""
 
-    __slots__ = ("deadline", "unsafe")
+    __slots__ = ("unsafe",)
 
     def __init__(self, unsafe: frozenset[str] | set[str]) -> None:
         self.unsafe = unsafe
-        self.deadline = Deadline()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -136,7 +134,7 @@ def _check(node: MatchNode, bits: Mapping[int, int]) -> Check:
         inner = _check(node.child, bits)
         return lambda p, m, c: not inner(p, m, c)
     evaluate = node.evaluate
-    return lambda p, m, c: evaluate(p, c.deadline)
+    return lambda p, m, c: evaluate(p)
 
 
 def _leaf_check(leaf: PatternLeaf, bit: int) -> Check:
@@ -147,13 +145,13 @@ def _leaf_check(leaf: PatternLeaf, bit: int) -> Check:
 
     def check(payload: Mapping[str, Any], mask: int, ctx: EvalContext) -> bool:
         if ctx.unsafe and field in ctx.unsafe:
-            return leaf.evaluate(payload, ctx.deadline)
+            return leaf.evaluate(payload)
         if not (mask >> bit) & 1:
             return False
         if sensitive:
             text = get(payload)
-            if text is not None and pattern.needs_python(text):
-                return leaf.evaluate(payload, ctx.deadline)
+            if text is not None and pattern.needs_fallback(text):
+                return leaf.evaluate(payload)
         return True
 
     return check

@@ -1,7 +1,7 @@
 """The plain reference evaluation: every rule, one precompiled `re.search` at a time.
 
 It reads each rule's `match_spec` itself (not the compiled matchers) and knows
-nothing of RE2, sets or sandboxes. The property tests hold the engine to it and
+nothing of RE2, PCRE2 or sets. The property tests hold the engine to it and
 the benchmarks measure the engine beside it. It is not safe against hostile
 patterns: never use it on live traffic.
 """

@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Final
 
-import orjson
-
 from decnet.ttp.constants import MAX_EVENT_LINE_BYTES
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, EventError
+from decnet.ttp.engine.jsonio import dump_tag, parse_json
 
 BATCH_LINES: Final = 4096
 MAX_REPORTED_BAD_LINES: Final = 20
@@ -89,7 +88,6 @@ def tag_stream(
     started = time.perf_counter()
     line_number = 0
     evaluate = engine.evaluate
-    dumps = orjson.dumps
     for batch, read in _batches(source, max_line_bytes):
         out: list[bytes] = []
         for raw in batch:
@@ -100,13 +98,13 @@ def tag_stream(
             if not raw.strip():
                 continue
             try:
-                event = Event.from_mapping(orjson.loads(raw))
-            except (orjson.JSONDecodeError, EventError) as exc:
+                event = Event.from_mapping(parse_json(raw))
+            except EventError as exc:
                 _bad_line(summary, line_number, str(exc))
                 continue
             summary.events += 1
             for tag in evaluate(event):
-                out.append(dumps(tag.as_dict()))
+                out.append(dump_tag(tag))
                 summary.techniques[tag.sub_technique_id or tag.technique_id] += 1
                 summary.rules[tag.rule_id] += 1
         if out:

@@ -39,34 +39,15 @@ class NoFieldError(MatchSpecError):
     """A condition without `field` on a source kind that has no default match field."""
 
 
-class Deadline:
-    """The wall-clock budget of one event's sandboxed (fallback) regex work.
-
-    Started lazily, so events that need no fallback never read the clock.
-    """
-
-    __slots__ = ("_at",)
-
-    def __init__(self) -> None:
-        self._at: float | None = None
-
-    def at(self) -> float:
-        if self._at is None:
-            from decnet.ttp.rules.sandbox import default_sandbox
-
-            self._at = default_sandbox().deadline()
-        return self._at
-
-
 class MatchNode:
     """A compiled condition; `node(payload)` is the exact answer."""
 
     __slots__ = ()
 
     def __call__(self, payload: Mapping[str, Any]) -> bool:
-        return self.evaluate(payload, Deadline())
+        return self.evaluate(payload)
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
         raise NotImplementedError
 
     def leaves(self) -> Iterator[Leaf]:
@@ -94,14 +75,11 @@ class PatternLeaf(Leaf):
         super().__init__(field)
         self.pattern = pattern
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
         text = self.get(payload)
         if text is None:
             return False
-        pattern = self.pattern
-        if text and not pattern.needs_python(text):
-            return pattern.search_bytes(text.encode("utf-8"))
-        return pattern.search(text, deadline.at() if text else None)
+        return self.pattern.search(text)
 
 
 class TextLeaf(Leaf):
@@ -116,7 +94,7 @@ class TextLeaf(Leaf):
         self.needles = tuple(n.casefold() for n in needles) if folded else needles
         self.test = _string_test(op, self.needles)
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
         text = self.get(payload)
         if text is None:
             return False
@@ -129,8 +107,8 @@ class AllOf(MatchNode):
     def __init__(self, children: tuple[MatchNode, ...]) -> None:
         self.children = children
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
-        return all(c.evaluate(payload, deadline) for c in self.children)
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
+        return all(c.evaluate(payload) for c in self.children)
 
     def leaves(self) -> Iterator[Leaf]:
         for child in self.children:
@@ -140,8 +118,8 @@ class AllOf(MatchNode):
 class AnyOf(AllOf):
     __slots__ = ()
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
-        return any(c.evaluate(payload, deadline) for c in self.children)
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
+        return any(c.evaluate(payload) for c in self.children)
 
 
 class NotOf(MatchNode):
@@ -150,8 +128,8 @@ class NotOf(MatchNode):
     def __init__(self, child: MatchNode) -> None:
         self.child = child
 
-    def evaluate(self, payload: Mapping[str, Any], deadline: Deadline) -> bool:
-        return not self.child.evaluate(payload, deadline)
+    def evaluate(self, payload: Mapping[str, Any]) -> bool:
+        return not self.child.evaluate(payload)
 
     def leaves(self) -> Iterator[Leaf]:
         return self.child.leaves()
@@ -217,12 +195,17 @@ def field_getter(field: str) -> Getter:
 
 
 def as_text(value: Any) -> str | None:
+    """A scalar as the text operators see; None for containers, other types and
+    integers longer than Python writes as text (4,300 digits)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:
+            return None
     return None
 
 

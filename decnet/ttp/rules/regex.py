@@ -11,30 +11,48 @@ exactly the same texts: every character class is spelled out as explicit code
 point ranges (so `\\s` keeps `\\v`, case folding stays ASCII), `$` becomes
 `\\n?\\z` where nothing follows it and `(?m:$)` elsewhere (exact unless the text
 has a newline before its last character), `\\B` stays `\\B` (exact on ASCII text;
-RE2 also finds it inside a multi-byte character) — `CompiledPattern.needs_python`
-names the texts where Python must confirm;
-lazy quantifiers become greedy (a search only asks whether a match exists).
-Lookaround, backreferences, conditionals, atomic groups, possessive quantifiers
-and repeat counts over 1000 have no RE2 form: such a pattern is a *fallback*
-pattern, run by Python `re` in the time-bounded sandbox (`decnet.ttp.rules.sandbox`)
-and reported by a load-time warning.
+RE2 also finds it inside a multi-byte character) — `CompiledPattern.needs_fallback`
+names the texts where RE2 cannot decide; lazy quantifiers become greedy, a positive
+lookahead at the end of the pattern is matched as plain text and a positive
+lookbehind at its start too (a search only asks whether a match exists).
+Other lookaround, backreferences, conditionals, atomic groups, possessive
+quantifiers and repeat counts over 1000 have no RE2 form: such a pattern is a
+*fallback* pattern, translated just as exactly into PCRE2 syntax and searched by
+PCRE2 within a step limit (`decnet.ttp.rules.bounded`); a load-time warning names it.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import pcre2
 import re2
 from re2 import _re2
 
-_parser: Any = importlib.import_module("re._parser")
-_c: Any = importlib.import_module("re._constants")
+from decnet.ttp.rules.bounded import BoundedSearch
+from decnet.ttp.rules.parsetree import (
+    FLAG_I,
+    FLAG_M,
+    FLAG_S,
+    FLAG_U_OR_L,
+    MAX_CODE_POINT,
+    Ranges,
+    Unsupported,
+    class_ranges,
+    complement,
+    fold,
+    normalize,
+    parse,
+    parser_constants,
+    without_surrogates,
+)
+from decnet.ttp.rules.pcre2_syntax import pcre2_source, translate_pcre2
+
 _compiler: Any = importlib.import_module("re._compiler")
 
 #: Flags every rule pattern is compiled with (the reference semantics).
@@ -45,20 +63,8 @@ RE2_MAX_REPEAT: Final = 1000
 #: the cache is flushed when full, so this bounds the memory a hostile input can grow.
 RE2_MAX_MEM: Final = 8 << 20
 
-MAX_CODE_POINT: Final = 0x10FFFF
-_SURROGATES: Final = (0xD800, 0xDFFF)
 _UNANCHORED: Final = re2._Anchor.UNANCHORED
-_I: Final = int(re.IGNORECASE)
-_M: Final = int(re.MULTILINE)
-_S: Final = int(re.DOTALL)
-_U_OR_L: Final = int(re.UNICODE | re.LOCALE)
-_keys: Final = itertools.count(1)
-
-Ranges = list[tuple[int, int]]
-
-_DIGIT: Final[Ranges] = [(0x30, 0x39)]
-_SPACE: Final[Ranges] = [(0x09, 0x0D), (0x20, 0x20)]
-_WORD: Final[Ranges] = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+_c: Any = parser_constants
 
 
 def re2_options() -> Any:
@@ -68,10 +74,6 @@ def re2_options() -> Any:
     options.max_mem = RE2_MAX_MEM
     options.never_capture = True
     return options
-
-
-class Unsupported(Exception):
-    """The pattern uses a construct RE2 cannot run; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +92,13 @@ class Translation:
 
 def translate(pattern: str, flags: int = BASE_FLAGS) -> Translation:
     """Translate a valid Python pattern (parsed with `flags`) into RE2 syntax."""
-    return _translate_parsed(_parser.parse(pattern, int(flags)))
+    return _translate_parsed(parse(pattern, int(flags)))
 
 
 def _translate_parsed(parsed: Any) -> Translation:
     emitter = _Emitter()
     try:
-        source = emitter.sequence(parsed.data, parsed.state.flags, tail=True)
+        source = emitter.sequence(parsed.data, parsed.state.flags, tail=True, head=True)
     except Unsupported as exc:
         return Translation(None, str(exc))
     return Translation(source, None, emitter.newline_sensitive, emitter.non_boundary)
@@ -107,35 +109,44 @@ class _Emitter:
         self.newline_sensitive = False
         self.non_boundary = False
 
-    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int, tail: bool) -> str:
+    def sequence(self, items: Sequence[tuple[Any, Any]], flags: int, tail: bool,
+                 head: bool = False) -> str:
         last = len(items) - 1
-        return "".join(self.item(op, av, flags, tail and i == last)
+        return "".join(self.item(op, av, flags, tail and i == last, head and i == 0)
                        for i, (op, av) in enumerate(items))
 
-    def item(self, op: Any, av: Any, flags: int, tail: bool) -> str:
-        folded = flags & _I
+    def item(self, op: Any, av: Any, flags: int, tail: bool, head: bool = False) -> str:
+        """RE2 syntax for one node; `tail`/`head`: nothing of the pattern follows/precedes it."""
+        folded = flags & FLAG_I
         if op is _c.LITERAL:
             return _literal(av, folded)
         if op is _c.NOT_LITERAL:
             return _not_literal(av, folded)
         if op is _c.ANY:
-            return _ANY_DOTALL if flags & _S else _ANY
+            return _ANY_DOTALL if flags & FLAG_S else _ANY
         if op is _c.IN:
             return _class(tuple(av), folded)
         if op is _c.BRANCH:
-            return "(?:" + "|".join(self.sequence(alt.data, flags, tail)
+            return "(?:" + "|".join(self.sequence(alt.data, flags, tail, head)
                                     for alt in av[1]) + ")"
         if op is _c.SUBPATTERN:
             _group, add, remove, sub = av
-            if (add | remove) & _U_OR_L:
+            if (add | remove) & FLAG_U_OR_L:
                 raise Unsupported("a local UNICODE/LOCALE flag")
-            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail) + ")"
+            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail, head) + ")"
+        if op is _c.ASSERT:
+            # Only whether a match exists matters: text a lookahead requires after the
+            # end of the match, or a lookbehind before its start, may as well be matched.
+            direction, sub = av
+            if (direction == 1 and tail) or (direction == -1 and head):
+                return "(?:" + self.sequence(sub.data, flags, tail, head) + ")"
         if op is _c.MAX_REPEAT or op is _c.MIN_REPEAT:
             low, high, sub = av
             unbounded = high is _c.MAXREPEAT
             if low > RE2_MAX_REPEAT or (not unbounded and high > RE2_MAX_REPEAT):
                 raise Unsupported(f"a repeat count over {RE2_MAX_REPEAT}")
-            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1) + ")"
+            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1,
+                                         head and high == 1) + ")"
             if unbounded:
                 return body + ("*" if low == 0 else "+" if low == 1 else f"{{{low},}}")
             return body + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
@@ -145,11 +156,11 @@ class _Emitter:
 
     def at(self, where: Any, flags: int, tail: bool) -> str:
         if where is _c.AT_BEGINNING:
-            return "(?m:^)" if flags & _M else r"\A"
+            return "(?m:^)" if flags & FLAG_M else r"\A"
         if where is _c.AT_BEGINNING_STRING:
             return r"\A"
         if where is _c.AT_END:
-            if flags & _M:
+            if flags & FLAG_M:
                 return "(?m:$)"
             if tail:
                 return r"(?:\n?\z)"
@@ -175,109 +186,34 @@ _UNSUPPORTED: Final = {
 }
 
 
-def normalize(ranges: Iterable[tuple[int, int]]) -> Ranges:
-    """Sorted, merged, non-overlapping ranges."""
-    merged: Ranges = []
-    for low, high in sorted(ranges):
-        if merged and low <= merged[-1][1] + 1:
-            if high > merged[-1][1]:
-                merged[-1] = (merged[-1][0], high)
-        else:
-            merged.append((low, high))
-    return merged
-
-
-def complement(ranges: Ranges) -> Ranges:
-    result: Ranges = []
-    start = 0
-    for low, high in normalize(ranges):
-        if low > start:
-            result.append((start, low - 1))
-        start = high + 1
-    if start <= MAX_CODE_POINT:
-        result.append((start, MAX_CODE_POINT))
-    return result
-
-
-def _fold(ranges: Ranges, flags: int) -> Ranges:
-    """Under IGNORECASE (ASCII mode), close a set under ASCII letter case."""
-    ranges = normalize(ranges)
-    if not flags & _I:
-        return ranges
-    extra: Ranges = []
-    for low, high in ranges:
-        for first, last, delta in ((0x41, 0x5A, 0x20), (0x61, 0x7A, -0x20)):
-            a, b = max(low, first), min(high, last)
-            if a <= b:
-                extra.append((a + delta, b + delta))
-    return normalize([*ranges, *extra])
-
-
 @functools.lru_cache(maxsize=4096)
 def _literal(code: int, folded: int) -> str:
     if not folded and code < 0x80 and chr(code).isalnum():
         return chr(code)
-    return char_class(_fold([(code, code)], folded))
+    return char_class(fold([(code, code)], folded))
 
 
 @functools.lru_cache(maxsize=1024)
 def _not_literal(code: int, folded: int) -> str:
-    return char_class(complement(_fold([(code, code)], folded)))
+    return char_class(complement(fold([(code, code)], folded)))
 
 
 @functools.lru_cache(maxsize=4096)
 def _class(items: tuple[tuple[Any, Any], ...], folded: int) -> str:
-    return char_class(_class_ranges(items, folded))
-
-
-def _class_ranges(items: Sequence[tuple[Any, Any]], flags: int) -> Ranges:
-    negate = False
-    ranges: Ranges = []
-    for op, av in items:
-        if op is _c.NEGATE:
-            negate = True
-        elif op is _c.LITERAL:
-            ranges.append((av, av))
-        elif op is _c.RANGE:
-            ranges.append((av[0], av[1]))
-        elif op is _c.CATEGORY:
-            ranges.extend(_category(av))
-        else:  # pragma: no cover - the parser emits nothing else in a class
-            raise Unsupported(f"class item {op}")
-    folded = _fold(ranges, flags)
-    return complement(folded) if negate else folded
-
-
-def _category(category: Any) -> Ranges:
-    table = {
-        _c.CATEGORY_DIGIT: (_DIGIT, False), _c.CATEGORY_NOT_DIGIT: (_DIGIT, True),
-        _c.CATEGORY_SPACE: (_SPACE, False), _c.CATEGORY_NOT_SPACE: (_SPACE, True),
-        _c.CATEGORY_WORD: (_WORD, False), _c.CATEGORY_NOT_WORD: (_WORD, True),
-    }
-    if category not in table:  # pragma: no cover
-        raise Unsupported(f"category {category}")
-    ranges, negated = table[category]
-    return complement(ranges) if negated else list(ranges)
+    return char_class(class_ranges(items, folded))
 
 
 def char_class(ranges: Ranges) -> str:
     """RE2 syntax for a set of code points (surrogates dropped: no UTF-8 text has them)."""
     parts: list[str] = []
     for low, high in normalize(ranges):
-        for a, b in _without_surrogates(low, high):
+        for a, b in without_surrogates(low, high):
             parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
     if not parts:
         return r"[^\x{0}-\x{10ffff}]"
     if len(parts) == 1 and "-" not in parts[0]:
         return parts[0]
     return "[" + "".join(parts) + "]"
-
-
-def _without_surrogates(low: int, high: int) -> list[tuple[int, int]]:
-    s_low, s_high = _SURROGATES
-    if high < s_low or low > s_high:
-        return [(low, high)]
-    return [(a, b) for a, b in ((low, s_low - 1), (s_high + 1, high)) if a <= b]
 
 
 _ANY: Final = char_class(complement([(0x0A, 0x0A)]))
@@ -287,11 +223,11 @@ _ANY_DOTALL: Final = char_class([(0, MAX_CODE_POINT)])
 def python_flags(ignore_case: bool) -> int:
     # plain ints: `re`'s own parser and compiler test flags on every node, and
     # RegexFlag enum arithmetic there is several times slower
-    return int(BASE_FLAGS) | (_I if ignore_case else 0)
+    return int(BASE_FLAGS) | (FLAG_I if ignore_case else 0)
 
 
 def text_is_utf8_safe(text: str) -> bool:
-    """Whether `text` encodes to UTF-8 (no lone surrogates), so RE2 can read it."""
+    """Whether `text` encodes to UTF-8 (no lone surrogates), so RE2 and PCRE2 can read it."""
     if text.isascii():
         return True
     try:
@@ -301,15 +237,28 @@ def text_is_utf8_safe(text: str) -> bool:
     return True
 
 
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def readable(text: str) -> str:
+    """`text` with each lone surrogate read as U+FFFD (no regex engine here reads them).
+
+    Lone surrogates are no UTF-8 text: the JSON readers refuse them, so only a Python
+    caller building an `Event` itself can pass one.
+    """
+    return text if text_is_utf8_safe(text) else _LONE_SURROGATE.sub("\ufffd", text)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledPattern:
-    """One `pattern` leaf compiled for both engines.
+    """One `pattern` leaf compiled for RE2 and, where RE2 cannot decide, bounded PCRE2.
 
     `python` is the reference; `re2_source` (None for a fallback pattern) is its
     exact RE2 translation, which the engine's prefilter puts into combined sets.
-    RE2 checked it at load; the stand-alone programs (`re2`, and `python` when
-    RE2 runs the pattern) are only needed now and then, so each is compiled on
-    first use and kept: loading 10,000 rules does not pay for them.
+    `pcre2` is its exact PCRE2 translation, searched within a step limit: always for a
+    fallback pattern, and for the few texts RE2 cannot decide (`needs_fallback`).
+    Stand-alone programs are compiled on first use and kept: loading 10,000 rules
+    does not pay for them.
     """
 
     source: str
@@ -321,14 +270,14 @@ class CompiledPattern:
     engine: str
     warning: str | None = None
     reason: str | None = field(default=None, repr=False)
-    #: Unique per compiled pattern: how the sandbox child caches it.
-    key: int = field(default_factory=lambda: next(_keys), repr=False)
+    pcre2_source: str | None = field(default=None, repr=False)
     _program: list[Any] = field(default_factory=list, repr=False)
+    _bounded: list[BoundedSearch] = field(default_factory=list, repr=False)
     _python: list[re.Pattern[str]] = field(default_factory=list, repr=False)
 
     @property
     def python(self) -> re.Pattern[str]:
-        """Python's compiled pattern (the reference semantics)."""
+        """Python's compiled pattern (the reference semantics; never run by the engine)."""
         if not self._python:
             self._python.append(re.compile(self.source, python_flags(self.ignore_case)))
         return self._python[0]
@@ -345,80 +294,94 @@ class CompiledPattern:
         return program
 
     @property
+    def bounded(self) -> BoundedSearch:
+        """The step-limited PCRE2 search of this pattern."""
+        if not self._bounded:
+            source = self.pcre2_source
+            if source is None:
+                source = translate_pcre2(self.source, python_flags(self.ignore_case))
+            self._bounded.append(BoundedSearch(source))
+        return self._bounded[0]
+
+    @property
     def is_fallback(self) -> bool:
         return self.re2_source is None
 
     @property
     def input_sensitive(self) -> bool:
-        """Whether RE2's answer must be confirmed on some texts (see `needs_python`).
+        """Whether RE2's answer must be confirmed on some texts (see `needs_fallback`).
 
         On those texts RE2 over-approximates (it may find a match Python does not,
         never the reverse), so a miss from a combined set is still exact.
         """
         return self.newline_sensitive or self.non_boundary
 
-    def needs_python(self, text: str) -> bool:
-        """Whether RE2 cannot decide this pattern on `text` (Python `re` must, sandboxed)."""
+    def needs_fallback(self, text: str) -> bool:
+        """Whether RE2 cannot decide this pattern on UTF-8-safe `text` (PCRE2 must)."""
         if self.re2_source is None:
             return True
         if self.newline_sensitive and "\n" in text[:-1]:
             return True
-        if text.isascii():
-            return False
-        return self.non_boundary or not text_is_utf8_safe(text)
+        return self.non_boundary and not text.isascii()
 
-    def search(self, text: str, deadline: float | None = None) -> bool:
-        """Whether the pattern occurs in `text`; exact, never stalls the caller.
-
-        Fallback work (see `needs_python`) runs in the sandbox and counts as no match
-        when it does not finish by `deadline` (`time.monotonic()` seconds; default: the
-        sandbox's per-event budget from now).
-        """
+    def search(self, text: str) -> bool:
+        """Whether the pattern occurs in `text`: exact, within the fallback's step limit."""
         if not text:
             return self.matches_empty
-        if not self.needs_python(text):
+        text = readable(text)
+        if not self.needs_fallback(text):
             data = text.encode("utf-8")
             return bool(self.re2.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
-        from decnet.ttp.rules.sandbox import default_sandbox
-
-        return default_sandbox().search(self, text, deadline) is True
+        return self.bounded.search(text)
 
     def search_bytes(self, data: bytes) -> bool:
-        """RE2 search over UTF-8 `data` (only when `needs_python` is False)."""
+        """RE2 search over UTF-8 `data` (only when `needs_fallback` is False)."""
         return bool(self.re2.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
 
 
 def compile_search(pattern: str, *, ignore_case: bool = False,
                    rule_id: str | None = None, where: str = "pattern") -> CompiledPattern:
-    """Compile `pattern`; raises `re.error` when it is not a valid Python regex."""
+    """Compile `pattern`; raises `re.error` when it is not a valid Python regex or
+    cannot be searched within a bound (no RE2 form and no exact PCRE2 form)."""
     flags = python_flags(ignore_case)
-    # Parse once: the tree is translated for RE2 and, when Python's program is
-    # needed now, compiled by Python's compiler (which does not modify it).
-    parsed = _parser.parse(pattern, flags)
+    # Parse once: the tree is translated for RE2 and, when Python must decide whether
+    # it matches the empty text, compiled by Python's compiler (which does not modify it).
+    parsed = parse(pattern, flags)
     translation = _translate_parsed(parsed)
-    reason = translation.reason
+    why = f"uses {translation.reason}, which RE2 cannot run"
     accepted = False
     matches_empty: bool | None = None
     if translation.source is not None:
         check = _re2.RE2(translation.source.encode("utf-8"), re2_options())
         accepted = check.ok()
         if not accepted:
-            reason = f"RE2 rejects it ({check.error()})"
+            error = check.error()
+            detail = error.decode("utf-8", "replace") if isinstance(error, bytes) else error
+            why = f"is refused by RE2 ({detail})"
         elif not translation.non_boundary:
             # on empty text RE2 and Python agree, except for Python's \B quirk
             matches_empty = check.Match(_UNANCHORED, b"", 0, 0)[0][0] >= 0
         del check  # memory: most patterns only ever run inside a combined set
-    python: list[re.Pattern[str]] = []
-    if not accepted or matches_empty is None:
-        # the fallback needs Python's program now; compiling it also reports the
-        # errors only Python's compiler finds (a variable-width look-behind)
-        python.append(_compiler.compile(parsed, flags))
-        matches_empty = python[0].search("") is not None
+    if matches_empty is None:
+        # compiling also reports the errors only Python's compiler finds (a
+        # variable-width look-behind)
+        matches_empty = _compiler.compile(parsed, flags).search("") is not None
+    bounded: list[BoundedSearch] = []
+    fallback_source: str | None = None
+    if not accepted or translation.newline_sensitive or translation.non_boundary:
+        try:
+            fallback_source = pcre2_source(parsed, flags)
+            bounded.append(BoundedSearch(fallback_source))
+        except Unsupported as exc:
+            raise re.error(f"{exc} cannot be searched within a bound "
+                           f"(RE2 and PCRE2 cannot run it as Python does)") from None
+        except pcre2.LibraryError as exc:
+            raise re.error(f"PCRE2 cannot run it ({exc})") from None
     warning = None
     if not accepted:
         who = f"rule {rule_id}: " if rule_id else ""
-        warning = (f"{who}{where} {pattern!r} uses {reason}, which RE2 cannot run; it is "
-                   f"evaluated by Python re in the time-bounded fallback sandbox")
+        warning = (f"{who}{where} {pattern!r} {why}; it is searched by PCRE2 within a "
+                   f"step limit (bounded fallback)")
     return CompiledPattern(
         source=pattern,
         ignore_case=ignore_case,
@@ -426,8 +389,9 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         newline_sensitive=translation.newline_sensitive,
         non_boundary=translation.non_boundary,
         matches_empty=matches_empty,
-        engine="re2" if accepted else "re-sandbox",
+        engine="re2" if accepted else "pcre2-bounded",
         warning=warning,
-        reason=reason,
-        _python=python,
+        reason=None if accepted else why,
+        pcre2_source=fallback_source,
+        _bounded=bounded,
     )

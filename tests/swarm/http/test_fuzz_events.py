@@ -108,7 +108,7 @@ def test_fuzzed_bodies_get_a_bounded_defined_answer(
         assert client.get("/healthz").status_code == 200
 
 
-def test_big_integers_and_deep_evidence_keep_their_exact_value(
+def test_big_integers_keep_their_exact_value_and_deep_evidence_is_cut(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     big = 2**64 + 1
     deep: Any = 1
@@ -126,11 +126,13 @@ def test_big_integers_and_deep_evidence_keep_their_exact_value(
         assert response.status_code == 200, response.text[:300]
         tags = {t["source_id"]: t for t in json.loads(response.content)}
         assert tags["big"]["evidence"]["user"] == big
-        assert tags["deep"]["evidence"]["user"] == deep
+        assert "evidence_truncated" not in tags["big"]
+        assert tags["deep"]["evidence_truncated"] is True
+        assert "nested deeper than" in json.dumps(tags["deep"]["evidence"]["user"])
         assert "plain" in tags
 
 
-def test_an_event_that_cannot_be_encoded_costs_only_itself(
+def test_evidence_nested_past_any_encoder_costs_only_itself(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     too_deep = nested(950, "1")
     body = ('[{"source_kind":"command","source_id":"deep","payload":{"command_text":"uname -a",'
@@ -142,4 +144,5 @@ def test_an_event_that_cannot_be_encoded_costs_only_itself(
         assert response.status_code in (200, 207), response.text[:300]
         document = json.loads(response.content)
         tags = document if isinstance(document, list) else document["tags"]
-        assert "plain" in {t["source_id"] for t in tags}
+        assert {t["source_id"] for t in tags} >= {"plain"}
+        assert all(t.get("evidence_truncated") for t in tags if t["source_id"] == "deep")

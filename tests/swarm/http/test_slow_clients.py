@@ -130,8 +130,9 @@ def test_a_client_that_never_reads_its_response_is_dropped(
 
 async def _never_reads(url: str) -> None:
     port = int(url.rsplit(":", 1)[1])
-    # ~60 tags of 200 kB: 8 MiB after the cap, more than the kernel's socket buffers hold
-    body = orjson.dumps([amplifying_event(200_000)])
+    # 40 events x ~60 tags x 4 KiB of (capped) evidence: the 4 MiB response cap, more than
+    # the kernel's socket buffers hold
+    body = orjson.dumps([amplifying_event(5_000, f"amp{i}") for i in range(40)])
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))

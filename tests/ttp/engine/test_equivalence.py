@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.reference import ReferenceEngine
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.rules.sandbox import default_sandbox
 from decnet.ttp.store.base import RuleChange
 from tests.ttp.engine.strategies import events, rule_sets
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-@pytest.fixture(autouse=True)
-def generous_sandbox() -> Iterator[None]:
-    """Fallback searches here are tiny; a loaded machine must not turn them into misses."""
-    sandbox = default_sandbox()
-    budget, sandbox.budget_seconds = sandbox.budget_seconds, 10.0
-    yield
-    sandbox.budget_seconds = budget
 
 
 def tags(engine: RuleEngine | ReferenceEngine, event: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ def test_re2_translation_agrees_with_python_re(pattern: str, text: str,
     compiled = compile_search(pattern, ignore_case=ignore_case)
     assert not compiled.is_fallback, compiled.reason
     assert compiled.search(text) == reference(pattern, text, ignore_case)
-    if text and not compiled.needs_python(text):
+    if text and not compiled.needs_fallback(text):
         # the RE2 program alone, without any routing, is exact here
         assert compiled.search_bytes(text.encode()) == reference(pattern, text, ignore_case)
 
@@ -79,9 +79,18 @@ def test_known_engine_differences_follow_python(pattern: str, text: str,
 ])
 def test_what_re2_cannot_run_is_a_warned_fallback(pattern: str, construct: str) -> None:
     compiled = compile_search(pattern, rule_id="R0099")
-    assert compiled.is_fallback and compiled.engine == "re-sandbox"
+    assert compiled.is_fallback and compiled.engine == "pcre2-bounded"
     assert compiled.warning is not None
     assert "rule R0099" in compiled.warning and construct in compiled.warning
+
+
+def test_a_pattern_re2_refuses_is_a_warned_fallback_named_in_a_sentence() -> None:
+    compiled = compile_search(r"(?:a{1000}){2}", rule_id="R0099")
+    assert compiled.is_fallback and compiled.warning is not None
+    assert "is refused by RE2 (invalid repetition size: {2}); it is searched by PCRE2" \
+        in compiled.warning
+    assert "uses RE2" not in compiled.warning
+    assert compiled.search("a" * 2000) and not compiled.search("a" * 1999)
 
 
 def test_invalid_python_regex_is_an_error() -> None:
@@ -96,11 +105,12 @@ def test_translation_is_plain_re2_syntax() -> None:
     assert translation.source is not None and translation.reason is None
     assert not translation.newline_sensitive
     assert translate(r"a$b").newline_sensitive
-    assert translate(r"(?<=a)b").source is None
+    assert translate(r"a(?<=a)b").source is None
+    assert translate(r"a(?=b)c").source is None
 
 
-def test_lone_surrogates_are_searched_by_python() -> None:
+def test_lone_surrogates_are_read_as_replacement_characters() -> None:
     compiled = compile_search(r"a.b")
-    assert compiled.needs_python("a\ud800b")
     assert compiled.search("a\ud800b") is True
     assert compiled.search("a\ud800\ud800b") is False
+    assert compile_search("a\ufffdb").search("a\udfffb") is True
