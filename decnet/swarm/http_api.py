@@ -1,6 +1,8 @@
 """The worker's HTTP API: an ASGI app over a `LiveRules` view.
 
-- `GET /healthz`: 503 until the rules are loaded, then 200.
+- `GET /healthz`: 503 until the rules are loaded, then 200; 503 again while the
+  rule database's SQLite file is gone or was replaced under this process
+  (`status: database_problem`, `detail` says which and what to do).
 - `GET /metrics`: Prometheus text, from a registry of this app's own.
 - `GET /rules`: the live view, a JSON array sorted by rule_id (header
   `X-Decnet-TTP-Revision` carries the store revision it includes, when known);
@@ -111,6 +113,13 @@ class LiveCollector(Collector):
         yield _counter("decnet_ttp_notifications",
                        "PostgreSQL notifications that woke the tail",
                        int(store_stat(live.store, "notifications", 0)))
+        yield _counter("decnet_ttp_database_replacements",
+                       "Times the tail found another database than the one it followed "
+                       "(a replaced SQLite file, a recreated database) and reloaded from it",
+                       int(store_stat(live.store, "database_replacements", 0)))
+        yield _gauge("decnet_ttp_database_problem",
+                     "1 while the rule database's SQLite file is gone or was replaced",
+                     float(store_stat(live.store, "database_problem") is not None))
         statements = store_statements(live.store)
         if statements is not None:
             yield _counter("decnet_ttp_db_statements",
@@ -185,7 +194,16 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
     async def healthz(request: Request) -> Response:
         if not live.ready:
             return json_response({"status": "loading"}, 503)
-        return json_response({"status": "ok", "rules": len(live.engine.rules)})
+        body: dict[str, Any] = {"status": "ok", "rules": len(live.engine.rules)}
+        replacements = int(store_stat(live.store, "database_replacements", 0))
+        if replacements:
+            body["database_replacements"] = replacements
+        missing = store_stat(live.store, "database_problem")
+        if missing is not None:
+            # The last good rules are still served, but no change can reach them.
+            body.update(status="database_problem", detail=str(missing))
+            return json_response(body, 503)
+        return json_response(body)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

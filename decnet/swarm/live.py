@@ -152,6 +152,8 @@ class LiveRules:
             "polls": int(store_stat(self.store, "polls", 0)),
             "notifications": int(store_stat(self.store, "notifications", 0)),
             "resyncs": int(store_stat(self.store, "resyncs", 0)),
+            "database_replacements": int(store_stat(self.store, "database_replacements", 0)),
+            "database_problem": store_stat(self.store, "database_problem"),
             "db_statements": store_statements(self.store),
         }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from decnet.ttp.errors import ConfigError
 from decnet.ttp.store.base import RuleStore
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,18 @@ async def cancel_all(*tasks: asyncio.Task[Any] | None) -> None:
 
 
 async def start_store(store: RuleStore, stop: asyncio.Event) -> bool:
-    """`store.start()`, retried with backoff until it works or `stop` is set."""
+    """`store.start()`, retried with backoff until it works or `stop` is set.
+
+    A `ConfigError` (a URL naming a driver this project does not ship...) can never heal:
+    it is raised at once.
+    """
     attempt = 0
     while not stop.is_set():
         try:
             await store.start()
             return True
+        except ConfigError:
+            raise
         except Exception as exc:
             delay = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
             attempt += 1

@@ -85,6 +85,8 @@ TAIL_POLL_INTERVAL: Final = 1.0
 TAIL_QUERY_TIMEOUT: Final = 10.0
 #: PostgreSQL channel a write notifies (payload: the revision) at commit.
 NOTIFY_CHANNEL: Final = "decnet_ttp_changes"
+#: The largest revision a BIGINT column holds; a notification naming more is no revision.
+MAX_REVISION: Final = 2**63 - 1
 #: Seconds between keep-alive queries on an idle LISTEN connection.
 LISTEN_KEEPALIVE: Final = 30.0
 #: Seconds to open a database connection before giving up.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from decnet.ttp.printable import printable
+
 
 class DecnetTTPError(Exception):
     """Base of every error this package raises on purpose."""
@@ -22,7 +24,7 @@ class RuleProblem:
     rule_id: str | None = None
 
     def __str__(self) -> str:
-        where = self.file
+        where = printable(self.file)  # a file name may hold a newline or an escape
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:

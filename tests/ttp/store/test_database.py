@@ -20,7 +20,7 @@ from decnet.ttp.store.base import DEFAULT_STATE, RuleState, StateName
 from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.models import Base, ChangeLogRow, RuleRow
-from decnet.ttp.store.sql.repository import SCHEMA_HEAD, RuleRepository
+from decnet.ttp.store.sql.repository import RuleRepository, schema_head
 from tests.ttp.store.databases import FRESH_DATABASES
 from tests.ttp.store.test_conformance import rule_yaml
 from tests.waiting import next_change, no_change, poll
@@ -53,7 +53,7 @@ def run_python(code: str) -> str:
 
 
 def test_schema_head_matches_the_shipped_migrations() -> None:
-    assert migrate.head() == SCHEMA_HEAD
+    assert migrate.head() == schema_head()
 
 
 async def test_state_survives_a_process_restart(db_url: str) -> None:
@@ -159,7 +159,7 @@ async def test_an_unmigrated_database_is_refused_with_the_command(db_url: str) -
         assert isinstance(caught.value, StoreError)
     finally:
         await store.stop()
-    assert await migrate.upgrade(db_url) == SCHEMA_HEAD
+    assert await migrate.upgrade(db_url) == schema_head()
     async with open_store(db_url) as store:
         assert await store.load_compiled() == []
 

@@ -36,6 +36,7 @@ from decnet.ttp.constants import (
     LISTEN_KEEPALIVE,
     MASTER_LEASE_TTL,
     MASTER_RETRY_INITIAL,
+    MAX_REVISION,
     NOTIFY_CHANNEL,
     TAIL_POLL_INTERVAL,
     TAIL_QUERY_TIMEOUT,
@@ -63,6 +64,7 @@ from decnet.ttp.store.common import BaseRuleStore
 from decnet.ttp.store.sql.repository import (
     DEFINITION_KIND,
     DELETED_KIND,
+    DatabaseFileChanged,
     Fence,
     LeaseInfo,
     LogEntry,
@@ -142,6 +144,13 @@ class TailStats:
     last_sync: float | None = None
     #: Revision the tail has applied up to.
     watermark: int | None = None
+    #: Times the tail found another database than the one it followed (a SQLite file
+    #: replaced, a database recreated) and reloaded everything from the new one.
+    database_replacements: int = 0
+    #: Why the tail cannot use the database at all (its SQLite file is gone or was
+    #: replaced, see `DatabaseFileChanged`); None while it can. The worker reports it
+    #: on /healthz and /metrics.
+    database_problem: str | None = None
 
 
 class DatabaseRuleStore(BaseRuleStore):
@@ -165,6 +174,8 @@ class DatabaseRuleStore(BaseRuleStore):
         self._known_defs: dict[str, int] = {}
         self._known_states: dict[str, StoredState] = {}
         self._watermark: int | None = None
+        #: Identity of the database the view was taken from (see `Head`).
+        self._identity: str | None = None
         self._view_lock = asyncio.Lock()
         #: rule_id -> the errors of its stored row (skipped until fixed).
         self.problems: dict[str, tuple[RuleError, ...]] = {}
@@ -378,6 +389,7 @@ class DatabaseRuleStore(BaseRuleStore):
 
     def _adopt(self, snapshot: Snapshot) -> None:
         self._watermark = self.stats.watermark = snapshot.revision
+        self._identity = snapshot.identity
         self._known_defs = {row.rule_id: row.revision for row in snapshot.rules}
         self._known_states = dict(snapshot.states)
         armed = self._expiry.armed()
@@ -467,6 +479,13 @@ class DatabaseRuleStore(BaseRuleStore):
                             await self._follow_notification(hint)
                 except asyncio.CancelledError:
                     raise
+                except DatabaseFileChanged as exc:
+                    failures += 1
+                    self.stats.poll_errors += 1
+                    if self.stats.database_problem is None:
+                        log.error("%s; keeping the last good rules until it is back", exc)
+                    self.stats.database_problem = str(exc)
+                    due = loop.time() + min(poll_interval, 0.05 * 2 ** (failures - 1))
                 except Exception as exc:
                     failures += 1
                     self.stats.poll_errors += 1
@@ -475,6 +494,7 @@ class DatabaseRuleStore(BaseRuleStore):
                             "last good rules: %s: %s", failures, type(exc).__name__, exc)
                     due = loop.time() + min(poll_interval, 0.05 * 2 ** (failures - 1))
                 else:
+                    self.stats.database_problem = None
                     if failures:
                         log.warning("rule database reachable again after %d failed poll(s); "
                                     "caught up to revision %s", failures, self._watermark)
@@ -497,11 +517,18 @@ class DatabaseRuleStore(BaseRuleStore):
     async def poll_once(self) -> int:
         """One poll: read the revision and apply what moved; how many changes it applied."""
         await self._ensure_view()
-        head = await self.repo.head_revision()
+        current = await self.repo.head()
+        head = current.revision
         self.stats.polls += 1
         applied = 0
         assert self._watermark is not None
-        if head < self._watermark:
+        if current.identity != self._identity:
+            log.warning("the rule database was replaced (identity %s, was %s); reloading "
+                        "everything from the new one", current.identity, self._identity)
+            self.stats.database_replacements += 1
+            await self._resync()
+            head = self._watermark
+        elif head < self._watermark:
             log.warning("rule database revision went back from %d to %d (restored or "
                         "recreated?); reloading everything", self._watermark, head)
             await self._resync()
@@ -615,10 +642,11 @@ class DatabaseRuleStore(BaseRuleStore):
                 def notified(_conn: object, _pid: object, _channel: object,
                              payload: object) -> None:
                     self.stats.notifications += 1
-                    try:
-                        wakeup.revision = max(wakeup.revision, int(str(payload)))
-                    except ValueError:
+                    revision = notified_revision(payload)
+                    if revision is None:
                         wakeup.catch_up = True
+                    else:
+                        wakeup.revision = max(wakeup.revision, revision)
                     wakeup.event.set()
 
                 await conn.add_listener(NOTIFY_CHANNEL, notified)
@@ -849,6 +877,16 @@ class DatabaseRuleStore(BaseRuleStore):
             except Exception:
                 log.exception("on_reconciled callback failed")
         return written, deleted
+
+
+def notified_revision(payload: object) -> int | None:
+    """The revision a NOTIFY payload names, or None when it names none a revision column
+    can hold (anyone allowed to connect can NOTIFY on the channel: the payload is a hint)."""
+    text = str(payload)
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    revision = int(text)
+    return revision if 0 < revision <= MAX_REVISION else None
 
 
 async def _next(changes: AsyncIterator[RuleChange]) -> RuleChange:

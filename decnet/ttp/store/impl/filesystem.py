@@ -21,6 +21,7 @@ from decnet.ttp.constants import (
     RULE_FILE_SUFFIXES,
 )
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError, UnsupportedPlatformError
+from decnet.ttp.printable import printable
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
 from decnet.ttp.rules.loader import is_rule_file_name, read_rule_bytes
@@ -201,7 +202,7 @@ class FilesystemRuleStore(BaseRuleStore):
             return
         self._rejected_digests.pop(name, None)
         for warning in rule.warnings:
-            log.warning("%s: %s", path, warning)
+            log.warning("%s: %s", printable(path), warning)
         self._rules[rule_id] = rule
         self._file_of[rule_id] = name
         self._digests[name] = digest

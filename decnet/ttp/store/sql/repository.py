@@ -10,7 +10,9 @@ A write that would change nothing rolls back and consumes no revision.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -64,10 +66,6 @@ T = TypeVar("T")
 #: Seconds a cancelled caller lets its in-flight database operation finish.
 CANCEL_GRACE: Final = 2.0
 
-#: Alembic revisions this version knows, oldest first; the last is the one it needs.
-SCHEMA_REVISIONS: Final = ("0001",)
-SCHEMA_HEAD: Final = SCHEMA_REVISIONS[-1]
-
 DEFINITION_KIND: Final = "definition"
 STATE_KIND: Final = "state"
 DELETED_KIND: Final = "deleted"
@@ -86,6 +84,72 @@ def memory_url() -> str:
 def upgrade_hint(url: URL | str) -> str:
     shown = make_url(url).render_as_string(hide_password=True) if url else "URL"
     return f"decnet-ttp db upgrade --db {shown}"
+
+
+#: The async driver this project ships for each database (a plain URL gets it).
+ASYNC_DRIVERS: Final = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy",
+                        "mariadb": "asyncmy"}
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with the async driver this project ships; `ConfigError` for any other driver.
+
+    `postgresql://`, `mysql://`, `mariadb://` and `sqlite:///` name no driver and get
+    asyncpg, asyncmy and aiosqlite; a URL naming another driver (`+psycopg2`,
+    `+pymysql`, ...) is refused, as is a URL SQLAlchemy cannot parse.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # ArgumentError and ValueError, depending on the defect
+        raise ConfigError(f"invalid database URL: {exc}") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    wanted = ASYNC_DRIVERS.get(backend)
+    if wanted is None:
+        raise ConfigError(f"unsupported database {backend!r}: use sqlite, postgresql, "
+                          "mysql or mariadb (sqlite+aiosqlite, postgresql+asyncpg, "
+                          "mysql+asyncmy)")
+    if driver and driver != wanted:
+        raise ConfigError(f"unsupported database driver {parsed.drivername!r}: decnet-ttp "
+                          f"ships {backend}+{wanted} (or write {backend}://, which uses it)")
+    return parsed.set(drivername=f"{backend}+{wanted}")
+
+
+@functools.cache
+def schema_revisions() -> tuple[str, ...]:
+    """Alembic revisions of the shipped migrations, oldest first; the last is the head."""
+    script = _script_directory()
+    return tuple(reversed([rev.revision for rev in script.walk_revisions()]))
+
+
+def schema_head() -> str:
+    return schema_revisions()[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last committed revision and the identity of the database that holds it.
+
+    `identity` is the random `database_id` the migration wrote, and on a SQLite file the
+    file's device and inode too: another database (or a file restored by rename) has
+    another identity.
+    """
+
+    revision: int
+    identity: str
+
+
+class DatabaseFileChanged(StoreError):
+    """The SQLite file this process opened is gone or was replaced: it is used no more."""
+
+
+class DatabaseMissing(DatabaseFileChanged):
+    """The SQLite file of the rule database is gone (deleted or moved away)."""
+
+
+class DatabaseReplaced(DatabaseFileChanged):
+    """Another file now has the SQLite database's name (a restore by rename, a new
+    `db upgrade` after a delete): the process that opened the old one must restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +180,8 @@ class Snapshot:
     revision: int
     rules: list[StoredRule]
     states: dict[str, StoredState]
+    #: The database's identity (see `Head`).
+    identity: str = "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +232,15 @@ def _state_of(row: Any) -> RuleState:
                      set_at=row.set_at)
 
 
+@dataclass(frozen=True, slots=True)
+class _FileId:
+    device: int
+    inode: int
+
+    def __str__(self) -> str:
+        return f"{self.device}:{self.inode}"
+
+
 class RuleRepository:
     """Owns the engines of one database and runs every query of the store.
 
@@ -184,11 +259,8 @@ class RuleRepository:
     def __init__(self, url: str | URL | None = None, *,
                  change_log_retention: int = CHANGE_LOG_RETENTION,
                  check_schema: bool = True) -> None:
-        self.url: URL = make_url(url or memory_url())
+        self.url: URL = async_url(url or memory_url())
         backend = self.url.get_backend_name()
-        if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
-            raise ConfigError(f"unsupported database {backend!r}: use sqlite+aiosqlite, "
-                              "postgresql+asyncpg or mysql+asyncmy")
         try:
             self.url.get_dialect()  # a driver SQLAlchemy does not know fails here, not later
         except NoSuchModuleError as exc:
@@ -197,6 +269,10 @@ class RuleRepository:
                 from exc
         self.dialect = "mysql" if backend == "mariadb" else backend
         self.is_memory = self.dialect == "sqlite" and _sqlite_is_memory(self.url)
+        #: The SQLite file of a file database (None otherwise).
+        self.sqlite_path = None if self.dialect != "sqlite" or self.is_memory \
+            else _sqlite_path(self.url)
+        self._file_id: _FileId | None = None
         self.change_log_retention = max(1, change_log_retention)
         self._prune_every = max(1, min(1000, self.change_log_retention // 10))
         self._check_schema = check_schema
@@ -352,7 +428,18 @@ class RuleRepository:
     # schema -----------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Check the schema (create it, in memory) on first use. Idempotent."""
+        """Check the schema (create it, in memory) on first use. Idempotent.
+
+        A SQLite file is checked on every call (one `stat`): one that is missing raises
+        `DatabaseMissing` (it is never created here: only `decnet-ttp db upgrade` does),
+        and another file under its name than the one first opened raises
+        `DatabaseReplaced`, so no read or write goes to an unlinked file. A replaced
+        file is refused rather than followed: SQLite would read the new file through
+        the old one's write-ahead log (`-wal`, left behind by a file renamed while
+        open) and a later checkpoint would write old pages into it. Restart the process.
+        """
+        if self.sqlite_path is not None:
+            await self._check_file()
         if self._ready:
             return
         async with self._ready_lock:
@@ -369,6 +456,33 @@ class RuleRepository:
                 raise StoreError(f"cannot open the rule database {self!r}: {exc}") from exc
             self._ready = True
 
+    async def _check_file(self) -> None:
+        assert self.sqlite_path is not None
+        try:
+            info = os.stat(self.sqlite_path)
+        except FileNotFoundError:
+            if not self._check_schema:
+                return  # `db upgrade` creates it
+            raise DatabaseMissing(
+                f"there is no rule database at {self.sqlite_path} (deleted or moved "
+                f"away?). Restore it, or create one: {upgrade_hint(self.url)}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the rule database {self!r}: {exc}") from exc
+        current = _FileId(info.st_dev, info.st_ino)
+        if self._file_id is None:
+            self._file_id = current
+        elif current != self._file_id:
+            raise DatabaseReplaced(
+                f"the rule database file {self.sqlite_path} was replaced since this "
+                f"process opened it (inode {current}, was {self._file_id}); it uses "
+                "neither any more: restart it (restore a SQLite file with every process "
+                "that uses it stopped, and remove the old -wal and -shm files with it)")
+
+    @property
+    def file_identity(self) -> str:
+        """`device:inode` of the SQLite file this repository has open; "" otherwise."""
+        return "" if self._file_id is None else str(self._file_id)
+
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at; None when it has no schema."""
         def read(conn: Connection) -> str | None:
@@ -381,16 +495,17 @@ class RuleRepository:
 
     async def check_schema(self) -> None:
         current = await self.schema_revision()
-        if current == SCHEMA_HEAD:
+        head = schema_head()
+        if current == head:
             return
-        if current is None or current in SCHEMA_REVISIONS:
+        if current is None or current in schema_revisions():
             found = "no schema" if current is None else f"schema revision {current}"
             raise SchemaOutdatedError(
-                f"the rule database has {found}; this version needs {SCHEMA_HEAD}. "
+                f"the rule database has {found}; this version needs {head}. "
                 f"Run: {upgrade_hint(self.url)}")
         raise SchemaOutdatedError(
             f"the rule database is at schema revision {current}, newer than this version "
-            f"of decnet-ttp knows ({SCHEMA_HEAD}); upgrade decnet-ttp")
+            f"of decnet-ttp knows ({head}); upgrade decnet-ttp")
 
     async def create_schema(self) -> None:
         """Create the tables from the models and stamp them (in-memory databases, tests)."""
@@ -400,33 +515,44 @@ class RuleRepository:
             with conn.begin():
                 Base.metadata.create_all(conn)
                 if conn.execute(select(RevisionRow.id)).first() is None:
-                    conn.execute(insert(RevisionRow).values(id=1, revision=0))
+                    conn.execute(insert(RevisionRow).values(
+                        id=1, revision=0, database_id=uuid.uuid4().hex))
                     conn.execute(insert(MasterLeaseRow).values(
                         id=1, holder=None, token=0, heartbeat=0))
-                MigrationContext.configure(conn).stamp(_script_directory(), SCHEMA_HEAD)
+                MigrationContext.configure(conn).stamp(_script_directory(), schema_head())
 
         await self.run(create)
 
     # reads ------------------------------------------------------------------
 
-    async def head_revision(self) -> int:
-        """The last committed revision: the one cheap query of an idle tail."""
-        def read(conn: Connection) -> int:
-            return int(conn.execute(_HEAD).scalar_one())
+    async def head(self) -> Head:
+        """The last committed revision and the database's identity: the one cheap query of
+        an idle tail."""
+        def read(conn: Connection) -> Head:
+            revision, database_id = conn.execute(_HEAD_AND_ID).one()
+            return Head(int(revision), self._identity(database_id))
 
         return await self._read("the revision", read, poll=True)
+
+    async def head_revision(self) -> int:
+        """The last committed revision."""
+        return (await self.head()).revision
+
+    def _identity(self, database_id: str | None) -> str:
+        return f"{database_id or '-'}@{self.file_identity}" if self.file_identity \
+            else database_id or "-"
 
     async def snapshot(self) -> Snapshot:
         """Every rule and state. The revision is read first, so rows are at least that new."""
         def read(conn: Connection) -> Snapshot:
-            head = conn.execute(_HEAD).scalar_one()
+            head, database_id = conn.execute(_HEAD_AND_ID).one()
             rules = [StoredRule(*row) for row in conn.execute(select(
                 RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path,
                 RuleRow.yaml_content, RuleRow.updated_at, RuleRow.updated_by,
                 RuleRow.revision).order_by(RuleRow.rule_id))]
             states = {row.rule_id: StoredState(row.revision, _state_of(row))
                       for row in conn.execute(select(STATE_TABLE))}
-            return Snapshot(int(head), rules, states)
+            return Snapshot(int(head), rules, states, self._identity(database_id))
 
         return await self._read("the rules", read)
 
@@ -690,6 +816,8 @@ class RuleRepository:
 # Statements built once (their compiled form is cached; building them per call costs
 # more than SQLite's own work). Bound names of WHERE clauses start with b_.
 _HEAD: Final = select(RevisionRow.revision).where(RevisionRow.id == 1)
+_HEAD_AND_ID: Final = select(RevisionRow.revision, RevisionRow.database_id).where(
+    RevisionRow.id == 1)
 _BUMP: Final = update(RevisionRow).where(RevisionRow.id == 1).values(
     revision=RevisionRow.revision + 1)
 _BUMP_RETURNING: Final = _BUMP.returning(RevisionRow.revision)
@@ -791,6 +919,14 @@ async def settle(operation: Coroutine[Any, Any, T]) -> T:
 def _sqlite_is_memory(url: URL) -> bool:
     database = url.database or ""
     return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def _sqlite_path(url: URL) -> str:
+    """The file a SQLite URL names (`sqlite:///rules.db`, `sqlite:///file:rules.db?uri=true`)."""
+    database = url.database or ""
+    if url.query.get("uri") and database.startswith("file:"):
+        database = database[len("file:"):]
+    return os.path.abspath(database)
 
 
 def _sqlite_connect(dbapi_connection: Any, file_db: bool) -> None:
