@@ -94,7 +94,7 @@ def _load_from_dir(directory: Path) -> list[CompiledRule]:
 
 
 async def _load_from_db(url: str) -> list[CompiledRule]:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     store = DatabaseRuleStore(url)
     try:

@@ -18,8 +18,8 @@ from decnet.cli.common import BadInput, cli_errors, console, db_url, err_console
 from decnet.cli.durations import format_remaining, parse_duration, parse_moment
 from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
 from decnet.ttp.errors import InvalidStateError
-from decnet.ttp.store.base import RuleState, StateName, utcnow, validate_rule_id
 from decnet.ttp.store.codec import state_to_dict
+from decnet.vocabulary import RuleState, StateName, utcnow, validate_rule_id
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ def _utf8(option: str, text: str) -> bytes:
 
 def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
     """Run `action(store)` against a database store (errors: see `cli_errors`)."""
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     async def go() -> T:
         store = DatabaseRuleStore(url)
@@ -166,7 +166,7 @@ def _wanted_state(state: StateChoice, reason: str, for_: str | None, until: str 
 
 async def _set(store: object, rule_id: str, wanted: RuleState,
                who: str) -> tuple[RuleState, bool]:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     assert isinstance(store, DatabaseRuleStore)
     await store.set_state(rule_id, wanted, who)

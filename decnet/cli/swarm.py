@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from decnet.cli.common import db_url, err_console, rules_dir, run, setup_logging
+from decnet.cli.common import (
+    EXIT_INPUT,
+    cli_errors,
+    db_url,
+    fail,
+    rules_dir,
+    run,
+    setup_logging,
+)
 from decnet.ttp.constants import (
     DEFAULT_WORKER_HTTP,
     ENV_DB_URL,
@@ -19,7 +25,6 @@ from decnet.ttp.constants import (
     MAX_EVENT_BODY_BYTES,
     TAIL_POLL_INTERVAL,
 )
-from decnet.ttp.errors import ConfigError
 
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
@@ -54,7 +59,7 @@ def master(
     from decnet.swarm.master import default_updated_by, main_async
 
     daemon_logging(verbose)
-    with _config_errors():
+    with cli_errors("--db"):
         code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by()))
     raise typer.Exit(code)
 
@@ -85,24 +90,11 @@ def worker(
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] --http: {exc}")
-        raise typer.Exit(2) from None
-    with _config_errors():
+        fail(f"--http: {exc}", EXIT_INPUT)
+    with cli_errors("--db"):
         code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
                               max_body_bytes=max_body))
     raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _config_errors() -> Iterator[None]:
-    """A database URL that cannot be used: one readable line and exit 2, no traceback."""
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        yield
-    except (ConfigError, ArgumentError) as exc:
-        err_console.print(f"[red]error:[/red] --db: {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -110,9 +102,3 @@ def register(app: typer.Typer) -> None:
     app.command("master")(master)
     app.command("worker")(worker)
 
-
-def standalone(command: str) -> None:
-    """Run one command as its own program (`python -m decnet.swarm.worker ...`)."""
-    app = typer.Typer(add_completion=False)
-    register(app)
-    app(args=[command, *sys.argv[1:]], prog_name=f"decnet-ttp {command}")

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from decnet.ttp.engine.engine import RuleEngine
-from decnet.ttp.store.base import RuleChange, RuleStore
+from decnet.ttp.store.base import RuleStore
+from decnet.vocabulary import RuleChange
 
 log = logging.getLogger(__name__)
 

@@ -96,7 +96,7 @@ async def _sync(sync: Sync, db_store: RuleStore, fs_store: FilesystemRuleStore,
 
 def database_sync(updated_by: str) -> Sync:
     """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles."""
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     async def sync(db_store: RuleStore, fs_store: FilesystemRuleStore,
                    synced: Callable[[], None]) -> None:
@@ -117,14 +117,8 @@ def database_sync(updated_by: str) -> Sync:
 
 
 async def main_async(rules_dir: Path, db_url: str, updated_by: str) -> int:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     fs_store = FilesystemRuleStore(rules_dir)
     db_store = DatabaseRuleStore(db_url)
     return await run_master(fs_store, db_store, database_sync(updated_by))
-
-
-if __name__ == "__main__":
-    from decnet.cli.swarm import standalone
-
-    standalone("master")

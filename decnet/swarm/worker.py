@@ -130,7 +130,7 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
     `listen=False` polls only, also on PostgreSQL (a pooler in transaction mode,
     such as PgBouncer, cannot carry LISTEN; benchmarks of the poll alone).
     """
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     async def tail(store: RuleStore) -> None:
         assert isinstance(store, DatabaseRuleStore)
@@ -141,14 +141,8 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
 
 async def main_async(db_url: str, host: str, port: int, poll_interval: float, *,
                      listen: bool = True, max_body_bytes: int = MAX_BODY_BYTES) -> int:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     store = DatabaseRuleStore(db_url)
     return await run_worker(store, host=host, port=port, max_body_bytes=max_body_bytes,
                             tail=database_tail(poll_interval, listen=listen))
-
-
-if __name__ == "__main__":
-    from decnet.cli.swarm import standalone
-
-    standalone("worker")

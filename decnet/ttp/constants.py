@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+from decnet.vocabulary import RULE_ID_RE
+
+__all__ = ["RULE_ID_RE"]  # re-exported: the rule-id shape lives with the vocabulary
+
 TACTIC_ID_RE: Final = re.compile(r"^TA\d{4}$")
 TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}$")
 SUB_TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}\.\d{3}$")

@@ -6,10 +6,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from decnet.ttp.printable import printable
+from decnet.vocabulary import DecnetTTPError, InvalidRuleId, InvalidStateError
 
-
-class DecnetTTPError(Exception):
-    """Base of every error this package raises on purpose."""
+__all__ = ["ConfigError", "DatabaseFileChanged", "DatabaseMissing", "DatabaseReplaced",
+           "DecnetTTPError", "InvalidRuleId", "InvalidStateError",
+           "MasterLeaseLost", "RuleError", "RuleProblem", "RuleSetError", "SchemaOutdatedError",
+           "StoreError", "UnsupportedPlatformError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +75,6 @@ class RuleSetError(DecnetTTPError):
         return iter(self.errors)
 
 
-class InvalidRuleId(DecnetTTPError, ValueError):
-    """A rule id outside `[A-Za-z0-9_]{1,64}` (it could inject bus wildcards or paths)."""
-
-
-class InvalidStateError(DecnetTTPError, ValueError):
-    """A `RuleState` whose fields contradict each other."""
-
-
 class StoreError(DecnetTTPError):
     """A store backend failed; the operation did not take effect."""
 
@@ -95,6 +89,19 @@ class SchemaOutdatedError(StoreError):
 
 class MasterLeaseLost(StoreError):
     """This process no longer holds the master lease; its definition write was refused."""
+
+
+class DatabaseFileChanged(StoreError):
+    """The SQLite file this process opened is gone or was replaced: it is used no more."""
+
+
+class DatabaseMissing(DatabaseFileChanged):
+    """The SQLite file of the rule database is gone (deleted or moved away)."""
+
+
+class DatabaseReplaced(DatabaseFileChanged):
+    """Another file now has the SQLite database's name (a restore by rename, a new
+    `db upgrade` after a delete): the process that opened the old one must restart."""
 
 
 class ConfigError(DecnetTTPError):

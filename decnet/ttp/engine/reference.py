@@ -16,7 +16,7 @@ from typing import Any
 from decnet.ttp.constants import COMMAND_CONTEXT_FIELDS, DEFAULT_MATCH_FIELDS
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.store.base import StateName
+from decnet.vocabulary import StateName
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 

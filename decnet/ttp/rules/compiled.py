@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from decnet.ttp.rules.matchers import Matcher
-from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+from decnet.vocabulary import DEFAULT_STATE, RuleState
 
 
 class Emit(NamedTuple):

@@ -17,11 +17,11 @@ from pydantic import (
 
 from decnet.ttp.constants import (
     ENTERPRISE_TACTICS,
-    RULE_ID_RE,
     SUB_TECHNIQUE_ID_RE,
     TACTIC_ID_RE,
     TECHNIQUE_ID_RE,
 )
+from decnet.vocabulary import RULE_ID_RE
 
 SourceKind = Literal["command", "http_request", "auth_attempt", "payload", "email"]
 

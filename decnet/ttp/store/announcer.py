@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from decnet.bus.base import Bus
 from decnet.bus.topics import ttp_rule_reloaded, ttp_rule_state
-from decnet.telemetry import get_tracer
 from decnet.ttp.constants import BUS_OUTBOX_BOUND
-from decnet.ttp.store.base import STATE, RuleChange
+from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.codec import change_to_bytes
-from decnet.ttp.store.fanout import ChangeFanout
+from decnet.ttp.store.fanout import ChangeFanout, Subscription
+from decnet.ttp.telemetry import get_tracer
+from decnet.vocabulary import RESYNC, STATE, RuleChange
 
 log = logging.getLogger(__name__)
 
 
 def topic_for(change: RuleChange) -> str:
-    if change.change_kind == STATE:
+    if change.change_kind is STATE:
         return ttp_rule_state(change.rule_id)
     return ttp_rule_reloaded(change.rule_id)
 
@@ -40,11 +40,11 @@ class ChangeAnnouncer:
         self._outbox: asyncio.Queue[tuple[str, bytes]] | None = None
         self._sender: asyncio.Task[None] | None = None
 
-    def subscribe(self) -> AsyncIterator[RuleChange]:
+    def subscribe(self) -> Subscription:
         return self.fanout.subscribe()
 
     def announce(self, change: RuleChange) -> None:
-        if change.change_kind == "resync":
+        if change.change_kind is RESYNC:
             self.fanout.publish(change)
             return
         with get_tracer().start_as_current_span(
@@ -88,9 +88,6 @@ class ChangeAnnouncer:
 
     async def close(self) -> None:
         await self.flush(timeout=2.0)
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
+        sender, self._sender = self._sender, None
+        await cancel_and_wait(sender, logger=log)
         self.fanout.close()

@@ -19,7 +19,7 @@ def _filesystem() -> RuleStore:
 
 def _database() -> RuleStore:
     """`DECNET_TTP_DB_URL`, else the SQLite file the CLI uses (`DEFAULT_DB_URL`)."""
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore
 
     return DatabaseRuleStore(os.environ.get(ENV_DB_URL) or DEFAULT_DB_URL)
 

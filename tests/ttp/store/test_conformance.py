@@ -10,6 +10,7 @@ import pytest
 
 from decnet.ttp.errors import InvalidRuleId
 from decnet.ttp.rules.compiled import CompiledRule, Emit
+from decnet.ttp.store.backend import BaseRuleStore
 from decnet.ttp.store.base import (
     DEFAULT_STATE,
     DEFINITION,
@@ -19,7 +20,6 @@ from decnet.ttp.store.base import (
     RuleStore,
     StateName,
 )
-from decnet.ttp.store.common import BaseRuleStore
 from tests.ttp.store.conftest import remove_rule, seed_rule
 from tests.waiting import next_change, no_change, poll
 

@@ -189,17 +189,13 @@ async def test_migrations_create_exactly_the_models(db_url: str) -> None:
     assert diff == []
 
 
-async def test_equal_timestamps_and_a_frozen_clock_lose_nothing(
-        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_equal_timestamps_and_a_frozen_clock_lose_nothing(db_url: str) -> None:
     """Every row stamped with the same whole second: the tail still sees every change."""
     frozen = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    import decnet.ttp.store.base as base_module
-    import decnet.ttp.store.sql.repository as repository_module
-
-    async with open_store(db_url) as writer, open_store(db_url) as reader:
+    frozen_writer = DatabaseRuleStore(db_url, clock=lambda: frozen)
+    async with frozen_writer as writer, open_store(db_url) as reader:
+        assert isinstance(writer, DatabaseRuleStore)
         changes = reader.subscribe_changes()
-        monkeypatch.setattr(repository_module, "utcnow", lambda: frozen)
-        monkeypatch.setattr(base_module, "utcnow", lambda: frozen)
         for n in range(1, 6):
             await seed(writer, f"R000{n}")
             await writer.set_state(f"R000{n}", RuleState(StateName.DISABLED), "alice")

@@ -157,5 +157,5 @@ async def test_a_silent_holder_is_replaced_and_its_writes_are_fenced(db_url: str
             await poll(lambda: _has(db, "R0001", 1), message="reconciled")
         rule = compile_rule(rule_yaml("R0001", version=9), source="R0001.yaml")
         with pytest.raises(MasterLeaseLost):
-            await db._upsert(rule, source_path="R0001.yaml", updated_by="old", fence=stale)
+            await db.write_definition(rule, source_path="R0001.yaml", updated_by="old", fence=stale)
         assert await _has(db, "R0001", 1)

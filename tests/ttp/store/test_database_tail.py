@@ -112,12 +112,9 @@ async def test_own_writes_are_announced_once_with_the_tail_running(db_url: str) 
         await no_change(changes, within=0.3)
 
 
-async def test_catch_up_in_batches_keeps_order(db_url: str,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import decnet.ttp.store.impl.database as database_module
-
-    monkeypatch.setattr(database_module, "CHANGE_LOG_BATCH", 3)
+async def test_catch_up_in_batches_keeps_order(db_url: str) -> None:
     async with open_store(db_url) as writer, open_store(db_url) as worker:
+        worker.tail.batch = 3
         changes = worker.subscribe_changes()
         ids = [f"R{n:04d}" for n in range(1, 11)]
         for rule_id in ids:

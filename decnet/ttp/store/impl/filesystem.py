@@ -25,8 +25,8 @@ from decnet.ttp.printable import printable
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
 from decnet.ttp.rules.loader import is_rule_file_name, read_rule_bytes
-from decnet.ttp.store.base import DEFAULT_STATE, RuleState
-from decnet.ttp.store.common import BaseRuleStore
+from decnet.ttp.store.backend import BaseRuleStore
+from decnet.vocabulary import DEFAULT_STATE, RuleState
 
 if TYPE_CHECKING:
     from decnet.ttp.store.impl.watcher import DirectoryWatcher, WatchEvent
