@@ -56,7 +56,7 @@ def master(
     verbose: VerboseOption = False,
 ) -> None:
     """Project a rules directory into the database, then every edit as it is saved."""
-    from decnet.swarm.master import default_updated_by, main_async
+    from decnet.swarm.master import default_updated_by, main_async  # `--help` stays fast
 
     daemon_logging(verbose)
     with cli_errors("--db"):
@@ -83,7 +83,7 @@ def worker(
     verbose: VerboseOption = False,
 ) -> None:
     """Tail the database, keep an engine in step and serve it over HTTP."""
-    from decnet.swarm.process import parse_host_port
+    from decnet.swarm.process import parse_host_port  # `--help` stays fast (no uvicorn)
     from decnet.swarm.worker import main_async
 
     daemon_logging(verbose)

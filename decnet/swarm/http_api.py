@@ -39,7 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from decnet.swarm.live import LiveRules, last_sync_age, store_stat, store_statements
+from decnet.swarm.live import LiveRules
 from decnet.ttp.constants import MAX_EVENT_BODY_BYTES
 from decnet.ttp.engine.events import Event, EventError
 from decnet.ttp.rules.compiled import CompiledRule
@@ -107,25 +107,25 @@ class LiveCollector(Collector):
         yield _counter("decnet_ttp_tags_emitted", "Tags emitted", engine.tags_emitted)
         yield _counter("decnet_ttp_poll_errors",
                        "Failed reads of the database by the tail (and failed loads)",
-                       int(store_stat(live.store, "poll_errors", 0)) + live.load_errors)
+                       live.sync.poll_errors + live.load_errors)
         yield _counter("decnet_ttp_polls", "Polls of the database by the tail",
-                       int(store_stat(live.store, "polls", 0)))
+                       live.sync.polls)
         yield _counter("decnet_ttp_notifications",
                        "PostgreSQL notifications that woke the tail",
-                       int(store_stat(live.store, "notifications", 0)))
+                       live.sync.notifications)
         yield _counter("decnet_ttp_database_replacements",
                        "Times the tail found another database than the one it followed "
                        "(a replaced SQLite file, a recreated database) and reloaded from it",
-                       int(store_stat(live.store, "database_replacements", 0)))
+                       live.sync.database_replacements)
         yield _gauge("decnet_ttp_database_problem",
                      "1 while the rule database's SQLite file is gone or was replaced",
-                     float(store_stat(live.store, "database_problem") is not None))
-        statements = store_statements(live.store)
+                     float(live.sync.database_problem is not None))
+        statements = live.store.statements_issued
         if statements is not None:
             yield _counter("decnet_ttp_db_statements",
                            "SQL statements this process issued to the rule database",
                            statements)
-        age = last_sync_age(live.store)
+        age = live.last_sync_age()
         if age is not None:
             yield _gauge("decnet_ttp_last_sync_age_seconds",
                          "Seconds since the last successful read of the database", age)
@@ -195,10 +195,10 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
         if not live.ready:
             return json_response({"status": "loading"}, 503)
         body: dict[str, Any] = {"status": "ok", "rules": len(live.engine.rules)}
-        replacements = int(store_stat(live.store, "database_replacements", 0))
+        replacements = live.sync.database_replacements
         if replacements:
             body["database_replacements"] = replacements
-        missing = store_stat(live.store, "database_problem")
+        missing = live.sync.database_problem
         if missing is not None:
             # The last good rules are still served, but no change can reach them.
             body.update(status="database_problem", detail=str(missing))

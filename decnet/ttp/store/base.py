@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from decnet.ttp.store.fanout import Subscription
 from decnet.vocabulary import (
@@ -26,8 +26,45 @@ if TYPE_CHECKING:
     from decnet.ttp.rules.compiled import CompiledRule
 
 __all__ = ["DEFAULT_STATE", "DEFINITION", "DELETED", "RESYNC", "STATE", "ChangeKind",
-           "RuleChange", "RuleState", "RuleStore", "StateName", "Subscription", "as_utc", "utcnow",
+           "RuleChange", "RuleState", "RuleStore", "RuleWriter", "StateName", "Subscription",
+           "SyncStats", "as_utc", "utcnow",
            "validate_rule_id"]
+
+
+class SyncStats(Protocol):
+    """What a store that follows a database reports about it (a worker's /metrics)."""
+
+    @property
+    def polls(self) -> int: ...
+    @property
+    def changes_applied(self) -> int: ...
+    @property
+    def poll_errors(self) -> int: ...
+    @property
+    def resyncs(self) -> int: ...
+    @property
+    def notifications(self) -> int: ...
+    @property
+    def last_sync(self) -> float | None:
+        """`time.monotonic()` of the last successful read of the database; None before."""
+    @property
+    def watermark(self) -> int | None:
+        """The revision the store has applied up to."""
+    @property
+    def database_replacements(self) -> int: ...
+    @property
+    def database_problem(self) -> str | None:
+        """Why the database cannot be used at all; None while it can."""
+
+
+@runtime_checkable
+class RuleWriter(Protocol):
+    """A store whose definitions can be written (the database store; the master's sync)."""
+
+    async def upsert_rule(self, compiled: CompiledRule, *, source_path: str | None,
+                          updated_by: str | None) -> bool: ...
+
+    async def delete_rule(self, rule_id: str) -> bool: ...
 
 
 class RuleStore(ABC):
@@ -61,6 +98,16 @@ class RuleStore(ABC):
             if not rule.state.is_default:
                 states[rule.rule_id] = rule.state
         return states
+
+    @property
+    def sync_stats(self) -> SyncStats | None:
+        """How this store follows a shared database; None for a store that does not."""
+        return None
+
+    @property
+    def statements_issued(self) -> int | None:
+        """SQL statements this store has issued; None for a store without SQL."""
+        return None
 
     async def start(self) -> None:
         """Start background work (watchers, timers). Idempotent."""

@@ -95,8 +95,11 @@ class DatabaseRuleStore(BaseRuleStore):
         return self.tail.stats
 
     @property
-    def statements(self) -> int:
-        """SQL statements this store has issued."""
+    def sync_stats(self) -> TailStats:
+        return self.tail.stats
+
+    @property
+    def statements_issued(self) -> int:
         return self.repo.statements
 
     @property

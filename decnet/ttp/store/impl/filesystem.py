@@ -73,7 +73,7 @@ class FilesystemRuleStore(BaseRuleStore):
     async def start(self) -> None:
         if self._watch_task is not None:
             return
-        from decnet.ttp.store.impl.watcher import DirectoryWatcher
+        from decnet.ttp.store.impl.watcher import DirectoryWatcher  # inotify: Linux, at start
 
         watcher = DirectoryWatcher(self.directory, is_rule_file_name)
         reason = watcher.open()
@@ -231,7 +231,7 @@ class FilesystemRuleStore(BaseRuleStore):
     # watching -------------------------------------------------------------
 
     async def _watch(self, watcher: DirectoryWatcher) -> None:
-        from decnet.ttp.store.impl.watcher import WatchKind
+        from decnet.ttp.store.impl.watcher import WatchKind  # as in `start`
 
         loop = asyncio.get_running_loop()
         pending_removals: dict[str, float] = {}
