@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from decnet.ttp.engine.engine import RuleEngine
@@ -23,24 +22,6 @@ log = logging.getLogger(__name__)
 
 #: (first, longest) pause between attempts at a `load_compiled` when the database is away.
 RELOAD_BACKOFF: Final = (0.05, 1.0)
-
-
-@dataclass(frozen=True, slots=True)
-class NoSync:
-    """The `SyncStats` of a store that follows no database: nothing happened."""
-
-    polls: int = 0
-    changes_applied: int = 0
-    poll_errors: int = 0
-    resyncs: int = 0
-    notifications: int = 0
-    last_sync: float | None = None
-    watermark: int | None = None
-    database_replacements: int = 0
-    database_problem: str | None = None
-
-
-NO_SYNC: Final = NoSync()
 
 
 class LiveRules:
@@ -70,11 +51,12 @@ class LiveRules:
         self.load_errors = 0
         self.loaded_at: float | None = None
         self._ready_event = asyncio.Event()
+        self._no_sync = SyncStats()
 
     @property
     def sync(self) -> SyncStats:
         """How the store follows its database (all zero for one that does not)."""
-        return self.store.sync_stats or NO_SYNC
+        return self.store.sync_stats or self._no_sync
 
     async def wait_ready(self) -> None:
         await self._ready_event.wait()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from decnet.ttp.store.fanout import Subscription
@@ -31,30 +32,26 @@ __all__ = ["DEFAULT_STATE", "DEFINITION", "DELETED", "RESYNC", "STATE", "ChangeK
            "validate_rule_id"]
 
 
-class SyncStats(Protocol):
-    """What a store that follows a database reports about it (a worker's /metrics)."""
+@dataclass(slots=True)
+class SyncStats:
+    """What a store that follows a database reports about it (a worker's /metrics); all
+    zero for a store that follows none."""
 
-    @property
-    def polls(self) -> int: ...
-    @property
-    def changes_applied(self) -> int: ...
-    @property
-    def poll_errors(self) -> int: ...
-    @property
-    def resyncs(self) -> int: ...
-    @property
-    def notifications(self) -> int: ...
-    @property
-    def last_sync(self) -> float | None:
-        """`time.monotonic()` of the last successful read of the database; None before."""
-    @property
-    def watermark(self) -> int | None:
-        """The revision the store has applied up to."""
-    @property
-    def database_replacements(self) -> int: ...
-    @property
-    def database_problem(self) -> str | None:
-        """Why the database cannot be used at all; None while it can."""
+    polls: int = 0
+    changes_applied: int = 0
+    poll_errors: int = 0
+    resyncs: int = 0
+    notifications: int = 0
+    #: `time.monotonic()` of the last successful poll; None before the first.
+    last_sync: float | None = None
+    #: Revision the store has applied up to.
+    watermark: int | None = None
+    #: Times the tail found another database than the one it followed (a database
+    #: dropped and migrated again) and reloaded everything from the new one.
+    database_replacements: int = 0
+    #: Why the database cannot be used at all (its SQLite file is gone or was replaced,
+    #: see `DatabaseFileChanged`); None while it can.
+    database_problem: str | None = None
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from decnet.ttp.constants import (
 )
 from decnet.ttp.errors import DatabaseFileChanged
 from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
+from decnet.ttp.store.base import SyncStats
 
 if TYPE_CHECKING:
     from decnet.ttp.store.database.store import DatabaseRuleStore
@@ -40,26 +41,8 @@ POLL_RETRY_INITIAL = 0.05
 LISTEN_RETRY = (0.1, 5.0)
 
 
-@dataclass(slots=True)
-class TailStats:
-    """Counters of a tailing store, for a worker's /metrics."""
-
-    polls: int = 0
-    changes_applied: int = 0
-    poll_errors: int = 0
-    resyncs: int = 0
-    notifications: int = 0
-    #: `time.monotonic()` of the last successful poll; None before the first.
-    last_sync: float | None = None
-    #: Revision the tail has applied up to.
-    watermark: int | None = None
-    #: Times the tail found another database than the one it followed (a database
-    #: dropped and migrated again) and reloaded everything from the new one.
-    database_replacements: int = 0
-    #: Why the tail cannot use the database at all (its SQLite file is gone or was
-    #: replaced, see `DatabaseFileChanged`); None while it can. The worker reports it
-    #: on /healthz and /metrics.
-    database_problem: str | None = None
+#: The counters of a tail: the contract's `SyncStats`.
+TailStats = SyncStats
 
 
 @dataclass(slots=True)

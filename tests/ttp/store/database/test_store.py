@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,26 +20,10 @@ from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.models import Base, ChangeLogRow, RuleRow
 from decnet.ttp.store.sql.repository import RuleRepository, schema_head
 from tests.ttp.store.databases import FRESH_DATABASES
-from tests.ttp.store.test_conformance import rule_yaml
+from tests.ttp.store.helpers import open_store, rule_yaml, seed
 from tests.waiting import next_change, no_change, poll
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-@contextlib.asynccontextmanager
-async def open_store(url: str | None = None) -> AsyncIterator[DatabaseRuleStore]:
-    store = DatabaseRuleStore(url)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
-
-
-async def seed(store: DatabaseRuleStore, rule_id: str = "R0001", version: int = 1) -> None:
-    rule = compile_rule(rule_yaml(rule_id, version), source=f"{rule_id}.yaml",
-                        expected_rule_id=rule_id)
-    await store.upsert_rule(rule, source_path=f"{rule_id}.yaml", updated_by="test")
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 def run_python(code: str) -> str:

@@ -24,9 +24,15 @@ from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql.repository import RuleRepository
 from tests.tcp_proxy import TcpProxy
 from tests.ttp.store.databases import render
-from tests.ttp.store.test_conformance import rule_yaml
-from tests.ttp.store.test_database import open_store, seed
-from tests.ttp.store.test_database_master import _has, rules_dir, running, write
+from tests.ttp.store.helpers import (
+    has_version,
+    open_store,
+    rule_yaml,
+    rules_dir,
+    running,
+    seed,
+    write,
+)
 from tests.waiting import next_change, no_change, poll
 
 MASTER_LOGGER = "decnet.ttp.store.database.master"
@@ -102,7 +108,7 @@ async def test_writes_after_idle_connections_were_cut_succeed_first_time(
             assert await direct.get_state("R0001") == DEFAULT_STATE
             proxy.cut()
             await seed(store, "R0001", version=2)
-            assert await _has(direct, "R0001", 2)
+            assert await has_version(direct, "R0001", 2)
             kinds = [(await next_change(changes)).change_kind for _ in range(3)]
             assert kinds == [STATE, STATE, "definition"]
             proxy.cut()  # a read is not pinged first: it is retried once on a new connection
@@ -191,7 +197,7 @@ async def test_the_master_survives_an_outage_and_projects_the_edit_made_during_i
         roles: list[str] = []
         try:
             async with running(master.sync_from_filesystem(fs, on_role=roles.append)) as task:
-                await poll(lambda: _has(direct, "R0001", 1), message="R0001 stored")
+                await poll(lambda: has_version(direct, "R0001", 1), message="R0001 stored")
                 assert master.master_role == "active"
 
                 proxy.outage()
@@ -205,11 +211,11 @@ async def test_the_master_survives_an_outage_and_projects_the_edit_made_during_i
                 assert master.master_role == "standby"
 
                 proxy.resume()
-                await poll(lambda: _has(direct, "R0001", 2), timeout=15,
+                await poll(lambda: has_version(direct, "R0001", 2), timeout=15,
                            message="the edit made during the outage to land")
                 await poll(lambda: master.master_role == "active", message="active again")
                 write(directory, "R0002", rule_yaml("R0002"))  # and it carries on projecting
-                await poll(lambda: _has(direct, "R0002", 1), message="R0002 projected")
+                await poll(lambda: has_version(direct, "R0002", 1), message="R0002 projected")
                 assert not task.done()
             assert roles[0] == "active" and "standby" in roles and roles[-2] == "active"
             # One outage, one warning (and one line when it is over); the retries at DEBUG.

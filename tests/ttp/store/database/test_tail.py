@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,21 +27,10 @@ from decnet.ttp.store.impl.database import DatabaseRuleStore, notified_revision
 from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.repository import RuleRepository
 from tests.ttp.store.databases import fresh_postgres
-from tests.ttp.store.test_database import open_store, seed
+from tests.ttp.store.helpers import open_store, seed, tailing
 from tests.waiting import next_change, no_change, poll
 
 FAST_POLL = 0.05
-
-
-@contextlib.asynccontextmanager
-async def tailing(url: str, poll_interval: float = FAST_POLL) -> AsyncIterator[DatabaseRuleStore]:
-    store = DatabaseRuleStore(url)
-    await store.start()
-    store.start_tail(poll_interval)
-    try:
-        yield store
-    finally:
-        await store.stop()
 
 
 async def test_tail_carries_definitions_states_deletions_and_expiry(db_url: str) -> None:
