@@ -93,16 +93,12 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None,
     pending = [task for task in tasks if task is not None and not task.done()]
     for task in pending:
         task.cancel()
+    if pending:
+        await asyncio.wait(pending)  # raises only if the caller is cancelled meanwhile
     for task in pending:
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being cancelled ourselves, not only the task
-        except Exception as exc:
-            (logger or _log).warning("task %s ended with %r while stopping",
-                                     _name(task), exc)
+        if not task.cancelled() and task.exception() is not None:
+            (logger or _log).warning("task %s ended with %r while stopping", _name(task),
+                                     task.exception())
 
 
 def _name(task: asyncio.Future[Any]) -> str:

@@ -32,7 +32,9 @@ class ChangeAnnouncer:
     change; failures and overflow are logged and counted, never raised.
     """
 
-    def __init__(self, bus: Bus | None = None) -> None:
+    def __init__(self, bus: Bus | None = None, *, outbox_bound: int = BUS_OUTBOX_BOUND) -> None:
+        #: Bus messages that may wait unsent; past it a change is counted, not queued.
+        self.outbox_bound = outbox_bound
         self.fanout = ChangeFanout()
         self.bus = bus
         self.bus_published = 0
@@ -57,7 +59,7 @@ class ChangeAnnouncer:
 
     def _enqueue(self, topic: str, data: bytes) -> None:
         if self._outbox is None:
-            self._outbox = asyncio.Queue(BUS_OUTBOX_BOUND)
+            self._outbox = asyncio.Queue(self.outbox_bound)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._drain(self._outbox))
         try:
@@ -65,7 +67,7 @@ class ChangeAnnouncer:
         except asyncio.QueueFull:
             self.bus_failures += 1
             log.warning("bus outbox full (%d); dropped announcement on %s",
-                        BUS_OUTBOX_BOUND, topic)
+                        self.outbox_bound, topic)
 
     async def _drain(self, outbox: asyncio.Queue[tuple[str, bytes]]) -> None:
         assert self.bus is not None

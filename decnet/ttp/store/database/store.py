@@ -6,6 +6,11 @@ number, never by timestamp: every write takes the next revision and appends one
 change-log entry (see `decnet.ttp.store.sql.repository`); the worker's `Tail` reads the
 entries past its watermark and hands each to `apply_entry`; the master's
 `MasterProjection` writes definitions through `write_definition`/`remove_definition`.
+
+Longer than most modules on purpose: the contract, the definitions and the announced
+view are one concept — what this process believes the database holds, by revision —
+and the invariants that tie them (a broken revision announced absent once, a write
+announced once whether this process or its tail sees it first) read best in one place.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ become visible in commit order, without gaps), write the row with that revision,
 one `ttp_change_log` entry and, on PostgreSQL, `NOTIFY` (delivered at commit); a write
 that would change nothing rolls back and consumes no revision. PostgreSQL's `set_state`
 runs the same transaction as one statement (`statements.PG_WRITE_STATE`).
+
+Longer than most modules on purpose: it is one concept, the boundary between the store
+and SQL, and reads best whole (each method is a few lines over `statements` and `lease`,
+which hold the SQL itself).
 """
 
 from __future__ import annotations
