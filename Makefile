@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck imports unit bench clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy decnet
 
+# The layers and the absence of import cycles (contracts in pyproject.toml).
+imports: setup
+	$(BIN)/lint-imports
+
 unit: setup
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck imports unit
 
 bench: setup
 	$(BIN)/python -m bench.run

@@ -16,10 +16,8 @@ import itertools
 import logging
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
-from types import TracebackType
 
-from decnet.bus.base import Bus, BusMessage
+from decnet.bus.base import Bus, BusMessage, BusSubscription
 from decnet.bus.errors import BusClosedError
 from decnet.bus.matching import match_tokens, pattern_tokens, topic_tokens
 
@@ -99,7 +97,7 @@ def _unregister(registry: dict[int, _Channel], key: int) -> None:
         channel.shut(discard=True)
 
 
-class InProcessSubscription(AsyncIterator[BusMessage]):
+class InProcessSubscription(BusSubscription):
     """Messages matching one pattern, in publish order. Close with `aclose()`."""
 
     def __init__(self, channel: _Channel, registry: dict[int, _Channel], key: int) -> None:
@@ -145,17 +143,6 @@ class InProcessSubscription(AsyncIterator[BusMessage]):
     async def aclose(self) -> None:
         """Unsubscribe and discard what is still queued. Idempotent."""
         self._finalizer()
-
-    async def __aenter__(self) -> InProcessSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class InProcessBus(Bus):

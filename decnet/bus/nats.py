@@ -25,8 +25,7 @@ import hashlib
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
+from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 import nats.errors
@@ -37,7 +36,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StreamConfig
 
-from decnet.bus.base import Bus, BusMessage
+from decnet.bus.base import Bus, BusMessage, BusSubscription
 from decnet.bus.errors import BusClosedError, BusError, BusUnavailableError
 from decnet.bus.matching import pattern_covers, topic_tokens, validate_pattern
 from decnet.bus.topics import RULE_TOPICS
@@ -95,7 +94,7 @@ def _abandon(
             loop.call_soon_threadsafe(spawn)
 
 
-class NatsSubscription(AsyncIterator[BusMessage]):
+class NatsSubscription(BusSubscription):
     """Messages matching one pattern. Close with `aclose()` (also on garbage collection)."""
 
     def __init__(
@@ -180,17 +179,6 @@ class NatsSubscription(AsyncIterator[BusMessage]):
                 except nats.errors.Error:
                     break
         await _quiet_unsubscribe(self._sub)
-
-    async def __aenter__(self) -> NatsSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class NatsBus(Bus):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from decnet.ttp.store.base import validate_rule_id
+from decnet.vocabulary import validate_rule_id
 
 RULE_TOPICS: Final = "ttp.rule.>"
 

@@ -46,7 +46,7 @@ def upgrade(
     revision: Annotated[str, typer.Option(help="Target revision")] = "head",
 ) -> None:
     """Apply the schema migrations (creates the tables on an empty database)."""
-    from alembic.util import CommandError
+    from alembic.util import CommandError  # Alembic and SQLAlchemy load for `db` only
 
     from decnet.ttp.store.sql import migrate
 
@@ -69,7 +69,7 @@ def upgrade(
 @app.command()
 def current(db: DbOption = None) -> None:
     """Show the schema revision of the database (exit 1 when it needs an upgrade)."""
-    from decnet.ttp.store.sql import migrate
+    from decnet.ttp.store.sql import migrate  # as in `upgrade`
 
     url = db_url(db)
     shown = _shown(url)

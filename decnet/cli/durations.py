@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from decnet.cli.common import BadInput
-from decnet.ttp.store.base import as_utc, utcnow
+from decnet.vocabulary import as_utc, utcnow
 
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +25,10 @@ from decnet.cli.common import (
     run,
     safe_text,
 )
-from decnet.ttp.constants import ENV_DB_URL, ENV_RULE_STORE_TYPE
+from decnet.ttp.constants import ENV_DB_URL
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.loader import load_directory
+from decnet.ttp.store.factory import configured_store_type, database_store
 
 app = typer.Typer(help="Validate and list rules.", no_args_is_help=True)
 
@@ -76,9 +76,8 @@ def list_rules(
         "--db", help=f"Database URL (database store) [env {ENV_DB_URL}]")] = None,
 ) -> None:
     """List rules with their operator state."""
-    use_db = db is not None or (rules is None and
-                                os.environ.get(ENV_RULE_STORE_TYPE, "") == "database")
     with cli_errors():
+        use_db = db is not None or (rules is None and configured_store_type() == "database")
         compiled = (run(_load_from_db(db_url(db))) if use_db
                     else _load_from_dir(rules_dir(rules)))
     table = Table()
@@ -113,9 +112,7 @@ def _load_from_dir(directory: Path) -> list[CompiledRule]:
 
 
 async def _load_from_db(url: str) -> list[CompiledRule]:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
-
-    store = DatabaseRuleStore(url)
+    store = database_store(url)
     try:
         return await store.load_compiled()
     finally:

@@ -7,7 +7,7 @@ import getpass
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import orjson
 import typer
@@ -26,8 +26,12 @@ from decnet.cli.common import (
 from decnet.cli.durations import format_remaining, parse_duration, parse_moment
 from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
 from decnet.ttp.errors import InvalidStateError
-from decnet.ttp.store.base import RuleState, StateName, utcnow, validate_rule_id
 from decnet.ttp.store.codec import state_to_dict
+from decnet.ttp.store.factory import database_store
+from decnet.vocabulary import RuleState, StateName, utcnow, validate_rule_id
+
+if TYPE_CHECKING:
+    from decnet.ttp.store.database import DatabaseRuleStore
 
 T = TypeVar("T")
 
@@ -72,10 +76,8 @@ def _utf8(option: str, text: str) -> bytes:
 
 def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
     """Run `action(store)` against a database store (errors: see `cli_errors`)."""
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
-
     async def go() -> T:
-        store = DatabaseRuleStore(url)
+        store = database_store(url)
         try:
             return await action(store)
         finally:
@@ -173,13 +175,10 @@ def _wanted_state(state: StateChoice, reason: str, for_: str | None, until: str 
         raise BadInput(f"{exc}{hint}") from None
 
 
-async def _set(store: object, rule_id: str, wanted: RuleState,
+async def _set(store: DatabaseRuleStore, rule_id: str, wanted: RuleState,
                who: str) -> tuple[RuleState, bool]:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
-
-    assert isinstance(store, DatabaseRuleStore)
     await store.set_state(rule_id, wanted, who)
-    known = await store.repo.rule_exists(rule_id)
+    known = await store.rule_exists(rule_id)
     return await store.read_state(rule_id), known
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from decnet.cli.common import (
+    EXIT_INPUT,
     SafeFormatter,
+    cli_errors,
     db_url,
-    print_error,
+    fail,
     quiet_libraries,
     rules_dir,
     run,
@@ -37,7 +37,6 @@ from decnet.ttp.constants import (
     TAIL_POLL_INTERVAL,
     WRITE_TIMEOUT,
 )
-from decnet.ttp.errors import ConfigError, ListenError
 
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
@@ -76,10 +75,10 @@ def master(
     verbose: VerboseOption = False,
 ) -> None:
     """Project a rules directory into the database, then every edit as it is saved."""
-    from decnet.swarm.master import default_updated_by, main_async
+    from decnet.swarm.master import default_updated_by, main_async  # `--help` stays fast
 
     daemon_logging(verbose)
-    with _config_errors():
+    with cli_errors("--db"):
         code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by()))
     raise typer.Exit(code)
 
@@ -138,16 +137,15 @@ def worker(
 ) -> None:
     """Tail the database, keep an engine in step and serve it over HTTP."""
     from decnet.swarm.http.limits import HttpLimits
-    from decnet.swarm.process import parse_host_port
+    from decnet.swarm.process import parse_host_port  # `--help` stays fast (no uvicorn)
     from decnet.swarm.worker import main_async
 
     daemon_logging(verbose)
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
-        print_error(f"--http: {exc}")
-        raise typer.Exit(2) from None
-    with _config_errors():
+        fail(f"--http: {exc}", EXIT_INPUT)
+    with cli_errors():
         limits = HttpLimits(
             max_body_bytes=max_body, max_events=max_events,
             max_response_bytes=max_response_bytes, max_response_tags=max_response_tags,
@@ -159,27 +157,8 @@ def worker(
     raise typer.Exit(code)
 
 
-@contextlib.contextmanager
-def _config_errors() -> Iterator[None]:
-    """A database URL or an address that cannot be used: one readable line and exit 2,
-    no traceback."""
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        yield
-    except (ConfigError, ArgumentError) as exc:
-        print_error(str(exc) if isinstance(exc, ListenError) else f"--db: {exc}")
-        raise typer.Exit(2) from None
-
-
 def register(app: typer.Typer) -> None:
     """Add `master` and `worker` to the root command."""
     app.command("master")(master)
     app.command("worker")(worker)
 
-
-def standalone(command: str) -> None:
-    """Run one command as its own program (`python -m decnet.swarm.worker ...`)."""
-    app = typer.Typer(add_completion=False)
-    register(app)
-    app(args=[command, *sys.argv[1:]], prog_name=f"decnet-ttp {command}")

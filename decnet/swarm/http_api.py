@@ -1,6 +1,8 @@
 """The worker's HTTP API: an ASGI app over a `LiveRules` view.
 
-- `GET /healthz`: 503 until the rules are loaded, then 200.
+- `GET /healthz`: 503 until the rules are loaded, then 200; 503 again while the
+  rule database's SQLite file is gone or was replaced under this process
+  (`status: database_problem`, `detail` says which and what to do).
 - `GET /metrics`: Prometheus text, from a registry of this app's own.
 - `GET /rules`: the live view, a JSON array sorted by rule_id (header
   `X-Decnet-TTP-Revision` carries the store revision it includes, when known);
@@ -46,7 +48,7 @@ from decnet.swarm.http.evaluator import Evaluator
 from decnet.swarm.http.limits import HttpLimits
 from decnet.swarm.http.media import UnsupportedMediaType, body_format
 from decnet.swarm.http.protocol import ConnectionGuard
-from decnet.swarm.live import LiveRules, last_sync_age, store_stat, store_statements
+from decnet.swarm.live import LiveRules
 from decnet.ttp.constants import MAX_EVENT_BODY_BYTES, RESPONSE_CHUNK_BYTES, RETRY_AFTER_SECONDS
 from decnet.ttp.rules.compiled import CompiledRule
 
@@ -134,18 +136,25 @@ class LiveCollector(Collector):
                        correlation.windows_fired)
         yield _counter("decnet_ttp_poll_errors",
                        "Failed reads of the database by the tail (and failed loads)",
-                       int(store_stat(live.store, "poll_errors", 0)) + live.load_errors)
+                       live.sync.poll_errors + live.load_errors)
         yield _counter("decnet_ttp_polls", "Polls of the database by the tail",
-                       int(store_stat(live.store, "polls", 0)))
+                       live.sync.polls)
         yield _counter("decnet_ttp_notifications",
                        "PostgreSQL notifications that woke the tail",
-                       int(store_stat(live.store, "notifications", 0)))
-        statements = store_statements(live.store)
+                       live.sync.notifications)
+        yield _counter("decnet_ttp_database_replacements",
+                       "Times the tail found another database than the one it followed "
+                       "(a replaced SQLite file, a recreated database) and reloaded from it",
+                       live.sync.database_replacements)
+        yield _gauge("decnet_ttp_database_problem",
+                     "1 while the rule database's SQLite file is gone or was replaced",
+                     float(live.sync.database_problem is not None))
+        statements = live.store.statements_issued
         if statements is not None:
             yield _counter("decnet_ttp_db_statements",
                            "SQL statements this process issued to the rule database",
                            statements)
-        age = last_sync_age(live.store)
+        age = live.last_sync_age()
         if age is not None:
             yield _gauge("decnet_ttp_last_sync_age_seconds",
                          "Seconds since the last successful read of the database", age)
@@ -284,7 +293,16 @@ def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
     async def healthz(request: Request) -> Response:
         if not live.ready:
             return json_response({"status": "loading"}, 503)
-        return json_response({"status": "ok", "rules": len(live.engine.rules)})
+        body: dict[str, Any] = {"status": "ok", "rules": len(live.engine.rules)}
+        replacements = live.sync.database_replacements
+        if replacements:
+            body["database_replacements"] = replacements
+        missing = live.sync.database_problem
+        if missing is not None:
+            # The last good rules are still served, but no change can reach them.
+            body.update(status="database_problem", detail=str(missing))
+            return json_response(body, 503)
+        return json_response(body)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,30 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 from decnet.ttp.engine.engine import RuleEngine
-from decnet.ttp.store.base import RuleChange, RuleStore
+from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.store.base import RuleStore, Subscription, SyncStats
 
 log = logging.getLogger(__name__)
 
-#: Backoff between attempts at the first `load_compiled` when the database is away.
-RELOAD_BACKOFF: Final = (0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def store_stat(store: RuleStore, name: str, default: Any = None) -> Any:
-    """A statistic of a tailing store (`DatabaseRuleStore.stats`: watermark, last_sync,
-    poll_errors, polls, notifications, resyncs), else `default`."""
-    stats = getattr(store, "stats", None)
-    value = getattr(stats, name, None) if stats is not None else None
-    return default if value is None else value
-
-
-def store_statements(store: RuleStore) -> int | None:
-    """SQL statements the store has issued, when it counts them."""
-    value = getattr(getattr(store, "repo", None), "statements", None)
-    return value if isinstance(value, int) else None
+#: (first, longest) pause between attempts at a `load_compiled` when the database is away.
+RELOAD_BACKOFF: Final = (0.05, 1.0)
 
 
 class LiveRules:
@@ -47,19 +34,29 @@ class LiveRules:
     """
 
     def __init__(self, store: RuleStore, engine: RuleEngine | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 reload_backoff: tuple[float, float] = RELOAD_BACKOFF) -> None:
         self.store = store
         self.engine = engine or RuleEngine()
         self.clock = clock
+        self.monotonic = monotonic
+        self.reload_backoff = reload_backoff
         self.ready = False
         self.applied_at: dict[str, float] = {}
         self._noted_revision: int | None = None
-        self._changes: AsyncIterator[RuleChange] | None = None
+        self._changes: Subscription | None = None
         self._reloading = False
         self.full_loads = 0
         self.load_errors = 0
         self.loaded_at: float | None = None
         self._ready_event = asyncio.Event()
+        self._no_sync = SyncStats()
+
+    @property
+    def sync(self) -> SyncStats:
+        """How the store follows its database (all zero for one that does not)."""
+        return self.store.sync_stats or self._no_sync
 
     async def wait_ready(self) -> None:
         await self._ready_event.wait()
@@ -72,9 +69,7 @@ class LiveRules:
             await self._follow(changes)
         finally:
             self._changes = None
-            aclose = getattr(changes, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await changes.aclose()
 
     @property
     def revision(self) -> int | None:
@@ -85,14 +80,14 @@ class LiveRules:
         watermark is included; otherwise, the last revision noted when it was empty.
         """
         changes = self._changes
-        pending = getattr(changes, "pending", None)
-        if self.ready and not self._reloading and pending is not None and pending() == 0:
-            watermark = store_stat(self.store, "watermark")
-            if isinstance(watermark, int):
+        if self.ready and not self._reloading and changes is not None and \
+                changes.pending() == 0:
+            watermark = self.sync.watermark
+            if watermark is not None:
                 self._noted_revision = watermark
         return self._noted_revision
 
-    async def _follow(self, changes: AsyncIterator[RuleChange]) -> None:
+    async def _follow(self, changes: Subscription) -> None:
         async for change in changes:
             if not self.engine.apply(change):
                 log.info("subscriber lagged or store asked for a resync: reloading")
@@ -112,29 +107,34 @@ class LiveRules:
             self._reloading = False
 
     async def _load(self) -> None:
-        attempt = 0
+        backoff = Backoff(*self.reload_backoff)
+        outage = Outage(log, "loading the rules")
         while True:
             # Read the revision first: the load then includes at least that much.
-            revision = store_stat(self.store, "watermark")
+            revision = self.sync.watermark
             try:
                 rules = await self.store.load_compiled()
             except Exception as exc:  # the database may be away at start: retry
                 self.load_errors += 1
-                delay = RELOAD_BACKOFF[min(attempt, len(RELOAD_BACKOFF) - 1)]
-                attempt += 1
-                log.warning("loading rules failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
+                outage.failed(exc, "retrying")
+                await asyncio.sleep(backoff.failed())
                 continue
+            outage.recovered()
             break
         self.engine.replace_all(rules)
         now = self.clock()
         self.applied_at = {rule.rule_id: now for rule in rules}
         self.full_loads += 1
         self.loaded_at = now
-        if isinstance(revision, int):
+        if revision is not None:
             self._noted_revision = revision
         self.ready = True
         self._ready_event.set()
+
+    def last_sync_age(self) -> float | None:
+        """Seconds since the store last completed a read of the database, if it says."""
+        at = self.sync.last_sync
+        return None if at is None else max(0.0, self.monotonic() - at)
 
     def status(self) -> dict[str, Any]:
         """What `GET /status` reports."""
@@ -147,18 +147,12 @@ class LiveRules:
             "load_errors": self.load_errors,
             "events_evaluated": self.engine.events_evaluated,
             "tags_emitted": self.engine.tags_emitted,
-            "last_sync_age_seconds": last_sync_age(self.store),
-            "poll_errors": int(store_stat(self.store, "poll_errors", 0)),
-            "polls": int(store_stat(self.store, "polls", 0)),
-            "notifications": int(store_stat(self.store, "notifications", 0)),
-            "resyncs": int(store_stat(self.store, "resyncs", 0)),
-            "db_statements": store_statements(self.store),
+            "last_sync_age_seconds": self.last_sync_age(),
+            "poll_errors": self.sync.poll_errors,
+            "polls": self.sync.polls,
+            "notifications": self.sync.notifications,
+            "resyncs": self.sync.resyncs,
+            "database_replacements": self.sync.database_replacements,
+            "database_problem": self.sync.database_problem,
+            "db_statements": self.store.statements_issued,
         }
-
-
-def last_sync_age(store: RuleStore) -> float | None:
-    """Seconds since the store last completed a read of the database, if it says."""
-    at = store_stat(store, "last_sync")
-    if isinstance(at, int | float):
-        return max(0.0, time.monotonic() - float(at))
-    return None

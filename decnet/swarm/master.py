@@ -13,27 +13,28 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from decnet.swarm.process import (
     announce,
-    cancel_all,
     first_done,
     install_stop_signals,
     remove_stop_signals,
     start_store,
 )
 from decnet.ttp.errors import RuleSetError
+from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.base import RuleStore
+from decnet.ttp.store.factory import database_store, filesystem_store
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 
 log = logging.getLogger(__name__)
 
 #: Runs the projection of the filesystem store into the database until cancelled;
 #: calls its third argument after each whole-directory reconcile (the first: ready).
-Sync = Callable[[RuleStore, FilesystemRuleStore, Callable[[], None]], Awaitable[Any]]
+Sync = Callable[[RuleStore, FilesystemRuleStore, Callable[[], None]], Coroutine[Any, Any, Any]]
 
 
 def default_updated_by() -> str:
@@ -71,7 +72,7 @@ async def run_master(
             announce("ready", problems=len(fs_store.problems))
             log.info("rules directory %s is in the database", fs_store.directory)
 
-        sync_task = loop.create_task(_sync(sync, db_store, fs_store, synced), name="sync")
+        sync_task = loop.create_task(sync(db_store, fs_store, synced), name="sync")
         if await first_done(stop_task, sync_task) is stop_task:
             code = 0
         else:
@@ -79,7 +80,7 @@ async def run_master(
             log.error("the sync ended unexpectedly: %r", failure)
         return code
     finally:
-        await cancel_all(sync_task, stop_task)
+        await cancel_and_wait(sync_task, stop_task, logger=log)
         with contextlib.suppress(Exception):
             await fs_store.stop()
         with contextlib.suppress(Exception):
@@ -89,14 +90,9 @@ async def run_master(
         announce("stopped", code=code)
 
 
-async def _sync(sync: Sync, db_store: RuleStore, fs_store: FilesystemRuleStore,
-                synced: Callable[[], None]) -> None:
-    await sync(db_store, fs_store, synced)
-
-
 def database_sync(updated_by: str) -> Sync:
     """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles."""
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
 
     async def sync(db_store: RuleStore, fs_store: FilesystemRuleStore,
                    synced: Callable[[], None]) -> None:
@@ -117,14 +113,6 @@ def database_sync(updated_by: str) -> Sync:
 
 
 async def main_async(rules_dir: Path, db_url: str, updated_by: str) -> int:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
-
-    fs_store = FilesystemRuleStore(rules_dir)
-    db_store = DatabaseRuleStore(db_url)
+    fs_store = filesystem_store(rules_dir)
+    db_store = database_store(db_url)
     return await run_master(fs_store, db_store, database_sync(updated_by))
-
-
-if __name__ == "__main__":
-    from decnet.cli.swarm import standalone
-
-    standalone("master")

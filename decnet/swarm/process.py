@@ -12,13 +12,15 @@ from typing import Any
 
 import orjson
 
+from decnet.ttp.errors import ConfigError
+from decnet.ttp.loops import Backoff, Outage
 from decnet.ttp.store.base import RuleStore
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-#: Pauses between attempts at opening a store whose database is away.
-START_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)
+#: (first, longest) pause between attempts at opening a store whose database is away.
+START_BACKOFF = (0.1, 2.0)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -72,30 +74,23 @@ async def first_done(*tasks: asyncio.Task[Any]) -> asyncio.Task[Any]:
     return next(iter(done))
 
 
-async def cancel_all(*tasks: asyncio.Task[Any] | None) -> None:
-    pending = [t for t in tasks if t is not None and not t.done()]
-    for task in pending:
-        task.cancel()
-    for task in pending:
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:
-            log.warning("task %s ended with %r during shutdown", task.get_name(), exc)
-
-
 async def start_store(store: RuleStore, stop: asyncio.Event) -> bool:
-    """`store.start()`, retried with backoff until it works or `stop` is set."""
-    attempt = 0
+    """`store.start()`, retried with backoff until it works or `stop` is set.
+
+    A `ConfigError` (a URL naming a driver this project does not ship...) can never heal:
+    it is raised at once.
+    """
+    backoff = Backoff(*START_BACKOFF)
+    outage = Outage(log, "opening the store")
     while not stop.is_set():
         try:
             await store.start()
+            outage.recovered()
             return True
+        except ConfigError:
+            raise
         except Exception as exc:
-            delay = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
-            attempt += 1
-            log.warning("opening the store failed (%s); retrying in %.1fs", exc, delay)
+            outage.failed(exc, "retrying with a backoff")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.wait_for(stop.wait(), backoff.failed())
     return False

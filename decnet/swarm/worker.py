@@ -18,7 +18,8 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -29,7 +30,6 @@ from decnet.swarm.http_api import create_app
 from decnet.swarm.live import LiveRules
 from decnet.swarm.process import (
     announce,
-    cancel_all,
     first_done,
     install_stop_signals,
     remove_stop_signals,
@@ -37,13 +37,15 @@ from decnet.swarm.process import (
 )
 from decnet.ttp.constants import ACCEPT_BACKLOG, WORKER_SWITCH_INTERVAL
 from decnet.ttp.errors import ListenError
+from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.base import RuleStore
+from decnet.ttp.store.factory import database_store
 
 log = logging.getLogger(__name__)
 
 
 #: Runs the store's tail (or whatever keeps it current) until cancelled.
-Tail = Callable[[RuleStore], Awaitable[None]]
+Tail = Callable[[RuleStore], Coroutine[Any, Any, None]]
 
 
 class _Server(uvicorn.Server):
@@ -118,7 +120,7 @@ async def run_worker(
         if started.done() and started.result():
             follow_task = loop.create_task(live.run(), name="follow")
             if tail is not None:
-                tail_task = loop.create_task(_run_tail(tail, store), name="tail")
+                tail_task = loop.create_task(tail(store), name="tail")
             ready_task = loop.create_task(live.wait_ready(), name="ready")
             tasks = [t for t in (http_task, follow_task, tail_task, stop_task) if t is not None]
             if await first_done(ready_task, *tasks) is ready_task:
@@ -132,7 +134,8 @@ async def run_worker(
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(http_task), 5)
-        await cancel_all(started, ready_task, http_task, follow_task, tail_task, stop_task)
+        await cancel_and_wait(started, ready_task, http_task, follow_task, tail_task, stop_task,
+                              logger=log)
         app.state.evaluator.close()
         with contextlib.suppress(Exception):
             await store.stop()
@@ -143,10 +146,6 @@ async def run_worker(
         sys.setswitchinterval(previous_switch)
         unfilter()
         announce("stopped", code=code)
-
-
-async def _run_tail(tail: Tail, store: RuleStore) -> None:
-    await tail(store)
 
 
 def _report_unexpected(*tasks: asyncio.Task[None] | None) -> None:
@@ -167,7 +166,7 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
     `listen=False` polls only, also on PostgreSQL (a pooler in transaction mode,
     such as PgBouncer, cannot carry LISTEN; benchmarks of the poll alone).
     """
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
 
     async def tail(store: RuleStore) -> None:
         assert isinstance(store, DatabaseRuleStore)
@@ -178,14 +177,6 @@ def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
 
 async def main_async(db_url: str, host: str, port: int, poll_interval: float, *,
                      listen: bool = True, limits: HttpLimits | None = None) -> int:
-    from decnet.ttp.store.impl.database import DatabaseRuleStore
-
-    store = DatabaseRuleStore(db_url)
+    store = database_store(db_url)
     return await run_worker(store, host=host, port=port, limits=limits,
                             tail=database_tail(poll_interval, listen=listen))
-
-
-if __name__ == "__main__":
-    from decnet.cli.swarm import standalone
-
-    standalone("worker")

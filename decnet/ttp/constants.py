@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+from decnet.vocabulary import RULE_ID_RE
+
+__all__ = ["RULE_ID_RE"]  # re-exported: the rule-id shape lives with the vocabulary
+
 TACTIC_ID_RE: Final = re.compile(r"^TA\d{4}$")
 TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}$")
 SUB_TECHNIQUE_ID_RE: Final = re.compile(r"^T\d{4}\.\d{3}$")
@@ -95,6 +98,8 @@ TAIL_POLL_INTERVAL: Final = 1.0
 TAIL_QUERY_TIMEOUT: Final = 10.0
 #: PostgreSQL channel a write notifies (payload: the revision) at commit.
 NOTIFY_CHANNEL: Final = "decnet_ttp_changes"
+#: The largest revision a BIGINT column holds; a notification naming more is no revision.
+MAX_REVISION: Final = 2**63 - 1
 #: Seconds between keep-alive queries on an idle LISTEN connection.
 LISTEN_KEEPALIVE: Final = 30.0
 #: Seconds to open a database connection before giving up.

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from decnet.ttp.printable import printable
+from decnet.vocabulary import DecnetTTPError, InvalidRuleId, InvalidStateError
 
-class DecnetTTPError(Exception):
-    """Base of every error this package raises on purpose."""
+__all__ = ["ConfigError", "DatabaseFileChanged", "DatabaseMissing", "DatabaseReplaced",
+           "DecnetTTPError", "InvalidRuleId", "InvalidStateError",
+           "MasterLeaseLost", "RuleError", "RuleProblem", "RuleSetError", "SchemaOutdatedError",
+           "StoreError", "UnsupportedPlatformError"]
 
 
 class EventError(DecnetTTPError, ValueError):
@@ -26,7 +30,7 @@ class RuleProblem:
     rule_id: str | None = None
 
     def __str__(self) -> str:
-        where = self.file
+        where = printable(self.file)  # a file name may hold a newline or an escape
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
@@ -75,14 +79,6 @@ class RuleSetError(DecnetTTPError):
         return iter(self.errors)
 
 
-class InvalidRuleId(DecnetTTPError, ValueError):
-    """A rule id outside `[A-Za-z0-9_]{1,64}` (it could inject bus wildcards or paths)."""
-
-
-class InvalidStateError(DecnetTTPError, ValueError):
-    """A `RuleState` whose fields contradict each other."""
-
-
 class StoreError(DecnetTTPError):
     """A store backend failed; the operation did not take effect."""
 
@@ -97,6 +93,19 @@ class SchemaOutdatedError(StoreError):
 
 class MasterLeaseLost(StoreError):
     """This process no longer holds the master lease; its definition write was refused."""
+
+
+class DatabaseFileChanged(StoreError):
+    """The SQLite file this process opened is gone or was replaced: it is used no more."""
+
+
+class DatabaseMissing(DatabaseFileChanged):
+    """The SQLite file of the rule database is gone (deleted or moved away)."""
+
+
+class DatabaseReplaced(DatabaseFileChanged):
+    """Another file now has the SQLite database's name (a restore by rename, a new
+    `db upgrade` after a delete): the process that opened the old one must restart."""
 
 
 class ConfigError(DecnetTTPError):

@@ -135,9 +135,36 @@ def test_an_unsupported_database_or_driver_exits_2(args: list[str], url: str) ->
 
 
 def test_rules_list_on_a_database_without_schema_names_the_upgrade(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     refused(runner.invoke(app, ["rules", "list", "--db", url]), 1, "no schema",
             f"decnet-ttp db upgrade --db {url}")
+
+
+@pytest.mark.parametrize("args", [
+    ["state", "set", "R1", "disabled", "--reason", "x"], ["state", "clear", "R1"],
+    ["state", "get", "R1"], ["state", "list"], ["rules", "list"],
+])
+def test_a_missing_sqlite_file_is_refused_and_never_created(tmp_path: Path,
+                                                            args: list[str]) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}"
+    refused(runner.invoke(app, [*args, "--db", url]), 1, "there is no rule database at",
+            f"decnet-ttp db upgrade --db {url}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("url", "driver"), [
+    ("postgresql+psycopg2://db.invalid/x", "postgresql+psycopg2"),
+    ("postgresql+psycopg://db.invalid/x", "postgresql+psycopg"),
+    ("mysql+pymysql://db.invalid/x", "mysql+pymysql"),
+    ("mysql+mysqldb://db.invalid/x", "mysql+mysqldb"),
+    ("sqlite+pysqlite:///x.db", "sqlite+pysqlite"),
+])
+@pytest.mark.parametrize("args", [["state", "get", "R1"], ["db", "upgrade"]])
+def test_a_sync_driver_is_one_line_and_exit_2(url: str, driver: str, args: list[str]) -> None:
+    result = runner.invoke(app, [*args, "--db", url])
+    refused(result, 2, f"unsupported database driver '{driver}'")
+    assert "ModuleNotFoundError" not in result.output
 
 
 def test_db_upgrade_that_cannot_open_the_file_exits_1(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib.util
 import os
 import signal
 import sys
@@ -31,16 +30,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def cli_command(*args: str) -> list[str]:
-    """`decnet-ttp ARGS` as run by this interpreter.
-
-    Until the root CLI exists, the swarm roles run through their module entry
-    points (the same Typer commands).
-    """
-    if importlib.util.find_spec("decnet.cli.app") is not None:
-        return [sys.executable, "-m", "decnet.cli.app", *args]
-    if args and args[0] in ("master", "worker"):
-        return [sys.executable, "-m", f"decnet.swarm.{args[0]}", *args[1:]]
-    raise RuntimeError("decnet.cli.app does not exist yet")
+    """`decnet-ttp ARGS` as run by this interpreter."""
+    return [sys.executable, "-m", "decnet.cli.app", *args]
 
 
 class Proc:

@@ -19,12 +19,16 @@ runner = CliRunner()
     ["worker", "--db", "not a url", "--http", "127.0.0.1:0"],
     ["worker", "--db", "oracle://db/x", "--http", "127.0.0.1:0"],
     ["master", "--db", "oracle://db/x", "--rules", "."],
+    ["worker", "--db", "postgresql+psycopg2://db.invalid/x", "--http", "127.0.0.1:0"],
+    ["worker", "--db", "mysql+pymysql://db.invalid/x", "--http", "127.0.0.1:0"],
+    ["master", "--db", "postgresql+psycopg2://db.invalid/x", "--rules", "."],
 ])
 def test_unusable_database_url_is_one_line_and_exit_2(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "--db" in result.output
     assert "Traceback" not in result.output
+    assert "ModuleNotFoundError" not in result.output
 
 
 @pytest.mark.parametrize("http", ["8080", "host:", "host:port", "127.0.0.1:99999"])

@@ -257,3 +257,38 @@ async def test_a_resync_reloads_everything(tmp_path: Path) -> None:
         await poll(lambda: w.live.full_loads == 2, message="a full reload")
         await poll(lambda: "R0004" in w.live.engine.rules, message="R0004 loaded")
         assert (await w.client.get("/healthz")).status_code == 200
+
+
+async def test_healthz_and_metrics_report_a_deleted_sqlite_database(tmp_path: Path) -> None:
+    from decnet.ttp.store.impl.database import DatabaseRuleStore
+    from decnet.ttp.store.sql import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"
+    await migrate.upgrade(url)
+    store = DatabaseRuleStore(url)
+    await store.start()
+    store.start_tail(0.05)
+    live = LiveRules(store)
+    task = asyncio.get_running_loop().create_task(live.run())
+    transport = httpx.ASGITransport(app=create_app(live))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://w") as client:
+            await asyncio.wait_for(live.wait_ready(), 5)
+            assert (await client.get("/healthz")).status_code == 200
+            assert "decnet_ttp_database_problem 0.0" in (await client.get("/metrics")).text
+            (tmp_path / "rules.db").unlink()
+
+            async def refused() -> bool:
+                return (await client.get("/healthz")).status_code == 503
+
+            await poll(refused, message="healthz 503")
+            body = (await client.get("/healthz")).json()
+            assert body["status"] == "database_problem"
+            assert "there is no rule database" in body["detail"]
+            assert "decnet_ttp_database_problem 1.0" in (await client.get("/metrics")).text
+            assert not (tmp_path / "rules.db").exists()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.stop()

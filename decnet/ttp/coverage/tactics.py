@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from decnet.ttp.constants import ENTERPRISE_TACTICS
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.store.base import StateName
+from decnet.vocabulary import StateName
 
 
 @dataclass(slots=True)

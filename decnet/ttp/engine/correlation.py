@@ -36,7 +36,7 @@ from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.correlation import EVENT_FIELDS, CorrelationSpec
 from decnet.ttp.rules.matchers import field_getter
-from decnet.ttp.store.base import RuleState, StateName
+from decnet.vocabulary import RuleState, StateName
 
 #: One group-by value as itself, several as a tuple (a lone string saves a tuple per group).
 GroupKey = str | tuple[str, ...]

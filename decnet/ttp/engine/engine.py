@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from decnet.telemetry import get_tracer, tracing_enabled
 from decnet.ttp.constants import (
     COMMAND_CONTEXT_FIELDS,
     CORRELATION_MAX_GROUPS,
@@ -25,14 +24,14 @@ from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext, build_bu
 from decnet.ttp.rules.bounded import STATS, FallbackStats
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.matchers import PatternLeaf
-from decnet.ttp.store.base import (
+from decnet.ttp.telemetry import get_tracer, tracing_enabled
+from decnet.vocabulary import (
     DEFINITION,
     DELETED,
     RESYNC,
     STATE,
     RuleChange,
     RuleState,
-    RuleStore,
     StateName,
 )
 
@@ -78,10 +77,6 @@ class RuleEngine:
         self.events_evaluated = 0
         self.tags_emitted = 0
         self.compactions = 0
-
-    @classmethod
-    async def from_store(cls, store: RuleStore) -> RuleEngine:
-        return cls(await store.load_compiled())
 
     @property
     def rules(self) -> Mapping[str, CompiledRule]:
@@ -212,19 +207,6 @@ class RuleEngine:
                 self._compacting = False
             log.exception("prefilter compaction failed; changed rules stay individually "
                           "evaluated")
-
-    async def follow(self, store: RuleStore) -> None:
-        """Load the store's rules and apply its changes until cancelled."""
-        changes = store.subscribe_changes()
-        try:
-            self.replace_all(await store.load_compiled())
-            async for change in changes:
-                if not self.apply(change):
-                    self.replace_all(await store.load_compiled())
-        finally:
-            aclose = getattr(changes, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     def evaluate(self, event: Event | Mapping[str, Any]) -> list[Tag]:
         """Every tag the live rules emit for `event`: `match`, then `correlate`.

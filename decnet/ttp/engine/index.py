@@ -30,7 +30,7 @@ from decnet.ttp.engine.prefilter import (
 )
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.matchers import PatternLeaf
-from decnet.ttp.store.base import RuleState
+from decnet.vocabulary import RuleState
 
 _EMPTY_KEYS: Final[frozenset[BucketKey]] = frozenset()
 

@@ -16,7 +16,8 @@ from typing import Any
 from decnet.ttp.constants import COMMAND_CONTEXT_FIELDS, DEFAULT_MATCH_FIELDS
 from decnet.ttp.engine.events import Event, Tag, tag_uuid
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.store.base import StateName
+from decnet.ttp.rules.matchers import as_text
+from decnet.vocabulary import StateName
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -87,13 +88,7 @@ def _text(payload: Mapping[str, Any], field: str) -> str | None:
             if not isinstance(value, Mapping):
                 return None
             value = value.get(part)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return None
+    return as_text(value)
 
 
 def _node(spec: Mapping[str, Any], field: str, folded: bool) -> Predicate:

@@ -22,7 +22,7 @@ from decnet.ttp.engine.events import Event, EventError, Tag
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.testcases import FiresCase, QuietCase, RuleTests
 from decnet.ttp.rules.yaml_safe import YamlDocument, YamlProblem, parse_rule_yaml
-from decnet.ttp.store.base import DEFAULT_STATE
+from decnet.vocabulary import DEFAULT_STATE
 
 CaseKind = Literal["fires", "quiet"]
 

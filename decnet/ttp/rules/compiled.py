@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.matchers import Matcher
-from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+from decnet.vocabulary import DEFAULT_STATE, RuleState
 
 
 class Emit(NamedTuple):

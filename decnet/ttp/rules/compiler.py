@@ -27,7 +27,7 @@ from decnet.ttp.rules.matchers import (
 )
 from decnet.ttp.rules.schema import CorrelationSchema, RuleSchema
 from decnet.ttp.rules.yaml_safe import YamlDocument, YamlProblem, parse_rule_yaml
-from decnet.ttp.store.base import DEFAULT_STATE, RuleState
+from decnet.vocabulary import DEFAULT_STATE, RuleState
 
 log = logging.getLogger(__name__)
 

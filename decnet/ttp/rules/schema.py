@@ -19,7 +19,6 @@ from pydantic import (
 from decnet.ttp.constants import (
     CORRELATION_MAX_THRESHOLD,
     ENTERPRISE_TACTICS,
-    RULE_ID_RE,
     SOURCE_KIND_RE,
     SUB_TECHNIQUE_ID_RE,
     TACTIC_ID_RE,
@@ -27,6 +26,7 @@ from decnet.ttp.constants import (
 )
 from decnet.ttp.rules.testcases import RuleTests
 from decnet.ttp.rules.timespan import parse_timespan
+from decnet.vocabulary import RULE_ID_RE
 
 #: A source kind: any `[a-z][a-z0-9_]*` name (up to 64 characters).
 SourceKind = StrictStr

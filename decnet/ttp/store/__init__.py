@@ -9,7 +9,10 @@ from decnet.ttp.store.base import (
     RuleChange,
     RuleState,
     RuleStore,
+    RuleWriter,
     StateName,
+    Subscription,
+    SyncStats,
 )
 from decnet.ttp.store.factory import get_rule_store
 
@@ -22,6 +25,9 @@ __all__ = [
     "RuleChange",
     "RuleState",
     "RuleStore",
+    "RuleWriter",
     "StateName",
+    "Subscription",
+    "SyncStats",
     "get_rule_store",
 ]

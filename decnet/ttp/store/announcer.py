@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from decnet.bus.base import Bus
 from decnet.bus.topics import ttp_rule_reloaded, ttp_rule_state
-from decnet.telemetry import get_tracer
 from decnet.ttp.constants import BUS_OUTBOX_BOUND
-from decnet.ttp.store.base import STATE, RuleChange
+from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.codec import change_to_bytes
-from decnet.ttp.store.fanout import ChangeFanout
+from decnet.ttp.store.fanout import ChangeFanout, Subscription
+from decnet.ttp.telemetry import get_tracer
+from decnet.vocabulary import RESYNC, STATE, RuleChange
 
 log = logging.getLogger(__name__)
 
 
 def topic_for(change: RuleChange) -> str:
-    if change.change_kind == STATE:
+    if change.change_kind is STATE:
         return ttp_rule_state(change.rule_id)
     return ttp_rule_reloaded(change.rule_id)
 
@@ -32,7 +32,9 @@ class ChangeAnnouncer:
     change; failures and overflow are logged and counted, never raised.
     """
 
-    def __init__(self, bus: Bus | None = None) -> None:
+    def __init__(self, bus: Bus | None = None, *, outbox_bound: int = BUS_OUTBOX_BOUND) -> None:
+        #: Bus messages that may wait unsent; past it a change is counted, not queued.
+        self.outbox_bound = outbox_bound
         self.fanout = ChangeFanout()
         self.bus = bus
         self.bus_published = 0
@@ -40,11 +42,11 @@ class ChangeAnnouncer:
         self._outbox: asyncio.Queue[tuple[str, bytes]] | None = None
         self._sender: asyncio.Task[None] | None = None
 
-    def subscribe(self) -> AsyncIterator[RuleChange]:
+    def subscribe(self) -> Subscription:
         return self.fanout.subscribe()
 
     def announce(self, change: RuleChange) -> None:
-        if change.change_kind == "resync":
+        if change.change_kind is RESYNC:
             self.fanout.publish(change)
             return
         with get_tracer().start_as_current_span(
@@ -57,7 +59,7 @@ class ChangeAnnouncer:
 
     def _enqueue(self, topic: str, data: bytes) -> None:
         if self._outbox is None:
-            self._outbox = asyncio.Queue(BUS_OUTBOX_BOUND)
+            self._outbox = asyncio.Queue(self.outbox_bound)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._drain(self._outbox))
         try:
@@ -65,7 +67,7 @@ class ChangeAnnouncer:
         except asyncio.QueueFull:
             self.bus_failures += 1
             log.warning("bus outbox full (%d); dropped announcement on %s",
-                        BUS_OUTBOX_BOUND, topic)
+                        self.outbox_bound, topic)
 
     async def _drain(self, outbox: asyncio.Queue[tuple[str, bytes]]) -> None:
         assert self.bus is not None
@@ -88,9 +90,6 @@ class ChangeAnnouncer:
 
     async def close(self) -> None:
         await self.flush(timeout=2.0)
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
+        sender, self._sender = self._sender, None
+        await cancel_and_wait(sender, logger=log)
         self.fanout.close()

@@ -1,125 +1,67 @@
-"""The store contract: `RuleState`, `RuleChange` and the `RuleStore` ABC."""
+"""The store contract: the `RuleStore` ABC (and, re-exported from
+`decnet.vocabulary`, the `RuleState` and `RuleChange` it speaks in)."""
 
 from __future__ import annotations
 
-import enum
-import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Self
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
-from decnet.ttp.constants import RULE_ID_RE
-from decnet.ttp.errors import InvalidRuleId, InvalidStateError
+from decnet.ttp.store.fanout import Subscription
+from decnet.vocabulary import (
+    DEFAULT_STATE,
+    DEFINITION,
+    DELETED,
+    RESYNC,
+    STATE,
+    ChangeKind,
+    RuleChange,
+    RuleState,
+    StateName,
+    as_utc,
+    utcnow,
+    validate_rule_id,
+)
 
 if TYPE_CHECKING:
-    from decnet.ttp.impl.rule_engine import CompiledRule
+    from decnet.ttp.rules.compiled import CompiledRule
+
+__all__ = ["DEFAULT_STATE", "DEFINITION", "DELETED", "RESYNC", "STATE", "ChangeKind",
+           "RuleChange", "RuleState", "RuleStore", "RuleWriter", "StateName", "Subscription",
+           "SyncStats", "as_utc", "utcnow",
+           "validate_rule_id"]
 
 
-class StateName(enum.StrEnum):
-    """What an operator has decided about a rule."""
+@dataclass(slots=True)
+class SyncStats:
+    """What a store that follows a database reports about it (a worker's /metrics); all
+    zero for a store that follows none."""
 
-    ENABLED = "enabled"
-    DISABLED = "disabled"
-    CLIPPED = "clipped"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Aware UTC datetime; naive values are taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def validate_rule_id(rule_id: str) -> str:
-    """Return `rule_id` if it is `[A-Za-z0-9_]{1,64}`, else raise `InvalidRuleId`."""
-    if not isinstance(rule_id, str) or not RULE_ID_RE.fullmatch(rule_id):
-        raise InvalidRuleId(f"invalid rule id {rule_id!r}: expected [A-Za-z0-9_]{{1,64}}")
-    return rule_id
+    polls: int = 0
+    changes_applied: int = 0
+    poll_errors: int = 0
+    resyncs: int = 0
+    notifications: int = 0
+    #: `time.monotonic()` of the last successful poll; None before the first.
+    last_sync: float | None = None
+    #: Revision the store has applied up to.
+    watermark: int | None = None
+    #: Times the tail found another database than the one it followed (a database
+    #: dropped and migrated again) and reloaded everything from the new one.
+    database_replacements: int = 0
+    #: Why the database cannot be used at all (its SQLite file is gone or was replaced,
+    #: see `DatabaseFileChanged`); None while it can.
+    database_problem: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RuleState:
-    """Operator state of one rule. The default value means "enabled, nothing set"."""
+@runtime_checkable
+class RuleWriter(Protocol):
+    """A store whose definitions can be written (the database store; the master's sync)."""
 
-    state: StateName = StateName.ENABLED
-    confidence_max: float | None = None
-    expires_at: datetime | None = None
-    reason: str | None = None
-    set_by: str | None = None
-    set_at: datetime | None = None
+    async def upsert_rule(self, compiled: CompiledRule, *, source_path: str | None,
+                          updated_by: str | None) -> bool: ...
 
-    def __post_init__(self) -> None:
-        try:
-            name = StateName(self.state)
-        except ValueError:
-            known = ", ".join(s.value for s in StateName)
-            raise InvalidStateError(f"unknown state {self.state!r}; known: {known}") from None
-        object.__setattr__(self, "state", name)
-        if self.confidence_max is not None:
-            ceiling = float(self.confidence_max)
-            if not (math.isfinite(ceiling) and 0.0 <= ceiling <= 1.0):
-                raise InvalidStateError(f"confidence_max must be in [0, 1], got {ceiling}")
-            object.__setattr__(self, "confidence_max", ceiling)
-        if name is StateName.CLIPPED and self.confidence_max is None:
-            raise InvalidStateError("a clipped state needs confidence_max")
-        if name is not StateName.CLIPPED and self.confidence_max is not None:
-            raise InvalidStateError("confidence_max applies only to the clipped state")
-        if self.expires_at is not None:
-            object.__setattr__(self, "expires_at", as_utc(self.expires_at))
-        if self.set_at is not None:
-            object.__setattr__(self, "set_at", as_utc(self.set_at))
-
-    @property
-    def is_default(self) -> bool:
-        return self.state is StateName.ENABLED and self.expires_at is None
-
-    def is_expired(self, now: datetime | None = None) -> bool:
-        return self.expires_at is not None and self.expires_at <= (now or utcnow())
-
-    def effective(self, now: datetime | None = None) -> RuleState:
-        """This state, or the default one once it has expired."""
-        return DEFAULT_STATE if self.is_expired(now) else self
-
-    def stamped(self, set_by: str, set_at: datetime | None = None) -> RuleState:
-        return replace(self, set_by=set_by, set_at=set_at or utcnow())
-
-    def clamp(self, confidence: float) -> float:
-        """Confidence after this state's ceiling: lowered, never raised."""
-        if self.state is StateName.CLIPPED and self.confidence_max is not None:
-            return min(confidence, self.confidence_max)
-        return confidence
-
-
-DEFAULT_STATE: Final = RuleState()
-
-ChangeKind = Literal["definition", "state", "deleted", "resync"]
-
-#: A rule's definition was added or replaced; `new_value` is the `CompiledRule`.
-DEFINITION: Final = "definition"
-#: A rule's state changed (including a revert by expiry); `new_value` is the `RuleState`.
-STATE: Final = "state"
-#: A rule was removed; `new_value` is None.
-DELETED: Final = "deleted"
-#: The subscriber fell too far behind; reload everything with `load_compiled()`.
-RESYNC: Final = "resync"
-
-
-class RuleChange(NamedTuple):
-    """One rule edit, as a subscriber sees it."""
-
-    change_kind: ChangeKind
-    rule_id: str
-    new_value: CompiledRule | RuleState | None = None
-
-    @property
-    def is_deletion(self) -> bool:
-        return self.change_kind == DELETED
+    async def delete_rule(self, rule_id: str) -> bool: ...
 
 
 class RuleStore(ABC):
@@ -138,8 +80,9 @@ class RuleStore(ABC):
         """Stamp, persist and announce a state; raises if the backend fails."""
 
     @abstractmethod
-    def subscribe_changes(self) -> AsyncIterator[RuleChange]:
-        """Register now and yield one `RuleChange` per rule edit until closed."""
+    def subscribe_changes(self) -> Subscription:
+        """Register now and yield one `RuleChange` per rule edit until closed
+        (`aclose()`); `pending()` says how many wait unread."""
 
     async def clear_state(self, rule_id: str, set_by: str) -> None:
         """Return `rule_id` to the default state."""
@@ -152,6 +95,16 @@ class RuleStore(ABC):
             if not rule.state.is_default:
                 states[rule.rule_id] = rule.state
         return states
+
+    @property
+    def sync_stats(self) -> SyncStats | None:
+        """How this store follows a shared database; None for a store that does not."""
+        return None
+
+    @property
+    def statements_issued(self) -> int | None:
+        """SQL statements this store has issued; None for a store without SQL."""
+        return None
 
     async def start(self) -> None:
         """Start background work (watchers, timers). Idempotent."""

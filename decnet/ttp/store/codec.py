@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.store.base import RuleChange, RuleState
+from decnet.vocabulary import RuleChange, RuleState
 
 
 def state_to_dict(state: RuleState) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from decnet.ttp.constants import SUBSCRIBER_QUEUE_BOUND
-from decnet.ttp.store.base import RESYNC, RuleChange
+from decnet.vocabulary import RESYNC, RuleChange
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.base import RuleStore
-from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 from tests.ttp.store.backends import BACKENDS, Backend
-from tests.waiting import poll
 
 
 @pytest.fixture(params=[pytest.param(b, id=b.name, marks=b.marks) for b in BACKENDS])
@@ -23,38 +19,6 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 async def rule_store(backend: Backend) -> AsyncIterator[RuleStore]:
     async with backend.open_store() as store:
         yield store
-
-
-async def seed_rule(store: RuleStore, rule_id: str, yaml_text: str) -> None:
-    """Make `rule_id` exist in `store` the way its backend receives definitions."""
-    if isinstance(store, FilesystemRuleStore):
-        path = Path(store.directory) / f"{rule_id}.yaml"
-        tmp = path.with_name(f".{rule_id}.yaml.tmp")
-        tmp.write_text(yaml_text, encoding="utf-8")
-        tmp.rename(path)
-    else:
-        rule = compile_rule(yaml_text, source=f"{rule_id}.yaml", expected_rule_id=rule_id)
-        await store.upsert_rule(  # type: ignore[attr-defined]
-            rule, source_path=f"{rule_id}.yaml", updated_by="conformance")
-
-    async def arrived() -> bool:
-        return any(r.rule_id == rule_id and r.source_yaml == yaml_text
-                   for r in await store.load_compiled())
-
-    await poll(arrived, message=f"{rule_id} to load")
-
-
-async def remove_rule(store: RuleStore, rule_id: str) -> None:
-    """Make `rule_id` disappear from `store` the way its backend loses definitions."""
-    if isinstance(store, FilesystemRuleStore):
-        (Path(store.directory) / f"{rule_id}.yaml").unlink()
-    else:
-        await store.delete_rule(rule_id)  # type: ignore[attr-defined]
-
-    async def gone() -> bool:
-        return all(r.rule_id != rule_id for r in await store.load_compiled())
-
-    await poll(gone, message=f"{rule_id} to go")
 
 
 # Database-store tests: one fresh database per test, on each database server ------------

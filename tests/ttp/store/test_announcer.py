@@ -81,13 +81,11 @@ async def test_a_bus_outage_never_blocks_or_fails_a_state_change(tmp_path: Path,
 
 
 async def test_a_full_bus_outbox_is_counted_and_local_subscribers_lose_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path
 ) -> None:
-    import decnet.ttp.store.announcer as announcer_module
-
-    monkeypatch.setattr(announcer_module, "BUS_OUTBOX_BOUND", 5)
     bus = StalledBus(fail=False)
     async with FilesystemRuleStore(tmp_path, bus=bus) as store:
+        store.announcer.outbox_bound = 5  # before the first message creates the outbox
         changes = store.subscribe_changes()
         for n in range(20):
             await asyncio.wait_for(

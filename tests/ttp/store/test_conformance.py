@@ -10,6 +10,7 @@ import pytest
 
 from decnet.ttp.errors import InvalidRuleId
 from decnet.ttp.rules.compiled import CompiledRule, Emit
+from decnet.ttp.store.backend import BaseRuleStore
 from decnet.ttp.store.base import (
     DEFAULT_STATE,
     DEFINITION,
@@ -19,31 +20,8 @@ from decnet.ttp.store.base import (
     RuleStore,
     StateName,
 )
-from decnet.ttp.store.common import BaseRuleStore
-from tests.ttp.store.conftest import remove_rule, seed_rule
+from tests.ttp.store.helpers import remove_rule, rule_yaml, seed_rule
 from tests.waiting import next_change, no_change, poll
-
-RULE = """\
-rule_id: {rule_id}
-rule_version: {version}
-name: uname_all
-description: kernel and architecture discovery, "uname -a"
-applies_to: [command]
-match:
-  pattern: '\\buname\\s+-a\\b'
-emits:
-  - {{tactic: TA0007, technique_id: T1082, confidence: 0.6}}
-  - {{tactic: TA0004, technique_id: T1548, sub_technique_id: T1548.001, confidence: 0.9}}
-evidence_fields: [command_text]
-last_reviewed: "2026-11-01"
-next_review: "2099-05-01"
-author: conformance
-references: [https://attack.mitre.org/techniques/T1082/]
-"""
-
-
-def rule_yaml(rule_id: str = "R0001", version: int = 1) -> str:
-    return RULE.format(rule_id=rule_id, version=version)
 
 
 def in_seconds(seconds: float) -> datetime:

@@ -286,3 +286,23 @@ async def test_a_fifo_named_like_a_rule_is_an_error_not_a_hang(tmp_path: Path) -
         assert [r.rule_id for r in await store.load_compiled()] == ["R0001"]
         [problem] = store.problems["R0009.yaml"]
         assert "not a regular file" in problem.reason
+
+
+async def test_a_fifo_created_while_watching_is_reported(store: FilesystemRuleStore,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    os.mkfifo(store.directory / "R0009.yaml")
+    await poll(lambda: "R0009.yaml" in store.problems, message="the FIFO reported")
+    [problem] = store.problems["R0009.yaml"]
+    assert "not a regular file" in problem.reason
+    assert any("R0009.yaml" in r.getMessage() for r in caplog.records
+               if r.levelno >= logging.ERROR)
+
+
+async def test_a_file_name_with_a_newline_cannot_forge_a_log_line(
+        store: FilesystemRuleStore, caplog: pytest.LogCaptureFixture) -> None:
+    name = "R0010\nERROR forged: all rules deleted\x1b[2J.yaml"
+    (store.directory / name).write_text("rule_id: [")
+    await poll(lambda: name in store.problems, message="the bad file reported")
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert messages and all("\n" not in m and "\x1b" not in m for m in messages)
+    assert any("R0010\\nERROR forged" in m for m in messages)

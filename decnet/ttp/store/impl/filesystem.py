@@ -21,11 +21,12 @@ from decnet.ttp.constants import (
     RULE_FILE_SUFFIXES,
 )
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError, UnsupportedPlatformError
+from decnet.ttp.printable import printable
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
 from decnet.ttp.rules.loader import is_rule_file_name, read_rule_bytes
-from decnet.ttp.store.base import DEFAULT_STATE, RuleState
-from decnet.ttp.store.common import BaseRuleStore
+from decnet.ttp.store.backend import BaseRuleStore
+from decnet.vocabulary import DEFAULT_STATE, RuleState
 
 if TYPE_CHECKING:
     from decnet.ttp.store.impl.watcher import DirectoryWatcher, WatchEvent
@@ -72,7 +73,7 @@ class FilesystemRuleStore(BaseRuleStore):
     async def start(self) -> None:
         if self._watch_task is not None:
             return
-        from decnet.ttp.store.impl.watcher import DirectoryWatcher
+        from decnet.ttp.store.impl.watcher import DirectoryWatcher  # inotify: Linux, at start
 
         watcher = DirectoryWatcher(self.directory, is_rule_file_name)
         reason = watcher.open()
@@ -201,7 +202,7 @@ class FilesystemRuleStore(BaseRuleStore):
             return
         self._rejected_digests.pop(name, None)
         for warning in rule.warnings:
-            log.warning("%s: %s", path, warning)
+            log.warning("%s: %s", printable(path), warning)
         self._rules[rule_id] = rule
         self._file_of[rule_id] = name
         self._digests[name] = digest
@@ -230,7 +231,7 @@ class FilesystemRuleStore(BaseRuleStore):
     # watching -------------------------------------------------------------
 
     async def _watch(self, watcher: DirectoryWatcher) -> None:
-        from decnet.ttp.store.impl.watcher import WatchKind
+        from decnet.ttp.store.impl.watcher import WatchKind  # as in `start`
 
         loop = asyncio.get_running_loop()
         pending_removals: dict[str, float] = {}

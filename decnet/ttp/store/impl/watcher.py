@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ class DirectoryWatcher:
 
     Only names accepted by `name_filter` are reported, so editors' scratch files
     cost nothing above this class. A plain create is not reported (its close-write
-    follows), except for links, which arrive complete.
+    follows), except for links, which arrive complete, and anything that is no regular
+    file (a FIFO is never written and closed, yet must be reported).
     """
 
     def __init__(self, directory: Path, name_filter: Callable[[str], bool]) -> None:
@@ -78,15 +80,17 @@ class DirectoryWatcher:
                 return WatchEvent(WatchKind.WRITTEN, name)
             if mask & _REMOVED:
                 return WatchEvent(WatchKind.REMOVED, name)
-            if mask & Mask.CREATE and self._is_link(name):
+            if mask & Mask.CREATE and self._arrives_complete(name):
                 return WatchEvent(WatchKind.WRITTEN, name)
 
-    def _is_link(self, name: str) -> bool:
+    def _arrives_complete(self, name: str) -> bool:
+        """A created name no close-write will follow: a link, or no regular file at all
+        (a FIFO, a device, a socket: reported so the store can reject it)."""
         try:
-            stat = os.lstat(self.directory / name)
+            info = os.lstat(self.directory / name)
         except OSError:
             return False
-        return os.path.islink(self.directory / name) or stat.st_nlink > 1
+        return not stat.S_ISREG(info.st_mode) or info.st_nlink > 1
 
     def close(self) -> None:
         if self._inotify is not None:

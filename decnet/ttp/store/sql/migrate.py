@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.resources import files
 from typing import Any
 
 from alembic import command
@@ -11,22 +10,14 @@ from alembic.config import Config
 from sqlalchemy.engine import URL
 
 from decnet.ttp.store.sql.repository import RuleRepository
+from decnet.ttp.store.sql.schema import alembic_config, schema_head
 
-
-def alembic_config() -> Config:
-    """Alembic configuration pointing at the migrations shipped in this package."""
-    config = Config()
-    config.set_main_option("script_location",
-                           str(files("decnet.ttp.store.sql") / "migrations"))
-    return config
+__all__ = ["alembic_config", "current", "downgrade", "head", "upgrade"]
 
 
 def head() -> str:
-    from alembic.script import ScriptDirectory
-
-    script_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert script_head is not None
-    return script_head
+    """The newest schema revision shipped (Alembic's head)."""
+    return schema_head()
 
 
 def _repo(target: RuleRepository | str | URL) -> tuple[RuleRepository, bool]:
@@ -71,6 +62,3 @@ async def current(target: RuleRepository | str | URL) -> str | None:
     finally:
         if owned:
             await repo.dispose()
-
-
-create_schema = upgrade

@@ -2,7 +2,8 @@
 
 - `ttp_rule`: one row per rule definition (the exact YAML text).
 - `ttp_rule_state`: one row per rule with a non-default operator state.
-- `ttp_revision`: one row (`id = 1`) holding the last revision handed out. Every write
+- `ttp_revision`: one row (`id = 1`) holding the last revision handed out and the
+  database's random identity (`database_id`, written by the migration). Every write
   bumps it first, in its own transaction; the row lock serializes writers, so
   revisions become visible in commit order without gaps.
 - `ttp_change_log`: one entry per revision (rule id and kind), pruned to a bounded
@@ -61,6 +62,7 @@ class RevisionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    database_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ChangeLogRow(Base):

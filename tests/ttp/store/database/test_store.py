@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,28 +18,12 @@ from decnet.ttp.store.base import DEFAULT_STATE, RuleState, StateName
 from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.models import Base, ChangeLogRow, RuleRow
-from decnet.ttp.store.sql.repository import SCHEMA_HEAD, RuleRepository
+from decnet.ttp.store.sql.repository import RuleRepository, schema_head
 from tests.ttp.store.databases import FRESH_DATABASES
-from tests.ttp.store.test_conformance import rule_yaml
+from tests.ttp.store.helpers import open_store, rule_yaml, seed
 from tests.waiting import next_change, no_change, poll
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-@contextlib.asynccontextmanager
-async def open_store(url: str | None = None) -> AsyncIterator[DatabaseRuleStore]:
-    store = DatabaseRuleStore(url)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
-
-
-async def seed(store: DatabaseRuleStore, rule_id: str = "R0001", version: int = 1) -> None:
-    rule = compile_rule(rule_yaml(rule_id, version), source=f"{rule_id}.yaml",
-                        expected_rule_id=rule_id)
-    await store.upsert_rule(rule, source_path=f"{rule_id}.yaml", updated_by="test")
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 def run_python(code: str) -> str:
@@ -53,7 +35,7 @@ def run_python(code: str) -> str:
 
 
 def test_schema_head_matches_the_shipped_migrations() -> None:
-    assert migrate.head() == SCHEMA_HEAD
+    assert migrate.head() == schema_head()
 
 
 async def test_state_survives_a_process_restart(db_url: str) -> None:
@@ -159,7 +141,7 @@ async def test_an_unmigrated_database_is_refused_with_the_command(db_url: str) -
         assert isinstance(caught.value, StoreError)
     finally:
         await store.stop()
-    assert await migrate.upgrade(db_url) == SCHEMA_HEAD
+    assert await migrate.upgrade(db_url) == schema_head()
     async with open_store(db_url) as store:
         assert await store.load_compiled() == []
 
@@ -189,17 +171,13 @@ async def test_migrations_create_exactly_the_models(db_url: str) -> None:
     assert diff == []
 
 
-async def test_equal_timestamps_and_a_frozen_clock_lose_nothing(
-        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_equal_timestamps_and_a_frozen_clock_lose_nothing(db_url: str) -> None:
     """Every row stamped with the same whole second: the tail still sees every change."""
     frozen = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    import decnet.ttp.store.base as base_module
-    import decnet.ttp.store.sql.repository as repository_module
-
-    async with open_store(db_url) as writer, open_store(db_url) as reader:
+    frozen_writer = DatabaseRuleStore(db_url, clock=lambda: frozen)
+    async with frozen_writer as writer, open_store(db_url) as reader:
+        assert isinstance(writer, DatabaseRuleStore)
         changes = reader.subscribe_changes()
-        monkeypatch.setattr(repository_module, "utcnow", lambda: frozen)
-        monkeypatch.setattr(base_module, "utcnow", lambda: frozen)
         for n in range(1, 6):
             await seed(writer, f"R000{n}")
             await writer.set_state(f"R000{n}", RuleState(StateName.DISABLED), "alice")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,43 +10,20 @@ import pytest
 from decnet.ttp.errors import MasterLeaseLost
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.impl.database import DatabaseRuleStore
-from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
-from tests.ttp.store.test_conformance import rule_yaml
-from tests.ttp.store.test_database import open_store, seed
+from tests.ttp.store.helpers import (
+    gone,
+    has_version,
+    open_store,
+    rule_yaml,
+    rules_dir,
+    running,
+    seed,
+    stored,
+    write,
+)
 from tests.waiting import poll
 
 BROKEN = "rule_id: {rule_id}\nrule_version: 1\nemit: []\n"
-
-
-def write(directory: Path, rule_id: str, text: str) -> None:
-    tmp = directory / f".{rule_id}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.rename(directory / f"{rule_id}.yaml")
-
-
-@contextlib.asynccontextmanager
-async def rules_dir() -> AsyncIterator[FilesystemRuleStore]:
-    with tempfile.TemporaryDirectory(prefix="decnet-ttp-master-") as directory:
-        fs_store = FilesystemRuleStore(directory)
-        try:
-            yield fs_store
-        finally:
-            await fs_store.stop()
-
-
-@contextlib.asynccontextmanager
-async def running(task_coro: object) -> AsyncIterator[asyncio.Task[None]]:
-    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(task_coro)  # type: ignore
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def stored(store: DatabaseRuleStore) -> dict[str, tuple[int, str]]:
-    return await store.repo.rule_contents()
 
 
 async def test_start_reconciles_new_changed_deleted_and_keeps_broken(db_url: str) -> None:
@@ -88,25 +62,16 @@ async def test_edits_are_projected_and_a_malformed_edit_keeps_the_row(db_url: st
         write(directory, "R0001", rule_yaml("R0001"))
         await fs.start()
         async with running(db.sync_from_filesystem(fs)):
-            await poll(lambda: _has(db, "R0001", 1), message="R0001 stored")
+            await poll(lambda: has_version(db, "R0001", 1), message="R0001 stored")
             write(directory, "R0002", rule_yaml("R0002"))
-            await poll(lambda: _has(db, "R0002", 1), message="R0002 added")
+            await poll(lambda: has_version(db, "R0002", 1), message="R0002 added")
             write(directory, "R0001", rule_yaml("R0001", version=3))
-            await poll(lambda: _has(db, "R0001", 3), message="R0001 edited")
+            await poll(lambda: has_version(db, "R0001", 3), message="R0001 edited")
             write(directory, "R0001", BROKEN.format(rule_id="R0001"))
             await poll(lambda: "R0001.yaml" in fs.problems, message="malformed edit seen")
             (directory / "R0002.yaml").unlink()
-            await poll(lambda: _gone(db, "R0002"), message="R0002 deleted")
-            assert await _has(db, "R0001", 3)
-
-
-async def _has(db: DatabaseRuleStore, rule_id: str, version: int) -> bool:
-    row = (await stored(db)).get(rule_id)
-    return row is not None and row[0] == version
-
-
-async def _gone(db: DatabaseRuleStore, rule_id: str) -> bool:
-    return rule_id not in await stored(db)
+            await poll(lambda: gone(db, "R0002"), message="R0002 deleted")
+            assert await has_version(db, "R0001", 3)
 
 
 async def test_a_second_master_stands_by_and_takes_over(db_url: str) -> None:
@@ -133,7 +98,7 @@ async def test_a_second_master_stands_by_and_takes_over(db_url: str) -> None:
                 first_task.cancel()  # the first master stops: it releases the lease
                 await poll(lambda: second.master_role == "active", message="takeover")
                 write(directory, "R0002", rule_yaml("R0002"))
-                await poll(lambda: _has(second, "R0002", 1), message="second projects")
+                await poll(lambda: has_version(second, "R0002", 1), message="second projects")
                 snapshot = await second.repo.snapshot()
                 assert {r.rule_id: r.updated_by for r in snapshot.rules}["R0002"] == "second"
                 assert roles == ["standby", "active"]
@@ -154,8 +119,8 @@ async def test_a_silent_holder_is_replaced_and_its_writes_are_fenced(db_url: str
         async with running(db.sync_from_filesystem(fs, lease_ttl=0.5)):
             await poll(lambda: db.master_role == "standby", message="standby")
             await poll(lambda: db.master_role == "active", message="takeover", timeout=5)
-            await poll(lambda: _has(db, "R0001", 1), message="reconciled")
+            await poll(lambda: has_version(db, "R0001", 1), message="reconciled")
         rule = compile_rule(rule_yaml("R0001", version=9), source="R0001.yaml")
         with pytest.raises(MasterLeaseLost):
-            await db._upsert(rule, source_path="R0001.yaml", updated_by="old", fence=stale)
-        assert await _has(db, "R0001", 1)
+            await db.write_definition(rule, source_path="R0001.yaml", updated_by="old", fence=stale)
+        assert await has_version(db, "R0001", 1)

@@ -7,31 +7,43 @@ this class supplies stamping, tracing, expiry timers and change announcement.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 from decnet.bus.base import Bus
-from decnet.telemetry import get_tracer
+from decnet.ttp.constants import EXPIRY_RETRY_INITIAL, EXPIRY_RETRY_MAX
 from decnet.ttp.errors import InvalidRuleId
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.announcer import ChangeAnnouncer
-from decnet.ttp.store.base import (
+from decnet.ttp.store.base import RuleStore
+from decnet.ttp.store.expiry import ExpiryScheduler
+from decnet.ttp.store.fanout import Subscription
+from decnet.ttp.telemetry import get_tracer
+from decnet.vocabulary import (
     DEFAULT_STATE,
     DEFINITION,
     DELETED,
     STATE,
+    Clock,
     RuleChange,
     RuleState,
-    RuleStore,
+    utcnow,
     validate_rule_id,
 )
-from decnet.ttp.store.expiry import ExpiryScheduler
 
 
 class BaseRuleStore(RuleStore):
-    def __init__(self, *, bus: Bus | None = None) -> None:
+    """A backend: `bus` receives every change when given; `clock` stamps `set_at` and
+    decides expiry; a failed expiry revert is retried after `expiry_retry` = (first,
+    longest) seconds."""
+
+    def __init__(self, *, bus: Bus | None = None, clock: Clock = utcnow,
+                 expiry_retry: tuple[float, float] = (EXPIRY_RETRY_INITIAL,
+                                                      EXPIRY_RETRY_MAX)) -> None:
+        self.clock = clock
         self._announcer = ChangeAnnouncer(bus)
-        self._expiry = ExpiryScheduler(self._expire)
+        self._expiry = ExpiryScheduler(self._expire, clock=clock,
+                                       retry_initial=expiry_retry[0],
+                                       retry_max=expiry_retry[1])
 
     # storage, per backend -------------------------------------------------
 
@@ -63,7 +75,7 @@ class BaseRuleStore(RuleStore):
 
     # the contract ---------------------------------------------------------
 
-    def subscribe_changes(self) -> AsyncIterator[RuleChange]:
+    def subscribe_changes(self) -> Subscription:
         return self._announcer.subscribe()
 
     async def get_state(self, rule_id: str) -> RuleState:
@@ -72,14 +84,14 @@ class BaseRuleStore(RuleStore):
         except InvalidRuleId:
             return DEFAULT_STATE
         state = await self._read_state(rule_id)
-        if state.expires_at is not None and state.is_expired():
+        if state.expires_at is not None and state.is_expired(self.clock()):
             await self._expire(rule_id, state.expires_at)
             return DEFAULT_STATE
         return state
 
     async def set_state(self, rule_id: str, state: RuleState, set_by: str) -> None:
         validate_rule_id(rule_id)
-        stamped = DEFAULT_STATE if state.is_default else state.stamped(set_by)
+        stamped = DEFAULT_STATE if state.is_default else state.stamped(set_by, self.clock())
         tracer = get_tracer()
         with tracer.start_as_current_span(
             "ttp.rule.state.change",

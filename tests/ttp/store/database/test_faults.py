@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-import decnet.ttp.store.expiry as expiry_module
 from decnet.ttp.errors import StoreError
 from decnet.ttp.store.base import (
     DEFAULT_STATE,
@@ -21,17 +20,23 @@ from decnet.ttp.store.base import (
     StateName,
     utcnow,
 )
-from decnet.ttp.store.expiry import retry_delay
 from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql.repository import RuleRepository
 from tests.tcp_proxy import TcpProxy
 from tests.ttp.store.databases import render
-from tests.ttp.store.test_conformance import rule_yaml
-from tests.ttp.store.test_database import open_store, seed
-from tests.ttp.store.test_database_master import _has, rules_dir, running, write
+from tests.ttp.store.helpers import (
+    has_version,
+    open_store,
+    rule_yaml,
+    rules_dir,
+    running,
+    seed,
+    write,
+)
 from tests.waiting import next_change, no_change, poll
 
-DATABASE_LOGGER = "decnet.ttp.store.impl.database"
+MASTER_LOGGER = "decnet.ttp.store.database.master"
+STORE_LOGGER = "decnet.ttp.store.database.store"
 EXPIRY_LOGGER = "decnet.ttp.store.expiry"
 
 OLD = RuleState(StateName.CLIPPED, confidence_max=0.7, reason="old reason")
@@ -103,7 +108,7 @@ async def test_writes_after_idle_connections_were_cut_succeed_first_time(
             assert await direct.get_state("R0001") == DEFAULT_STATE
             proxy.cut()
             await seed(store, "R0001", version=2)
-            assert await _has(direct, "R0001", 2)
+            assert await has_version(direct, "R0001", 2)
             kinds = [(await next_change(changes)).change_kind for _ in range(3)]
             assert kinds == [STATE, STATE, "definition"]
             proxy.cut()  # a read is not pinged first: it is retried once on a new connection
@@ -182,7 +187,7 @@ def _records(caplog: pytest.LogCaptureFixture, logger: str, text: str,
 
 async def test_the_master_survives_an_outage_and_projects_the_edit_made_during_it(
         server_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger=DATABASE_LOGGER)
+    caplog.set_level(logging.DEBUG, logger=MASTER_LOGGER)
     async with open_store(server_db_url) as direct, \
             proxied(server_db_url) as (proxy, url), rules_dir() as fs:
         directory = Path(fs.directory)
@@ -192,29 +197,29 @@ async def test_the_master_survives_an_outage_and_projects_the_edit_made_during_i
         roles: list[str] = []
         try:
             async with running(master.sync_from_filesystem(fs, on_role=roles.append)) as task:
-                await poll(lambda: _has(direct, "R0001", 1), message="R0001 stored")
+                await poll(lambda: has_version(direct, "R0001", 1), message="R0001 stored")
                 assert master.master_role == "active"
 
                 proxy.outage()
                 write(directory, "R0001", rule_yaml("R0001", version=2))  # edited meanwhile
                 await poll(lambda: master.master_role == "standby" or task.done(),
                            message="the master to stand by")
-                await poll(lambda: len(_records(caplog, DATABASE_LOGGER, "master: ",
+                await poll(lambda: len(_records(caplog, MASTER_LOGGER, "the master's rule database",
                                                 logging.DEBUG)) >= 3 or task.done(),
                            message="the master to retry")
                 assert not task.done()
                 assert master.master_role == "standby"
 
                 proxy.resume()
-                await poll(lambda: _has(direct, "R0001", 2), timeout=15,
+                await poll(lambda: has_version(direct, "R0001", 2), timeout=15,
                            message="the edit made during the outage to land")
                 await poll(lambda: master.master_role == "active", message="active again")
                 write(directory, "R0002", rule_yaml("R0002"))  # and it carries on projecting
-                await poll(lambda: _has(direct, "R0002", 1), message="R0002 projected")
+                await poll(lambda: has_version(direct, "R0002", 1), message="R0002 projected")
                 assert not task.done()
             assert roles[0] == "active" and "standby" in roles and roles[-2] == "active"
             # One outage, one warning (and one line when it is over); the retries at DEBUG.
-            assert len(_records(caplog, DATABASE_LOGGER, "master: ")) == 2
+            assert len(_records(caplog, MASTER_LOGGER, "the master's rule database")) == 2
         finally:
             await master.stop()
 
@@ -239,7 +244,8 @@ async def test_get_state_never_raises_while_the_database_is_away(
                 await store.set_state("R0001", NEW, "bob")
             with pytest.raises(StoreError):  # and so does the strict read of operator tools
                 await store.read_state("R0001")
-            assert len(_records(caplog, DATABASE_LOGGER, "store reads: ")) == 1  # once per outage
+            # once per outage
+            assert len(_records(caplog, STORE_LOGGER, "reading the rule database")) == 1
 
             proxy.resume()
             await direct.set_state("R0001", NEW, "carol")
@@ -274,20 +280,13 @@ async def test_a_revert_failing_inside_get_state_does_not_raise(server_db_url: s
             await repo.dispose()
 
 
-def test_expiry_retries_back_off_from_one_second_to_thirty() -> None:
-    assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 30, 30, 30]
-
-
 async def test_an_expiry_revert_during_an_outage_is_logged_once_per_rule(
-        server_db_url: str, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(expiry_module, "EXPIRY_RETRY_INITIAL", 0.02)
-    monkeypatch.setattr(expiry_module, "EXPIRY_RETRY_MAX", 0.1)
+        server_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=EXPIRY_LOGGER)
     ids = ("R0001", "R0002")
     async with proxied(server_db_url) as (proxy, url):
         writer = RuleRepository(server_db_url)  # writes without arming timers of its own
-        store = DatabaseRuleStore(url)
+        store = DatabaseRuleStore(url, expiry_retry=(0.02, 0.1))
         await store.start()
         try:
             changes = store.subscribe_changes()

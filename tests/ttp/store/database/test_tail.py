@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from decnet.ttp.constants import NOTIFY_CHANNEL
+from decnet.ttp.errors import StoreError
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.base import (
     DEFAULT_STATE,
@@ -19,24 +23,14 @@ from decnet.ttp.store.base import (
     RuleState,
     StateName,
 )
-from decnet.ttp.store.impl.database import DatabaseRuleStore
+from decnet.ttp.store.impl.database import DatabaseRuleStore, notified_revision
+from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.repository import RuleRepository
 from tests.ttp.store.databases import fresh_postgres
-from tests.ttp.store.test_database import open_store, seed
+from tests.ttp.store.helpers import open_store, seed, tailing
 from tests.waiting import next_change, no_change, poll
 
 FAST_POLL = 0.05
-
-
-@contextlib.asynccontextmanager
-async def tailing(url: str, poll_interval: float = FAST_POLL) -> AsyncIterator[DatabaseRuleStore]:
-    store = DatabaseRuleStore(url)
-    await store.start()
-    store.start_tail(poll_interval)
-    try:
-        yield store
-    finally:
-        await store.stop()
 
 
 async def test_tail_carries_definitions_states_deletions_and_expiry(db_url: str) -> None:
@@ -106,12 +100,9 @@ async def test_own_writes_are_announced_once_with_the_tail_running(db_url: str) 
         await no_change(changes, within=0.3)
 
 
-async def test_catch_up_in_batches_keeps_order(db_url: str,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import decnet.ttp.store.impl.database as database_module
-
-    monkeypatch.setattr(database_module, "CHANGE_LOG_BATCH", 3)
+async def test_catch_up_in_batches_keeps_order(db_url: str) -> None:
     async with open_store(db_url) as writer, open_store(db_url) as worker:
+        worker.tail.batch = 3
         changes = worker.subscribe_changes()
         ids = [f"R{n:04d}" for n in range(1, 11)]
         for rule_id in ids:
@@ -291,3 +282,107 @@ async def test_a_new_revision_that_does_not_compile_is_announced_as_a_deletion(
         assert isinstance(change.new_value, CompiledRule) and change.new_value.rule_version == 5
         assert "R0001" not in worker.problems
         assert [r.rule_version for r in await worker.load_compiled()] == [5]
+
+
+async def _migrated_file(path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(url)
+    return url
+
+
+async def test_a_replaced_sqlite_file_is_refused_and_reported(tmp_path: Path) -> None:
+    url = await _migrated_file(tmp_path / "rules.db")
+    await _migrated_file(tmp_path / "other.db")
+    async with open_store(url) as writer, tailing(url) as worker:
+        await seed(writer, "R0001")
+        await poll(lambda: worker.stats.watermark == 1, message="the first rule")
+        os.replace(tmp_path / "other.db", tmp_path / "rules.db")  # a restore by rename
+        await poll(lambda: worker.stats.database_problem is not None,
+                   message="the replaced file reported")
+        assert "was replaced" in (worker.stats.database_problem or "")
+        assert "restart" in (worker.stats.database_problem or "")
+        with pytest.raises(StoreError, match="was replaced"):
+            await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        assert [r.rule_id for r in worker.cached_rules()] == ["R0001"]  # last good rules
+    for name in ("rules.db-wal", "rules.db-shm"):  # the old file's, as the message says
+        with contextlib.suppress(FileNotFoundError):
+            (tmp_path / name).unlink()
+    async with open_store(url) as restarted:  # a restarted process uses the new file
+        assert await restarted.load_compiled() == []
+        assert await restarted.list_states() == {}
+
+
+@pytest.mark.postgres
+async def test_a_recreated_server_database_is_followed() -> None:
+    async with fresh_postgres() as url, tailing(url) as worker:
+        async with open_store(url) as writer:
+            await seed(writer, "R0001")
+            await seed(writer, "R0002")
+        await poll(lambda: worker.stats.watermark == 2, message="the rules")
+        changes = worker.subscribe_changes()
+        await migrate.downgrade(url, "base")  # dropped and created again, empty
+        await migrate.upgrade(url)
+        async with open_store(url) as writer:
+            for n in (3, 4, 5):
+                await seed(writer, f"R000{n}")  # past the old watermark: a new database
+        assert (await next_change(changes, timeout=5)).change_kind == RESYNC
+        assert worker.stats.database_replacements == 1
+        assert [r.rule_id for r in await worker.load_compiled()] == ["R0003", "R0004",
+                                                                     "R0005"]
+
+
+async def test_a_deleted_sqlite_file_is_reported_not_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "rules.db"
+    url = await _migrated_file(path)
+    async with open_store(url) as writer, tailing(url) as worker:
+        await seed(writer, "R0001")
+        await poll(lambda: worker.stats.watermark == 1, message="the first rule")
+        for name in ("rules.db", "rules.db-wal", "rules.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (tmp_path / name).unlink()
+        await poll(lambda: worker.stats.database_problem is not None,
+                   message="the missing file reported")
+        assert "decnet-ttp db upgrade" in (worker.stats.database_problem or "")
+        errors = worker.stats.poll_errors
+        await poll(lambda: worker.stats.poll_errors > errors, message="polls keep failing")
+        assert not path.exists()
+        with pytest.raises(StoreError, match="there is no rule database"):
+            await writer.set_state("R0001", RuleState(StateName.DISABLED), "alice")
+        assert not path.exists()
+        assert [r.rule_id for r in worker.cached_rules()] == ["R0001"]  # last good rules
+
+        await migrate.upgrade(url)  # an operator creates it again: another file
+        await poll(lambda: "was replaced" in (worker.stats.database_problem or ""),
+                   message="the new file refused")
+
+
+@pytest.mark.postgres
+async def test_a_notify_payload_beyond_a_revision_is_no_outage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import asyncpg
+
+    async with fresh_postgres() as url, open_store(url) as writer, \
+            tailing(url, poll_interval=30) as worker:
+        changes = worker.subscribe_changes()
+        await poll(lambda: worker.stats.polls >= 1, message="the first poll")
+        conn = await asyncpg.connect(worker.repo.asyncpg_dsn())
+        try:
+            for payload in ("99999999999999999999", "9223372036854775808", "-1", "x", ""):
+                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+        finally:
+            await conn.close()
+        await poll(lambda: worker.stats.notifications >= 5, message="the notifications")
+        await seed(writer, "R0001")
+        change = await next_change(changes)
+        assert (change.change_kind, change.rule_id) == (DEFINITION, "R0001")
+        assert worker.stats.poll_errors == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(("payload", "revision"), [
+    ("1", 1), ("42", 42), (str(2**63 - 1), 2**63 - 1), (str(2**63), None),
+    ("9" * 30, None), ("0", None), ("-3", None), ("+3", None), (" 3", None), ("3.0", None),
+    ("", None), ("\u0663", None), ("x", None),
+])
+def test_notified_revision(payload: str, revision: int | None) -> None:
+    assert notified_revision(payload) == revision

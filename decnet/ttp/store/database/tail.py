@@ -1,0 +1,280 @@
+"""`Tail`: a worker's store follows the changes other processes commit to the database.
+
+It owns the watermark (the revision applied up to), the PostgreSQL LISTEN connection
+and the counters `/metrics` reads (`TailStats`). Each change-log entry past the
+watermark is handed to the store's view (`DatabaseRuleStore.apply_entry`), which
+announces what it changes for this process's subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from decnet.ttp.constants import (
+    CHANGE_LOG_BATCH,
+    DB_CONNECT_TIMEOUT,
+    LISTEN_KEEPALIVE,
+    MAX_REVISION,
+    NOTIFY_CHANNEL,
+    TAIL_POLL_INTERVAL,
+    TAIL_QUERY_TIMEOUT,
+)
+from decnet.ttp.errors import DatabaseFileChanged
+from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
+from decnet.ttp.store.base import SyncStats
+
+if TYPE_CHECKING:
+    from decnet.ttp.store.database.store import DatabaseRuleStore
+
+log = logging.getLogger(__name__)
+
+#: First pause after a failed poll (doubled per failure, at most the poll interval).
+POLL_RETRY_INITIAL = 0.05
+#: Pauses between attempts at (re)connecting the LISTEN connection.
+LISTEN_RETRY = (0.1, 5.0)
+
+
+#: The counters of a tail: the contract's `SyncStats`.
+TailStats = SyncStats
+
+
+@dataclass(slots=True)
+class _Wakeup:
+    """What wakes a tail between polls: notifications (PostgreSQL LISTEN)."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The highest revision notified since the tail last looked (a hint: the poll
+    #: stays the safety net); 0 when none.
+    revision: int = 0
+    #: A full poll is wanted (the listener (re)connected, or a payload was unreadable).
+    catch_up: bool = False
+
+
+def notified_revision(payload: object) -> int | None:
+    """The revision a NOTIFY payload names, or None when it names none a revision column
+    can hold (anyone allowed to connect can NOTIFY on the channel: the payload is a hint)."""
+    text = str(payload)
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    revision = int(text)
+    return revision if 0 < revision <= MAX_REVISION else None
+
+
+class Tail:
+    """Follows the database for `store`: polls on a cadence, and on PostgreSQL listens.
+
+    `batch` is how many change-log entries one read takes while catching up;
+    `query_timeout` bounds one poll (at least twice the poll interval); `monotonic` is
+    the clock of `stats.last_sync`.
+    """
+
+    def __init__(self, store: DatabaseRuleStore, *, batch: int = CHANGE_LOG_BATCH,
+                 query_timeout: float = TAIL_QUERY_TIMEOUT,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.repo = store.repo
+        self.batch = batch
+        self.query_timeout = query_timeout
+        self.monotonic = monotonic
+        self.stats = TailStats()
+        #: Identity of the database the watermark belongs to (see `rows.Head`).
+        self.identity: str | None = None
+
+    @property
+    def watermark(self) -> int | None:
+        return self.stats.watermark
+
+    def follow_from(self, revision: int, identity: str) -> None:
+        """The store's view now includes `revision` of the database `identity`."""
+        self.stats.watermark = revision
+        self.identity = identity
+
+    async def run(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
+                  listen: bool = True) -> None:
+        """Announce every change other processes make, until cancelled.
+
+        Starts from the view of the store's first `load_compiled` (or takes one now),
+        so no old history is replayed. Polls run on a fixed cadence (each one due
+        `poll_interval` after the previous one was due; slots missed while a poll ran
+        long are skipped), and each issues one cheap query (the revision row); only when
+        it moved are the change-log entries past the watermark read. A watermark older
+        than the retained log announces a `resync`. Database errors are logged once per
+        outage and counted (`stats.poll_errors`), retried with a backoff capped at
+        `poll_interval`, and the last good rules stay. On PostgreSQL a LISTEN connection
+        wakes the tail as soon as a write commits: the notified revision is a hint, read
+        straight from the change log (one statement), and one not past the watermark
+        does nothing (`listen=False`: poll only, e.g. behind a pooler in transaction
+        mode, which cannot carry LISTEN).
+        """
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        wakeup = _Wakeup()
+        listener: asyncio.Task[None] | None = None
+        if listen and self.repo.dialect == "postgresql":
+            listener = asyncio.get_running_loop().create_task(
+                self._listen(wakeup), name="decnet-ttp-listen")
+        loop = asyncio.get_running_loop()
+        due = loop.time()  # the first poll now
+        timed_out = True
+        backoff = Backoff(POLL_RETRY_INITIAL, max(POLL_RETRY_INITIAL, poll_interval))
+        outage = Outage(log, "polling the rule database")
+        try:
+            while True:
+                catch_up, hint = wakeup.catch_up, wakeup.revision
+                wakeup.catch_up, wakeup.revision = False, 0
+                wakeup.event.clear()
+                started = loop.time()
+                slot = timed_out or started >= due  # a poll of the cadence (not a wake-up)
+                try:
+                    async with asyncio.timeout(max(self.query_timeout, 2 * poll_interval)):
+                        await self.repo.connect()
+                        await self.store.ensure_view()
+                        if slot or catch_up:
+                            await self.poll_once()
+                        elif self.watermark is not None and hint > self.watermark:
+                            await self.follow_notification(hint)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.stats.poll_errors += 1
+                    if isinstance(exc, DatabaseFileChanged):
+                        if self.stats.database_problem is None:
+                            log.error("%s; keeping the last good rules", exc)
+                        self.stats.database_problem = str(exc)
+                    outage.failed(exc, "keeping the last good rules")
+                    due = loop.time() + backoff.failed()
+                else:
+                    self.stats.database_problem = None
+                    backoff.reset()
+                    if outage.recovered(f"; caught up to revision {self.watermark}"):
+                        due, slot = started, True
+                    if slot:  # the next slot after this one (slots missed are skipped)
+                        missed = max(0, math.floor((started - due) / poll_interval))
+                        due += poll_interval * (missed + 1)
+                timed_out = False
+                try:
+                    await asyncio.wait_for(wakeup.event.wait(), max(0.0, due - loop.time()))
+                except TimeoutError:
+                    timed_out = True
+        finally:
+            await cancel_and_wait(listener, logger=log)
+
+    async def poll_once(self) -> int:
+        """One poll: read the revision and apply what moved; how many changes it applied."""
+        await self.store.ensure_view()
+        current = await self.repo.head()
+        head = current.revision
+        self.stats.polls += 1
+        applied = 0
+        assert self.stats.watermark is not None
+        if current.identity != self.identity:
+            log.warning("the rule database was replaced (identity %s, was %s); reloading "
+                        "everything from the new one", current.identity, self.identity)
+            self.stats.database_replacements += 1
+            await self.resync()
+            head = self.stats.watermark
+        elif head < self.stats.watermark:
+            log.warning("rule database revision went back from %d to %d (restored or "
+                        "recreated?); reloading everything", self.stats.watermark, head)
+            await self.resync()
+            head = self.stats.watermark
+        applied, gap = await self._apply_up_to(head)
+        if gap:
+            log.warning("change log no longer reaches back to revision %d; reloading "
+                        "everything", self.stats.watermark + 1)
+            await self.resync()
+        self.stats.last_sync = self.monotonic()
+        return applied
+
+    async def follow_notification(self, revision: int) -> int:
+        """Apply the change log up to a notified `revision`, without reading the revision row.
+
+        The notification is only a hint: one not past the watermark does nothing, and
+        when the log does not continue the watermark (pruned, or not visible yet) the
+        revision row decides, as a poll (`poll_once`) does.
+        """
+        await self.store.ensure_view()
+        applied, gap = await self._apply_up_to(revision)
+        if gap:
+            return applied + await self.poll_once()
+        self.stats.last_sync = self.monotonic()
+        return applied
+
+    async def _apply_up_to(self, head: int) -> tuple[int, bool]:
+        """Apply the change-log entries past the watermark up to `head`, in batches: how
+        many changed something, and whether the log stopped continuing the watermark (a
+        gap: pruned, or not visible yet)."""
+        applied = 0
+        assert self.stats.watermark is not None
+        while self.stats.watermark < head:
+            watermark = self.stats.watermark
+            entries = await self.repo.changes_since(watermark, head, self.batch)
+            if not entries or entries[0].revision != watermark + 1:
+                return applied, True
+            for entry in entries:
+                if self.store.apply_entry(entry):
+                    applied += 1
+                    self.stats.changes_applied += 1
+            self.stats.watermark = entries[-1].revision
+        return applied, False
+
+    async def resync(self) -> None:
+        """Take a whole new view of the database and tell subscribers to reload."""
+        self.store.adopt(await self.repo.snapshot())
+        self.stats.resyncs += 1
+        self.store.announce_resync()
+
+    async def _listen(self, wakeup: _Wakeup) -> None:
+        """PostgreSQL: LISTEN on a connection of its own; every notification wakes the tail.
+
+        The payload (the revision the write committed) is kept as a hint; a payload that
+        is no revision, and every (re)connect, asks for a full poll instead.
+        """
+        import asyncpg  # PostgreSQL only: the other dialects never load it
+
+        backoff = Backoff(*LISTEN_RETRY)
+        outage = Outage(log, f"LISTEN {NOTIFY_CHANNEL}")
+        while True:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self.repo.asyncpg_dsn(),
+                                             timeout=DB_CONNECT_TIMEOUT)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+
+                def notified(_conn: object, _pid: object, _channel: object,
+                             payload: object) -> None:
+                    self.stats.notifications += 1
+                    revision = notified_revision(payload)
+                    if revision is None:
+                        wakeup.catch_up = True
+                    else:
+                        wakeup.revision = max(wakeup.revision, revision)
+                    wakeup.event.set()
+
+                await conn.add_listener(NOTIFY_CHANNEL, notified)
+                outage.recovered()
+                backoff.reset()
+                wakeup.catch_up = True  # whatever was missed while not listening
+                wakeup.event.set()
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
+                    except TimeoutError:
+                        await conn.execute("SELECT 1", timeout=DB_CONNECT_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outage.failed(exc, "polling continues")
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+            await asyncio.sleep(backoff.failed())

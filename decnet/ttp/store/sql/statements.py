@@ -1,0 +1,126 @@
+"""Every statement of the database store, built once.
+
+Their compiled form is cached by SQLAlchemy; building them per call would cost more
+than SQLite's own work. Bound names of WHERE clauses start with `b_`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import Float, bindparam, delete, func, insert, select, text, update
+
+from decnet.ttp.constants import NOTIFY_CHANNEL
+from decnet.ttp.store.sql.models import (
+    ChangeLogRow,
+    MasterLeaseRow,
+    RevisionRow,
+    RuleRow,
+    StateRow,
+)
+from decnet.ttp.store.sql.types import UTCDateTime
+
+STATE_TABLE: Final = StateRow.__table__
+
+HEAD: Final = select(RevisionRow.revision).where(RevisionRow.id == 1)
+HEAD_AND_ID: Final = select(RevisionRow.revision, RevisionRow.database_id).where(
+    RevisionRow.id == 1)
+BUMP: Final = update(RevisionRow).where(RevisionRow.id == 1).values(
+    revision=RevisionRow.revision + 1)
+BUMP_RETURNING: Final = BUMP.returning(RevisionRow.revision)
+LOG_INSERT: Final = insert(ChangeLogRow)
+LOG_PRUNE: Final = delete(ChangeLogRow).where(ChangeLogRow.revision <= bindparam("b_upto"))
+LOG_OLDEST: Final = select(func.min(ChangeLogRow.revision))
+NOTIFY: Final = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("b_payload")))
+
+RULE_CONTENT: Final = select(RuleRow.rule_version, RuleRow.yaml_content).where(
+    RuleRow.rule_id == bindparam("b_rule_id"))
+RULE_CONTENTS: Final = select(RuleRow.rule_id, RuleRow.rule_version, RuleRow.yaml_content)
+RULE_EXISTS: Final = select(RuleRow.revision).where(RuleRow.rule_id == bindparam("b_rule_id"))
+RULES: Final = select(RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path,
+                      RuleRow.yaml_content, RuleRow.updated_at, RuleRow.updated_by,
+                      RuleRow.revision).order_by(RuleRow.rule_id)
+RULE_INSERT: Final = insert(RuleRow)
+RULE_UPDATE: Final = update(RuleRow).where(RuleRow.rule_id == bindparam("b_rule_id"))
+RULE_DELETE: Final = delete(RuleRow).where(RuleRow.rule_id == bindparam("b_rule_id"))
+
+STATES: Final = select(STATE_TABLE)
+STATE_READ: Final = select(STATE_TABLE).where(StateRow.rule_id == bindparam("b_rule_id"))
+STATE_INSERT: Final = insert(StateRow)
+STATE_UPDATE: Final = update(StateRow).where(StateRow.rule_id == bindparam("b_rule_id"))
+STATE_DELETE: Final = delete(StateRow).where(StateRow.rule_id == bindparam("b_rule_id"))
+STATE_REVERT: Final = delete(StateRow).where(
+    StateRow.rule_id == bindparam("b_rule_id"),
+    StateRow.expires_at == bindparam("b_expires_at", type_=UTCDateTime()))
+
+#: The tail's read: built once, so each wake-up only binds its three numbers.
+CHANGES_SINCE: Final = (
+    select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
+           RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
+           RuleRow.updated_at, RuleRow.updated_by,
+           RuleRow.revision.label("rule_revision"),
+           StateRow.state, StateRow.confidence_max, StateRow.expires_at,
+           StateRow.reason, StateRow.set_by, StateRow.set_at,
+           StateRow.revision.label("state_revision"))
+    .select_from(ChangeLogRow)
+    .outerjoin(RuleRow, RuleRow.rule_id == ChangeLogRow.rule_id)
+    .outerjoin(StateRow, StateRow.rule_id == ChangeLogRow.rule_id)
+    .where(ChangeLogRow.revision > bindparam("b_after"),
+           ChangeLogRow.revision <= bindparam("b_upto"))
+    .order_by(ChangeLogRow.revision)
+    .limit(bindparam("b_limit"))
+)
+
+#: PostgreSQL `set_state` in one autocommit round trip: the bump, the upsert, the change-log
+#: entry and the NOTIFY of `writes.in_transaction`, as data-modifying CTEs (which run
+#: atomically; the revision row stays locked until the statement commits).
+PG_WRITE_STATE: Final = text("""
+WITH rev AS (
+    UPDATE ttp_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision
+), st AS (
+    INSERT INTO ttp_rule_state
+        (rule_id, state, confidence_max, expires_at, reason, set_by, set_at, revision)
+    SELECT :rule_id, :state, CAST(:confidence_max AS DOUBLE PRECISION),
+           CAST(:expires_at AS TIMESTAMP WITHOUT TIME ZONE), :reason, :set_by,
+           CAST(:set_at AS TIMESTAMP WITHOUT TIME ZONE), rev.revision
+    FROM rev
+    ON CONFLICT (rule_id) DO UPDATE SET
+        state = EXCLUDED.state, confidence_max = EXCLUDED.confidence_max,
+        expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason,
+        set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at, revision = EXCLUDED.revision
+    RETURNING revision
+), log AS (
+    INSERT INTO ttp_change_log (revision, rule_id, change_kind, changed_at)
+    SELECT revision, :rule_id, :change_kind, CAST(:changed_at AS TIMESTAMP WITHOUT TIME ZONE)
+    FROM st
+)
+SELECT revision, pg_notify(:channel, CAST(revision AS TEXT)) FROM st
+""").bindparams(
+    bindparam("confidence_max", type_=Float()),
+    bindparam("expires_at", type_=UTCDateTime()),
+    bindparam("set_at", type_=UTCDateTime()),
+    bindparam("changed_at", type_=UTCDateTime()),
+)
+
+LEASE_READ: Final = select(MasterLeaseRow.__table__).where(MasterLeaseRow.id == 1)
+#: Inside a fenced write: prove the fence still holds the lease (and count a heartbeat).
+LEASE_CHECK: Final = (
+    update(MasterLeaseRow)
+    .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == bindparam("b_holder"),
+           MasterLeaseRow.token == bindparam("b_token"))
+    .values(heartbeat=MasterLeaseRow.heartbeat + 1,
+            heartbeat_at=bindparam("heartbeat_at", type_=UTCDateTime())))
+LEASE_ACQUIRE: Final = (
+    update(MasterLeaseRow)
+    .where(MasterLeaseRow.id == 1, MasterLeaseRow.token == bindparam("b_token"),
+           MasterLeaseRow.heartbeat == bindparam("b_heartbeat"))
+    .values(holder=bindparam("holder"), token=MasterLeaseRow.token + 1,
+            heartbeat=MasterLeaseRow.heartbeat + 1,
+            acquired_at=bindparam("acquired_at", type_=UTCDateTime()),
+            heartbeat_at=bindparam("heartbeat_at", type_=UTCDateTime())))
+LEASE_RELEASE: Final = (
+    update(MasterLeaseRow)
+    .where(MasterLeaseRow.id == 1, MasterLeaseRow.holder == bindparam("b_holder"),
+           MasterLeaseRow.token == bindparam("b_token"))
+    .values(holder=None, heartbeat=MasterLeaseRow.heartbeat + 1))
+
