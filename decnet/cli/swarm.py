@@ -37,6 +37,7 @@ from decnet.ttp.constants import (
     TAIL_POLL_INTERVAL,
     WRITE_TIMEOUT,
 )
+from decnet.ttp.errors import ListenError
 
 RulesOption = Annotated[Path | None, typer.Option(
     "--rules", envvar=ENV_RULES_DIR, show_envvar=True, file_okay=False,
@@ -145,15 +146,18 @@ def worker(
         host, port = parse_host_port(http)
     except ValueError as exc:
         fail(f"--http: {exc}", EXIT_INPUT)
-    with cli_errors():
+    with cli_errors("--db"):
         limits = HttpLimits(
             max_body_bytes=max_body, max_events=max_events,
             max_response_bytes=max_response_bytes, max_response_tags=max_response_tags,
             max_pending=max_pending, max_connections=max_connections,
             header_timeout=header_timeout, body_timeout=body_timeout,
             keep_alive_timeout=keep_alive_timeout, write_timeout=write_timeout)
-        code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
-                              limits=limits))
+        try:
+            code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
+                                  limits=limits))
+        except ListenError as exc:
+            fail(str(exc), EXIT_INPUT)
     raise typer.Exit(code)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from decnet.cli.app import app
+from tests.swarm.harness import cli_command
 
 runner = CliRunner()
 
@@ -48,8 +48,8 @@ def test_help_names_the_environment_variables() -> None:
 
 def _worker_process(http: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "decnet.swarm.worker", "--http", http,
-         "--db", f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"],
+        cli_command("worker", "--http", http,
+                    "--db", f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"),
         capture_output=True, text=True, timeout=60, check=False)
 
 
