@@ -33,7 +33,7 @@ _SYSTEM_PROTOCOL: Final = re.compile(r"(SSH|Telnet)Transport,")
 class _Line:
     """What every event of one record shares."""
 
-    __slots__ = ("raw", "record", "session", "src_ip", "sensor", "time", "eventid")
+    __slots__ = ("eventid", "raw", "record", "sensor", "session", "src_ip", "time")
 
     def __init__(self, record: Mapping[str, Any], raw: bytes, eventid: str) -> None:
         self.raw = raw

@@ -18,7 +18,8 @@ MAX_HEADER_LINE_CHARS: Final = 8192
 
 _LINE_BREAK: Final = re.compile(r"\\r\\n|\\n|\r?\n")
 _REQUEST_LINE: Final = re.compile(
-    r"(GET|POST|HEAD|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PROPFIND) +(\S+)(?: +HTTP/(\d(?:\.\d)?))?$")
+    r"(GET|POST|HEAD|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PROPFIND) +(\S+)"
+    r"(?: +HTTP/(\d(?:\.\d)?))?$")
 _SMTP: Final = re.compile(r"(EHLO|HELO|MAIL FROM:|RCPT TO:)\s*(.*)$", re.IGNORECASE)
 
 
