@@ -60,8 +60,12 @@ def seconds(value: Any) -> float | None:
             value = float(value)
         except ValueError:
             return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            result = float(value)
+        except OverflowError:
+            return None
+        return result if math.isfinite(result) else None
     return None
 
 
@@ -71,7 +75,10 @@ def timestamp(value: Any, *, naive_is_utc: bool = True) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:
+            raise EventError("timestamp is out of range") from None
     elif isinstance(value, str) and len(value) <= 64:
         try:
             moment = datetime.fromisoformat(value)

@@ -77,6 +77,9 @@ def parse_body(data: bytes, fmt: str) -> ParsedBody:
         except EventError as exc:
             parsed.errors.append(BodyError(index, str(exc)))
             continue
+        except Exception as exc:  # hostile data must cost its own record, never the body
+            parsed.errors.append(BodyError(index, f"unreadable record ({type(exc).__name__})"))
+            continue
         if isinstance(mapped, Skipped):
             parsed.unknown[mapped.kind] += 1
             continue
