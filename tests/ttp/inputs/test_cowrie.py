@@ -131,7 +131,7 @@ def test_tpot_renames() -> None:
 def test_unknown_event_ids_are_skipped_and_known_noise_is_silent() -> None:
     results = [cowrie(orjson.loads(line), line) for line in lines("cowrie-2025.json")]
     assert Skipped("cowrie.telnet.option") in results
-    size = [line for line in lines("cowrie-2021.json") if b"cowrie.client.size" in line][0]
+    size = next(line for line in lines("cowrie-2021.json") if b"cowrie.client.size" in line)
     assert cowrie(orjson.loads(size), size) == []
 
 
