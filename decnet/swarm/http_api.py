@@ -11,6 +11,10 @@
 - `POST /events`: one JSON event or an array of them -> a JSON array of tags.
   413 past the body limit, 400 on malformed JSON, 422 on a malformed event
   (with its index), 503 before the rules are loaded.
+  `POST /events?format=auto|native|cowrie|opencanary` (or a body of type
+  `application/x-ndjson`, read as `auto`): honeypot log records, one JSON value, an
+  array or JSON lines -> `{"tags": [...], "errors": [{"index", "error"}],
+  "skipped": {kind: count}}`; a bad record is an entry of `errors`, never the batch's.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ from starlette.routing import Route
 
 from decnet.swarm.live import LiveRules, last_sync_age, store_stat, store_statements
 from decnet.ttp.constants import MAX_EVENT_BODY_BYTES
+from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, EventError
+from decnet.ttp.inputs import FORMATS, parse_body
 from decnet.ttp.rules.compiled import CompiledRule
 
 log = logging.getLogger(__name__)
@@ -179,6 +185,34 @@ def parse_events(data: Any) -> list[Event] | Response:
         return error(422, str(exc), index=None)
 
 
+NDJSON: Final = "application/x-ndjson"
+
+
+def log_format(request: Request) -> str | None:
+    """The log format a `POST /events` names (`?format=`, or an NDJSON body: `auto`)."""
+    fmt = request.query_params.get("format")
+    if fmt is None and request.headers.get("content-type", "").startswith(NDJSON):
+        return "auto"
+    return fmt
+
+
+def tag_log_records(engine: RuleEngine, body: bytes, fmt: str) -> Response:
+    """Tags of a body of honeypot log records; each bad record is reported, not fatal."""
+    if fmt not in FORMATS:
+        return error(400, f"unknown format {fmt[:40]!r} (one of {', '.join(FORMATS)})")
+    parsed = parse_body(body, fmt)
+    errors = [problem.as_dict() for problem in parsed.errors]
+    tags: list[dict[str, Any]] = []
+    for event in parsed.events:
+        try:
+            tags.extend(tag.as_dict() for tag in engine.evaluate(event))
+        except Exception as exc:  # a rule bug costs this event only
+            log.exception("evaluating %s failed", event.source_id)
+            errors.append({"source_id": event.source_id,
+                           "error": f"evaluation failed: {type(exc).__name__}"})
+    return json_response({"tags": tags, "errors": errors, "skipped": dict(parsed.unknown)})
+
+
 def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     registry = metrics_registry(live)
 
@@ -216,6 +250,9 @@ def create_app(live: LiveRules, *, max_body_bytes: int = MAX_BODY_BYTES) -> Star
         body = await read_body(request, max_body_bytes)
         if isinstance(body, Response):
             return body
+        fmt = log_format(request)
+        if fmt is not None:
+            return tag_log_records(live.engine, body, fmt)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
