@@ -29,8 +29,12 @@ def source_id(prefix: str, raw: bytes, index: int = 0) -> str:
 
     The same line always yields the same id (and so the same tag uuids on a re-run).
     """
-    digest = hashlib.blake2b(raw, digest_size=10).hexdigest()
+    digest = _blake2b(raw, digest_size=10).hexdigest()
     return f"{prefix}:{digest}" if index == 0 else f"{prefix}:{digest}/{index}"
+
+
+_blake2b = hashlib.blake2b
+_fromisoformat = datetime.fromisoformat
 
 
 def text(record: Mapping[str, Any], key: str) -> str | None:
@@ -74,19 +78,19 @@ def timestamp(value: Any, *, naive_is_utc: bool = True) -> float | None:
     or from a number; None when absent. Malformed text raises `EventError`."""
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if type(value) is str and len(value) <= 64:
         try:
-            result = float(value)
-        except OverflowError:
-            raise EventError("timestamp is out of range") from None
-    elif isinstance(value, str) and len(value) <= 64:
-        try:
-            moment = datetime.fromisoformat(value)
+            moment = _fromisoformat(value)
         except ValueError:
             raise EventError(f"unreadable timestamp {value[:40]!r}") from None
         if moment.tzinfo is None and naive_is_utc:
             moment = moment.replace(tzinfo=UTC)
         result = moment.timestamp()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            result = float(value)
+        except OverflowError:
+            raise EventError("timestamp is out of range") from None
     else:
         raise EventError("timestamp must be ISO 8601 text or Unix seconds")
     if not math.isfinite(result) or not 0 <= result < 1e11:

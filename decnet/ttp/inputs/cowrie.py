@@ -30,6 +30,11 @@ IGNORED: Final = frozenset({
 _SYSTEM_PROTOCOL: Final = re.compile(r"(SSH|Telnet)Transport,")
 
 
+def _string(record: Mapping[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    return value if value is None or type(value) is str else text(record, key)
+
+
 class _Line:
     """What every event of one record shares."""
 
@@ -39,9 +44,9 @@ class _Line:
         self.raw = raw
         self.record = record
         self.eventid = eventid
-        self.session = text(record, "session")
-        self.src_ip = text(record, "src_ip")
-        self.sensor = text(record, "sensor") or text(record, "t-pot_hostname")
+        self.session = _string(record, "session")
+        self.src_ip = _string(record, "src_ip")
+        self.sensor = _string(record, "sensor") or _string(record, "t-pot_hostname")
         when = record.get("timestamp")
         if when is None:
             when = record.get("@timestamp", record.get("time"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Final
 
 from decnet.ttp.constants import MAX_TRACKED_SESSIONS
@@ -36,6 +35,8 @@ class SessionProtocols:
         """Record a session's start or end; returns `event`, its service filled in when
         it is a login that `needs` one and its session is known."""
         kind = event.source_kind
+        if kind != "session" and kind != "auth_attempt":
+            return event
         session = event.session_id
         if session is None or not event.source_id.startswith(_PREFIX):
             return event
@@ -54,5 +55,7 @@ class SessionProtocols:
         if self.needs(event):
             protocol = self._protocols.get(session)
             if protocol is not None:
-                return replace(event, payload={**event.payload, "service": protocol})
+                return Event(kind, event.source_id, {**event.payload, "service": protocol},
+                             event.attacker_uuid, session, event.decky_id, event.src_ip,
+                             event.sensor, event.timestamp)
         return event

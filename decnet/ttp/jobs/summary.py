@@ -97,6 +97,17 @@ class TagSummary:
     def activity(self, src_ip: str | None, session: str | None,
                  techniques: list[str]) -> None:
         """One event of `src_ip` in `session` and the techniques its tags name."""
+        if not techniques:
+            addresses = self.addresses.rows
+            sessions = self.sessions.rows
+            if src_ip is not None and (row := addresses.get(src_ip)) is not None:
+                row.events += 1
+                src_ip = None
+            if session is not None and (row := sessions.get(session)) is not None:
+                row.events += 1
+                session = None
+            if src_ip is None and session is None:
+                return
         for table, key in ((self.addresses, src_ip), (self.sessions, session)):
             if key is None:
                 continue
