@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 MODULES = ("bench.bench_filesystem", "bench.bench_engine", "bench.bench_database",
-           "bench.bench_swarm")
+           "bench.bench_swarm", "bench.bench_inputs")
 ROOT = Path(__file__).resolve().parents[1]
 
 

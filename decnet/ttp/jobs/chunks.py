@@ -1,8 +1,10 @@
 """One block of lines through the input adapter and the single-event rules.
 
 This is the part of the tag job that runs in parallel: it keeps no state between
-blocks, so any process may take any block. Cross-event rules, Cowrie session
-bookkeeping and writing stay in the parent, in input order (`tagging`).
+blocks, so any process may take any block. What needs the whole log in order stays
+with the parent (`tagging`): the events cross-event rules read, Cowrie logins whose
+session started in an earlier block, and the session table. Everything else leaves a
+block as ready tag lines and summary counts.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import orjson
 
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, EventError, Tag
-from decnet.ttp.inputs import Mapper, SessionProtocols, Skipped
+from decnet.ttp.inputs import Mapper, Skipped
+from decnet.ttp.inputs.sessions import needs_service, session_update, with_service
 from decnet.ttp.jobs.reading import TOO_LONG, Block
+from decnet.ttp.jobs.summary import Counts
 
-#: The line number of an event, the event, its single-event tags and their JSON lines;
-#: `None` lines: the parent completes the event (a Cowrie login's service) and matches
-#: it itself.
+#: An event the parent handles: its line number, the event, its single-event tags and
+#: their JSON lines; `None` lines: a Cowrie login the parent completes (its service
+#: from the session table) and matches itself.
 Evaluated = tuple[int, Event, list[Tag], bytes | None]
 
 _NO_TAGS: Final[list[Tag]] = []
@@ -28,10 +32,16 @@ _NO_TAGS: Final[list[Tag]] = []
 
 @dataclass(slots=True)
 class BlockResult:
+    """A block's output in input order: runs of ready tag lines (bytes) and the events
+    the parent handles; with the block's bad lines, unknown kinds, session updates (in
+    order) and the counts of the events it finished."""
+
     label: str
-    evaluated: list[Evaluated] = field(default_factory=list)
+    items: list[bytes | Evaluated] = field(default_factory=list)
     bad: list[tuple[int, str]] = field(default_factory=list)
     unknown: Counter[str] = field(default_factory=Counter)
+    sessions: list[tuple[str, str | None]] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
 
 
 def serialize(tags: list[Tag]) -> bytes:
@@ -41,13 +51,18 @@ def serialize(tags: list[Tag]) -> bytes:
 
 
 def process_block(engine: RuleEngine, map_record: Mapper, block: Block, max_line: int,
-                  too_long: str) -> BlockResult:
-    """Decode, map and match every line of `block`; a bad line is reported, never raised."""
+                  too_long: str, correlated: frozenset[str] | None) -> BlockResult:
+    """Decode, map and match every line of `block`; a bad line is reported, never raised.
+
+    Events of a kind in `correlated` (every event when None) go to the parent whole.
+    """
     result = BlockResult(block.label)
-    evaluated = result.evaluated
+    items = result.items
+    counts = result.counts
+    ready: list[bytes] = []
+    local: dict[str, str | None] = {}  # this block's session updates so far
     loads = orjson.loads
     match = engine.match
-    needs = SessionProtocols.needs
     number = block.first_line - 1
     lines = block.data.split(b"\n")
     lines.pop()  # a block ends with a newline
@@ -71,16 +86,39 @@ def process_block(engine: RuleEngine, map_record: Mapper, block: Block, max_line
             result.unknown[mapped.kind] += 1
             continue
         for event in mapped:
-            if needs(event):
-                evaluated.append((number, event, _NO_TAGS, None))
-                continue
+            kind = event.source_kind
+            if kind == "session":
+                update = session_update(event)
+                if update is not None:
+                    local[update[0]] = update[1]
+                    result.sessions.append(update)
+            elif kind == "auth_attempt" and needs_service(event):
+                session = event.session_id or ""
+                if session not in local:  # started in an earlier block: the parent knows
+                    if ready:
+                        items.append(b"".join(ready))
+                        ready = []
+                    items.append((number, event, _NO_TAGS, None))
+                    continue
+                protocol = local[session]
+                if protocol is not None:
+                    event = with_service(event, protocol)
             try:
                 tags = match(event)
-                lines_out = serialize(tags) if tags else b""
+                out = serialize(tags) if tags else b""
             except Exception as exc:
                 result.bad.append((number, f"event not evaluated ({type(exc).__name__}: "
                                            f"{str(exc)[:200]})"))
-                evaluated.append((number, event, _NO_TAGS, b""))
+                tags, out = _NO_TAGS, b""
+            if correlated is None or kind in correlated:
+                if ready:
+                    items.append(b"".join(ready))
+                    ready = []
+                items.append((number, event, tags, out))
                 continue
-            evaluated.append((number, event, tags, lines_out))
+            if out:
+                ready.append(out)
+            counts.add(event, tags)
+    if ready:
+        items.append(b"".join(ready))
     return result

@@ -10,6 +10,7 @@ summary says how many keys were dropped). Each key keeps its
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -18,6 +19,7 @@ from decnet.ttp.constants import (
     SUMMARY_TRACKED_KEYS,
     SUMMARY_UNKNOWN_KINDS,
 )
+from decnet.ttp.engine.events import Event, Tag
 
 MAX_REPORTED_BAD_LINES: Final = 20
 OTHER_KINDS: Final = "(other)"
@@ -58,8 +60,68 @@ class ActivityTable:
         self.dropped += len(keep) - half
         self.rows = dict(keep[:half])
 
+    def merge(self, rows: dict[str, Activity]) -> None:
+        for key, add in rows.items():
+            row = self.row(key)
+            row.events += add.events
+            row.tags += add.tags
+            if add.src_ip is not None:
+                row.src_ip = add.src_ip
+            if add.techniques:
+                _add_techniques(row.techniques, add.techniques.items())
+
     def top(self, count: int) -> list[tuple[str, Activity]]:
         return sorted(self.rows.items(), key=lambda item: item[1].rank(), reverse=True)[:count]
+
+
+def _technique(tag: Tag) -> str:
+    return tag.sub_technique_id or tag.technique_id
+
+
+def _add_techniques(seen: Counter[str], names: Iterable[tuple[str, int]]) -> None:
+    for name, count in names:
+        if name in seen or len(seen) < SUMMARY_TECHNIQUES_PER_KEY:
+            seen[name] += count
+
+
+@dataclass(slots=True)
+class Counts:
+    """What some events added up to: events, tags, techniques, rules, and activity per
+    source address and session (unbounded: a block's worth, merged into a summary)."""
+
+    events: int = 0
+    tags: int = 0
+    techniques: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    addresses: dict[str, Activity] = field(default_factory=dict)
+    sessions: dict[str, Activity] = field(default_factory=dict)
+
+    def add(self, event: Event, tags: list[Tag]) -> None:
+        self.events += 1
+        src_ip = event.src_ip
+        session = event.session_id
+        names = [_technique(tag) for tag in tags] if tags else None
+        if names:
+            self.tags += len(tags)
+            self.techniques.update(names)
+            self.rules.update(tag.rule_id for tag in tags)
+        if src_ip is not None:
+            _count(self.addresses, src_ip, names, None)
+        if session is not None:
+            _count(self.sessions, session, names, src_ip)
+
+
+def _count(rows: dict[str, Activity], key: str, names: list[str] | None,
+           src_ip: str | None) -> None:
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = Activity()
+    row.events += 1
+    if src_ip is not None:
+        row.src_ip = src_ip
+    if names:
+        row.tags += len(names)
+        _add_techniques(row.techniques, ((name, 1) for name in names))
 
 
 @dataclass(slots=True)
@@ -94,30 +156,10 @@ class TagSummary:
         else:
             self.unknown[OTHER_KINDS] += count
 
-    def activity(self, src_ip: str | None, session: str | None,
-                 techniques: list[str]) -> None:
-        """One event of `src_ip` in `session` and the techniques its tags name."""
-        if not techniques:
-            addresses = self.addresses.rows
-            sessions = self.sessions.rows
-            if src_ip is not None and (row := addresses.get(src_ip)) is not None:
-                row.events += 1
-                src_ip = None
-            if session is not None and (row := sessions.get(session)) is not None:
-                row.events += 1
-                session = None
-            if src_ip is None and session is None:
-                return
-        for table, key in ((self.addresses, src_ip), (self.sessions, session)):
-            if key is None:
-                continue
-            row = table.row(key)
-            row.events += 1
-            if table is self.sessions and src_ip is not None:
-                row.src_ip = src_ip
-            if techniques:
-                row.tags += len(techniques)
-                seen = row.techniques
-                for technique in techniques:
-                    if technique in seen or len(seen) < SUMMARY_TECHNIQUES_PER_KEY:
-                        seen[technique] += 1
+    def merge(self, counts: Counts) -> None:
+        self.events += counts.events
+        self.tags += counts.tags
+        self.techniques.update(counts.techniques)
+        self.rules.update(counts.rules)
+        self.addresses.merge(counts.addresses)
+        self.sessions.merge(counts.sessions)

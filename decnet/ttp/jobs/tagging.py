@@ -21,15 +21,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Final
 
 from decnet.ttp.constants import MAX_EVENT_LINE_BYTES
 from decnet.ttp.engine.engine import RuleEngine
-from decnet.ttp.engine.events import Tag
-from decnet.ttp.inputs import SessionProtocols, mapper
+from decnet.ttp.inputs import Mapper, SessionProtocols, mapper
 from decnet.ttp.jobs.chunks import BlockResult, process_block, serialize
-from decnet.ttp.jobs.reading import Block, blocks, open_input
+from decnet.ttp.jobs.reading import BLOCK_BYTES, Block, blocks, open_input
 from decnet.ttp.jobs.summary import MAX_REPORTED_BAD_LINES, TagSummary
 
 __all__ = ["MAX_REPORTED_BAD_LINES", "TagJob", "TagSummary", "default_jobs", "tag_stream"]
@@ -37,8 +37,37 @@ __all__ = ["MAX_REPORTED_BAD_LINES", "TagJob", "TagSummary", "default_jobs", "ta
 #: Blocks submitted per worker process before the oldest result is waited for.
 IN_FLIGHT_PER_WORKER: Final = 2
 
+
+@dataclass(frozen=True, slots=True)
+class _BlockStep:
+    """`process_block` with the job's settings."""
+
+    engine: RuleEngine
+    map_record: Mapper
+    max_line: int
+    too_long: str
+    correlated: frozenset[str] | None
+
+    def __call__(self, block: Block) -> BlockResult:
+        return process_block(self.engine, self.map_record, block, self.max_line,
+                             self.too_long, self.correlated)
+
+
 # The worker processes' view of the job, inherited through fork.
-_WORKER: tuple[RuleEngine, Callable[..., object], int, str] | None = None
+_WORKER: _BlockStep | None = None
+
+
+def correlated_kinds(engine: RuleEngine) -> frozenset[str] | None:
+    """The kinds of events cross-event rules read: what the job hands `correlate`.
+
+    The engine's own `correlated_kinds` when it declares them; otherwise the kinds of
+    the rules the single-event match does not evaluate (lifters, aggregations).
+    """
+    declared = getattr(engine, "correlated_kinds", None)
+    if declared is not None:
+        return frozenset(declared)
+    return frozenset(kind for rule in engine.rules.values()
+                     if rule.is_lifter or not rule.matchers for kind in rule.applies_to)
 
 
 def default_jobs() -> int:
@@ -58,8 +87,7 @@ def _size(limit: int) -> str:
 
 def _work(block: Block) -> BlockResult:
     assert _WORKER is not None
-    engine, map_record, max_line, too_long = _WORKER
-    return process_block(engine, map_record, block, max_line, too_long)  # type: ignore[arg-type]
+    return _WORKER(block)
 
 
 def _ready() -> None:
@@ -77,18 +105,21 @@ class TagJob:
     """
 
     def __init__(self, engine: RuleEngine, *, fmt: str = "native", jobs: int = 1,
-                 max_line_bytes: int = MAX_EVENT_LINE_BYTES) -> None:
+                 max_line_bytes: int = MAX_EVENT_LINE_BYTES,
+                 block_bytes: int = BLOCK_BYTES) -> None:
         self.engine = engine
-        self.map_record = mapper(fmt)
+        self.block_bytes = block_bytes
         self.jobs = max(1, jobs)
+        self._step = _BlockStep(engine, mapper(fmt), max_line_bytes,
+                                f"longer than {_size(max_line_bytes)}, skipped",
+                                correlated_kinds(engine))
         self.max_line = max_line_bytes
-        self.too_long = f"longer than {_size(max_line_bytes)}, skipped"
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> TagJob:
         global _WORKER
         if self.jobs > 1:
-            _WORKER = (self.engine, self.map_record, self.max_line, self.too_long)
+            _WORKER = self._step
             self._pool = ProcessPoolExecutor(self.jobs,
                                              mp_context=multiprocessing.get_context("fork"))
             self._pool.submit(_ready).result()
@@ -118,7 +149,7 @@ class TagJob:
     def _blocks(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
                 progress: Callable[[int], None] | None) -> Iterator[Block]:
         for label, stream in inputs:
-            for block, size in blocks(label, stream, self.max_line):
+            for block, size in blocks(label, stream, self.max_line, self.block_bytes):
                 summary.bytes_read += size
                 if progress is not None and size:
                     progress(size)
@@ -128,8 +159,7 @@ class TagJob:
     def _serial(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
                 progress: Callable[[int], None] | None) -> Iterator[BlockResult]:
         for block in self._blocks(inputs, summary, progress):
-            yield process_block(self.engine, self.map_record, block, self.max_line,
-                                self.too_long)
+            yield self._step(block)
 
     def _parallel(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
                   progress: Callable[[int], None] | None) -> Iterator[BlockResult]:
@@ -145,7 +175,8 @@ class TagJob:
 
 
 class _Writer:
-    """Takes block results in input order: session bookkeeping, cross-event rules, output."""
+    """Takes block results in input order: the session table, the events the parent
+    handles (cross-event rules, logins completed from an earlier block), output."""
 
     def __init__(self, engine: RuleEngine, sink: IO[bytes], summary: TagSummary) -> None:
         self.engine = engine
@@ -160,17 +191,17 @@ class _Writer:
             summary.bad_line(label, number, reason)
         for kind, count in result.unknown.items():
             summary.unknown_kind(kind, count)
-        observe = self.sessions.observe
+        counts = result.counts
         correlate = self.engine.correlate
-        techniques = summary.techniques
-        rules = summary.rules
-        activity = summary.activity
         out: list[bytes] = []
-        for number, event, tags, lines in result.evaluated:
-            event = observe(event)
-            summary.events += 1
+        for item in result.items:
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            number, event, tags, lines = item
             try:
                 if lines is None:
+                    event = self.sessions.complete(event)
                     tags = self.engine.match(event)
                     lines = serialize(tags) if tags else b""
                 extra = correlate(event, tags)
@@ -179,24 +210,16 @@ class _Writer:
                     lines += serialize(extra)
             except Exception as exc:  # one bad event never costs another its tags
                 summary.bad_line(label, number, f"event not evaluated ({type(exc).__name__})")
-                activity(event.src_ip, event.session_id, [])
+                counts.add(event, [])
                 continue
-            if not tags:
-                activity(event.src_ip, event.session_id, [])
-                continue
-            out.append(lines)
-            summary.tags += len(tags)
-            names = [_technique(tag) for tag in tags]
-            for tag, name in zip(tags, names, strict=True):
-                techniques[name] += 1
-                rules[tag.rule_id] += 1
-            activity(event.src_ip, event.session_id, names)
+            if lines:
+                out.append(lines)
+            counts.add(event, tags)
+        for session, protocol in result.sessions:
+            self.sessions.record(session, protocol)
+        summary.merge(counts)
         if out:
             self.sink.write(b"".join(out))
-
-
-def _technique(tag: Tag) -> str:
-    return tag.sub_technique_id or tag.technique_id
 
 
 def tag_stream(
