@@ -181,7 +181,7 @@ def _print_activity(title: str, key_name: str, rows: list[tuple[str, Activity]],
     table.add_column("tags", justify="right")
     table.add_column("techniques", overflow="fold")
     for key, row in rows:
-        techniques = ", ".join(name for name, _ in row.techniques.most_common(TECHNIQUES_SHOWN))
+        techniques = ", ".join(row.top_techniques(TECHNIQUES_SHOWN))
         cells = [_cell(key)]
         if with_address:
             cells.append(_cell(row.src_ip or ""))

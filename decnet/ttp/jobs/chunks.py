@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -22,10 +22,16 @@ from decnet.ttp.inputs.sessions import needs_service, session_update, with_servi
 from decnet.ttp.jobs.reading import TOO_LONG, Block
 from decnet.ttp.jobs.summary import Counts
 
-#: An event the parent handles: its line number, the event, its single-event tags and
-#: their JSON lines; `None` lines: a Cowrie login the parent completes (its service
-#: from the session table) and matches itself.
-Evaluated = tuple[int, Event, list[Tag], bytes | None]
+#: An event the parent handles: its line number, the event's fields (`event_fields`),
+#: its single-event tags and their JSON lines; `None` lines: a Cowrie login the parent
+#: completes (its service from the session table) and matches itself.
+Evaluated = tuple[int, tuple[Any, ...], list[Tag], bytes | None]
+
+
+def event_fields(event: Event) -> tuple[Any, ...]:
+    """`Event(*event_fields(event)) == event`; a tuple crosses processes cheaply."""
+    return (event.source_kind, event.source_id, event.payload, event.attacker_uuid,
+            event.session_id, event.decky_id, event.src_ip, event.sensor, event.timestamp)
 
 _NO_TAGS: Final[list[Tag]] = []
 
@@ -34,7 +40,8 @@ _NO_TAGS: Final[list[Tag]] = []
 class BlockResult:
     """A block's output in input order: runs of ready tag lines (bytes) and the events
     the parent handles; with the block's bad lines, unknown kinds, session updates (in
-    order) and the counts of the events it finished."""
+    order) and the counts of its events and their single-event tags (the parent adds
+    the logins it matches itself and the tags of cross-event rules)."""
 
     label: str
     items: list[bytes | Evaluated] = field(default_factory=list)
@@ -98,7 +105,7 @@ def process_block(engine: RuleEngine, map_record: Mapper, block: Block, max_line
                     if ready:
                         items.append(b"".join(ready))
                         ready = []
-                    items.append((number, event, _NO_TAGS, None))
+                    items.append((number, event_fields(event), _NO_TAGS, None))
                     continue
                 protocol = local[session]
                 if protocol is not None:
@@ -114,9 +121,8 @@ def process_block(engine: RuleEngine, map_record: Mapper, block: Block, max_line
                 if ready:
                     items.append(b"".join(ready))
                     ready = []
-                items.append((number, event, tags, out))
-                continue
-            if out:
+                items.append((number, event_fields(event), tags, out))
+            elif out:
                 ready.append(out)
             counts.add(event, tags)
     if ready:

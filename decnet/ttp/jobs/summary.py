@@ -9,10 +9,12 @@ summary says how many keys were dropped). Each key keeps its
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from decnet.ttp.constants import (
     SUMMARY_TECHNIQUES_PER_KEY,
@@ -31,11 +33,20 @@ class Activity:
 
     events: int = 0
     tags: int = 0
-    techniques: Counter[str] = field(default_factory=Counter)
+    techniques: dict[str, int] | None = None
     src_ip: str | None = None
 
-    def rank(self) -> tuple[int, int]:
-        return self.tags, self.events
+    def rank(self) -> int:
+        """Tags first, then events, as one integer (cheap to sort)."""
+        return (self.tags << 40) + self.events
+
+    def top_techniques(self, count: int) -> list[str]:
+        found = self.techniques or {}
+        return heapq.nlargest(count, found, key=found.__getitem__)
+
+
+def _rank(item: tuple[str, Activity]) -> int:
+    return item[1].rank()
 
 
 class ActivityTable:
@@ -55,33 +66,50 @@ class ActivityTable:
         return row
 
     def _prune(self) -> None:
-        keep = sorted(self.rows.items(), key=lambda item: item[1].rank(), reverse=True)
+        """Down to half the capacity: keys without tags go first, then the least active."""
         half = self.capacity // 2
-        self.dropped += len(keep) - half
-        self.rows = dict(keep[:half])
+        before = len(self.rows)
+        rows = {key: row for key, row in self.rows.items() if row.tags}
+        if len(rows) > half:
+            ranks = sorted([row.rank() for row in rows.values()])
+            cut = ranks[len(ranks) - half]
+            kept = ((key, row) for key, row in rows.items() if row.rank() >= cut)
+            rows = dict(itertools.islice(kept, half))
+        self.dropped += before - len(rows)
+        self.rows = rows
 
-    def merge(self, rows: dict[str, Activity]) -> None:
-        for key, add in rows.items():
-            row = self.row(key)
-            row.events += add.events
-            row.tags += add.tags
-            if add.src_ip is not None:
-                row.src_ip = add.src_ip
-            if add.techniques:
-                _add_techniques(row.techniques, add.techniques.items())
+    def merge(self, rows: dict[str, Row]) -> None:
+        table = self.rows
+        for key, (events, tags, techniques, src_ip) in rows.items():
+            row = table.get(key)
+            if row is None:
+                row = self.row(key)
+                table = self.rows  # a prune replaces the dict
+            row.events += events
+            if src_ip is not None:
+                row.src_ip = src_ip
+            if tags:
+                row.tags += tags
+                if row.techniques is None:
+                    row.techniques = techniques  # a block's own dict, already capped
+                else:
+                    _add_techniques(row.techniques, techniques.items())
 
     def top(self, count: int) -> list[tuple[str, Activity]]:
-        return sorted(self.rows.items(), key=lambda item: item[1].rank(), reverse=True)[:count]
+        return heapq.nlargest(count, self.rows.items(), key=_rank)
 
 
-def _technique(tag: Tag) -> str:
-    return tag.sub_technique_id or tag.technique_id
-
-
-def _add_techniques(seen: Counter[str], names: Iterable[tuple[str, int]]) -> None:
+def _add_techniques(seen: dict[str, int], names: Iterable[tuple[str, int]]) -> None:
     for name, count in names:
-        if name in seen or len(seen) < SUMMARY_TECHNIQUES_PER_KEY:
+        if name in seen:
             seen[name] += count
+        elif len(seen) < SUMMARY_TECHNIQUES_PER_KEY:
+            seen[name] = count
+
+
+#: A block's activity of one key: [events, tags, techniques (or None), source address].
+#: Plain lists and dicts: they cross from a worker process to the parent cheaply.
+Row = list[Any]
 
 
 @dataclass(slots=True)
@@ -93,35 +121,57 @@ class Counts:
     tags: int = 0
     techniques: Counter[str] = field(default_factory=Counter)
     rules: Counter[str] = field(default_factory=Counter)
-    addresses: dict[str, Activity] = field(default_factory=dict)
-    sessions: dict[str, Activity] = field(default_factory=dict)
+    addresses: dict[str, Row] = field(default_factory=dict)
+    sessions: dict[str, Row] = field(default_factory=dict)
 
     def add(self, event: Event, tags: list[Tag]) -> None:
+        """One event and its tags."""
         self.events += 1
+        self.add_tags(event, tags)
+
+    def add_tags(self, event: Event, tags: list[Tag]) -> None:
+        """Tags of an event already counted (its activity when it has none)."""
         src_ip = event.src_ip
         session = event.session_id
-        names = [_technique(tag) for tag in tags] if tags else None
-        if names:
+        if tags:
+            names = [tag.sub_technique_id or tag.technique_id for tag in tags]
             self.tags += len(tags)
             self.techniques.update(names)
             self.rules.update(tag.rule_id for tag in tags)
+            if src_ip is not None:
+                _count_tagged(self.addresses, src_ip, names, None)
+            if session is not None:
+                _count_tagged(self.sessions, session, names, src_ip)
+            return
         if src_ip is not None:
-            _count(self.addresses, src_ip, names, None)
+            row = self.addresses.get(src_ip)
+            if row is None:
+                self.addresses[src_ip] = [1, 0, None, None]
+            else:
+                row[0] += 1
         if session is not None:
-            _count(self.sessions, session, names, src_ip)
+            row = self.sessions.get(session)
+            if row is None:
+                self.sessions[session] = [1, 0, None, src_ip]
+            else:
+                row[0] += 1
 
 
-def _count(rows: dict[str, Activity], key: str, names: list[str] | None,
-           src_ip: str | None) -> None:
+def _count_tagged(rows: dict[str, Row], key: str, names: list[str],
+                  src_ip: str | None) -> None:
     row = rows.get(key)
     if row is None:
-        row = rows[key] = Activity()
-    row.events += 1
-    if src_ip is not None:
-        row.src_ip = src_ip
-    if names:
-        row.tags += len(names)
-        _add_techniques(row.techniques, ((name, 1) for name in names))
+        row = rows[key] = [0, 0, None, src_ip]
+    row[0] += 1
+    row[1] += len(names)
+    seen: dict[str, int] | None = row[2]
+    if seen is None:
+        seen = row[2] = {}
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+        elif len(seen) < SUMMARY_TECHNIQUES_PER_KEY:
+            seen[name] = 1
 
 
 @dataclass(slots=True)

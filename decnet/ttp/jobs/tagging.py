@@ -27,6 +27,7 @@ from typing import IO, Final
 
 from decnet.ttp.constants import MAX_EVENT_LINE_BYTES
 from decnet.ttp.engine.engine import RuleEngine
+from decnet.ttp.engine.events import Event
 from decnet.ttp.inputs import Mapper, SessionProtocols, mapper
 from decnet.ttp.jobs.chunks import BlockResult, process_block, serialize
 from decnet.ttp.jobs.reading import BLOCK_BYTES, Block, blocks, open_input
@@ -198,23 +199,30 @@ class _Writer:
             if isinstance(item, bytes):
                 out.append(item)
                 continue
-            number, event, tags, lines = item
+            number, fields, tags, lines = item
+            event = Event(*fields)
+            deferred = lines is None
             try:
-                if lines is None:
+                if deferred:
                     event = self.sessions.complete(event)
                     tags = self.engine.match(event)
                     lines = serialize(tags) if tags else b""
                 extra = correlate(event, tags)
                 if extra:
-                    tags = tags + extra
-                    lines += serialize(extra)
+                    lines = (lines or b"") + serialize(extra)
             except Exception as exc:  # one bad event never costs another its tags
                 summary.bad_line(label, number, f"event not evaluated ({type(exc).__name__})")
-                counts.add(event, [])
+                if lines:
+                    out.append(lines)  # its single-event tags stand
+                if deferred:
+                    counts.add(event, tags if lines else [])
                 continue
             if lines:
                 out.append(lines)
-            counts.add(event, tags)
+            if deferred:
+                counts.add(event, tags + extra if extra else tags)
+            elif extra:
+                counts.add_tags(event, extra)
         for session, protocol in result.sessions:
             self.sessions.record(session, protocol)
         summary.merge(counts)

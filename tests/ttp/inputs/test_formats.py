@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decnet.ttp.engine.events import EventError
+from decnet.ttp.engine.events import Event, EventError
 from decnet.ttp.inputs import FORMATS, Skipped, mapper, parse_body
 from tests.ttp.inputs.fixtures import FIXTURES, events_of, lines
 
@@ -103,3 +104,21 @@ def test_huge_numbers_cost_their_own_record(record: dict[str, object]) -> None:
     parsed = parse_body(raw, "auto")
     assert len(parsed.events) + len(parsed.errors) == 2
     assert parsed.events[0].payload["command_text"] == "id"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.fixed_dictionaries(
+    {"source_kind": st.sampled_from(["command", "", 3]),
+     "source_id": st.sampled_from(["c1", "", 7, None])},
+    optional={key: st.none() | st.text(max_size=3) | st.integers() | st.booleans()
+              for key in ("attacker_uuid", "session_id", "decky_id", "src_ip", "sensor")}
+    | {"payload": st.just({"command_text": "x"}) | st.just([]) | st.none(),
+       "timestamp": st.none() | st.integers(0, 10**10) | st.just("2025-01-01T00:00:00Z")}))
+def test_the_native_fast_path_agrees_with_from_mapping(record: dict[str, object]) -> None:
+    try:
+        expected = Event.from_mapping(record)
+    except EventError as exc:
+        with pytest.raises(EventError, match=re.escape(str(exc))):
+            mapper("native")(record, b"")
+        return
+    assert mapper("native")(record, b"") == [expected]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 
 from decnet.ttp.engine.engine import RuleEngine
-from decnet.ttp.jobs.tagging import TagJob
+from decnet.ttp.engine.events import Event, Tag
+from decnet.ttp.jobs.tagging import TagJob, TagSummary
 from decnet.ttp.rules.compiler import compile_rule
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "inputs"
@@ -42,3 +44,53 @@ def test_logins_learn_their_protocol_across_blocks(jobs: int, block_bytes: int) 
     services = [orjson.loads(line)["evidence"].get("service") for line in out.splitlines()]
     assert services == ["ssh", "ssh", "ssh", "ssh", "telnet", "telnet", "ssh"]
     assert (out, events) == tagged(data, jobs=1, block_bytes=1 << 20)
+
+
+class Counting(RuleEngine):
+    """A stand-in cross-event rule: every third login of a source address is a tag."""
+
+    correlated_kinds = frozenset({"auth_attempt"})
+
+    def __init__(self, *, fail_on: str | None = None) -> None:
+        super().__init__([compile_rule(LOGIN, source="R0001.yaml")])
+        self.seen: dict[str | None, int] = {}
+        self.fail_on = fail_on
+
+    def correlate(self, event: Event, fired: list[Tag]) -> list[Tag]:
+        assert event.source_kind == "auth_attempt" and [t.rule_id for t in fired] == ["R0001"]
+        if event.payload.get("password") == self.fail_on:
+            raise RuntimeError("a cross-event rule bug")
+        count = self.seen[event.src_ip] = self.seen.get(event.src_ip, 0) + 1
+        if count % 3:
+            return []
+        return [replace(fired[0], rule_id="X0001", uuid=f"x-{event.source_id}")]
+
+
+def correlated(engine: RuleEngine, data: bytes, jobs: int) -> tuple[bytes, TagSummary]:
+    sink = io.BytesIO()
+    with TagJob(engine, fmt="cowrie", jobs=jobs, block_bytes=500) as job:
+        summary = job.run([("log", io.BytesIO(data))], sink)
+    return sink.getvalue(), summary
+
+
+def test_cross_event_tags_follow_their_event_in_input_order() -> None:
+    data = (FIXTURES / "cowrie-2021.json").read_bytes() * 3
+    one, summary = correlated(Counting(), data, jobs=1)
+    two, _ = correlated(Counting(), data, jobs=2)
+    assert one == two
+    tags = [orjson.loads(line) for line in one.splitlines()]
+    # logins per address: 203.0.113.9 three per copy, 198.51.100.61 one per copy
+    assert [(t["rule_id"], t["src_ip"]) for t in tags if t["rule_id"] == "X0001"] == [
+        ("X0001", "203.0.113.9")] * 3 + [("X0001", "198.51.100.61")]
+    for index, tag in enumerate(tags):
+        if tag["rule_id"] == "X0001":  # right after the tag of the event it completes
+            assert tags[index - 1]["source_id"] == tag["source_id"]
+    assert summary.rules["X0001"] == 4 and summary.tags == 16
+
+
+def test_a_failing_cross_event_rule_costs_only_its_own_tags() -> None:
+    data = (FIXTURES / "cowrie-2021.json").read_bytes()
+    out, summary = correlated(Counting(fail_on="P@ssw0rd"), data, jobs=1)
+    assert [orjson.loads(line)["rule_id"] for line in out.splitlines()] == ["R0001"] * 4
+    assert [(line, reason) for _, line, reason in summary.bad_line_reasons] == [
+        (5, "event not evaluated (RuntimeError)")]
