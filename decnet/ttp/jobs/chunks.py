@@ -39,8 +39,8 @@ _NO_TAGS: Final[list[Tag]] = []
 @dataclass(slots=True)
 class BlockResult:
     """A block's output in input order: runs of ready tag lines (bytes) and the events
-    the parent handles; with the block's bad lines, unknown kinds, session updates (in
-    order) and the counts of its events and their single-event tags (the parent adds
+    the parent handles; with the block's bad lines, unknown kinds, the state each session
+    it touched is left in (in the order of their last updates) and the counts of its events and their single-event tags (the parent adds
     the logins it matches itself and the tags of cross-event rules)."""
 
     label: str
@@ -97,8 +97,8 @@ def process_block(engine: RuleEngine, map_record: Mapper, block: Block, max_line
             if kind == "session":
                 update = session_update(event)
                 if update is not None:
+                    local.pop(update[0], None)  # keep the order of the last updates
                     local[update[0]] = update[1]
-                    result.sessions.append(update)
             elif kind == "auth_attempt" and needs_service(event):
                 session = event.session_id or ""
                 if session not in local:  # started in an earlier block: the parent knows
@@ -127,4 +127,5 @@ def process_block(engine: RuleEngine, map_record: Mapper, block: Block, max_line
             counts.add(event, tags)
     if ready:
         items.append(b"".join(ready))
+    result.sessions = list(local.items())
     return result
