@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Annotated, Any, Final
@@ -29,7 +30,7 @@ from decnet.cli.common import (
 from decnet.ttp.constants import SUMMARY_TOP
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.inputs import FORMATS
-from decnet.ttp.jobs.reading import STDIN, open_input
+from decnet.ttp.jobs.reading import GZIP_MAGIC, STDIN, open_input
 from decnet.ttp.jobs.summary import Activity, TagSummary
 from decnet.ttp.jobs.tagging import TagJob, default_jobs
 from decnet.ttp.rules.loader import load_directory
@@ -111,9 +112,7 @@ def _tag(events: list[Path], output: Path | None, fmt: str, jobs: int | None,
     _check_inputs(events, output, fmt)
     engine = RuleEngine(loaded.rules.values())
     names = [str(path) for path in events]
-    sizes = [path.stat().st_size for path, name in zip(events, names, strict=True)
-             if name != STDIN]
-    total = sum(sizes) if len(sizes) == len(names) else None
+    total = _total_size(events)
     with ExitStack() as stack:
         sink: IO[bytes] = (sys.stdout.buffer if output is None
                            else stack.enter_context(output.open("wb")))
@@ -123,17 +122,30 @@ def _tag(events: list[Path], output: Path | None, fmt: str, jobs: int | None,
                       disable=not err_console.is_terminal, transient=True) as bar:
             title = events[0].name if len(events) == 1 else f"{len(events)} files"
             task = bar.add_task(f"tagging {escape(printable(title))}", total=total)
-            summary = job.run(_opened(names, stack), sink,
-                              progress=lambda n: bar.advance(task, n))
+            summary = job.run(_opened(names), sink, progress=lambda n: bar.advance(task, n))
     _print_summary(summary, len(loaded.rules), output)
     if show and output is not None:
         _print_sample(output, show)
 
 
-def _opened(names: list[str], stack: ExitStack) -> Any:
+def _opened(names: list[str]) -> Iterator[tuple[str, IO[bytes]]]:
     for name in names:
         with open_input(name) as stream:
             yield name, stream
+
+
+def _total_size(events: list[Path]) -> int | None:
+    """Bytes the progress bar expects: known for plain regular files only (a pipe, stdin
+    or a gzip file, read decompressed, has no size to show)."""
+    total = 0
+    for path in events:
+        if str(path) == STDIN or not path.is_file():
+            return None
+        with path.open("rb") as handle:
+            if handle.read(2) == GZIP_MAGIC:
+                return None
+        total += path.stat().st_size
+    return total
 
 
 def _print_summary(summary: TagSummary, rule_count: int, output: Path | None) -> None:

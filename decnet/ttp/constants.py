@@ -120,6 +120,14 @@ SUMMARY_TECHNIQUES_PER_KEY: Final = 32
 SUMMARY_TOP: Final = 10
 #: Distinct unknown event ids the tag summary counts (the rest are counted together).
 SUMMARY_UNKNOWN_KINDS: Final = 100
+#: Bytes of input the tag job reads into one block of whole lines.
+TAG_BLOCK_BYTES: Final = 256 * 1024
+#: Blocks in flight per worker process of `tag --jobs N`.
+TAG_BLOCKS_IN_FLIGHT_PER_WORKER: Final = 2
+#: Lines of a tunnelled stream read for an HTTP request line and headers, and the longest
+#: line looked at.
+TUNNEL_HEADER_LINES: Final = 64
+TUNNEL_HEADER_LINE_CHARS: Final = 8192
 
 # Store outages ---------------------------------------------------------------
 

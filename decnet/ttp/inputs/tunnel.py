@@ -11,10 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-#: Lines of a tunnelled stream read for a request line and headers.
-MAX_HEADER_LINES: Final = 64
-#: Longest request line or header looked at; a longer one is not parsed.
-MAX_HEADER_LINE_CHARS: Final = 8192
+from decnet.ttp.constants import TUNNEL_HEADER_LINE_CHARS, TUNNEL_HEADER_LINES
 
 _LINE_BREAK: Final = re.compile(r"\\r\\n|\\n|\r?\n")
 _REQUEST_LINE: Final = re.compile(
@@ -48,21 +45,21 @@ def unwrap(data: str) -> str:
 
 
 def lines(data: str) -> list[str]:
-    return _LINE_BREAK.split(unwrap(data), MAX_HEADER_LINES)[:MAX_HEADER_LINES]
+    return _LINE_BREAK.split(unwrap(data), TUNNEL_HEADER_LINES)[:TUNNEL_HEADER_LINES]
 
 
 def http_request(data: str) -> HttpRequest | None:
     """The HTTP request a tunnelled stream starts with, if it starts with one."""
     head = lines(data)
     first = head[0] if head else ""
-    match = _REQUEST_LINE.match(first) if len(first) <= MAX_HEADER_LINE_CHARS else None
+    match = _REQUEST_LINE.match(first) if len(first) <= TUNNEL_HEADER_LINE_CHARS else None
     if match is None:
         return None
     host = agent = None
     for line in head[1:]:
         if not line:
             break
-        if len(line) > MAX_HEADER_LINE_CHARS:
+        if len(line) > TUNNEL_HEADER_LINE_CHARS:
             continue
         name, sep, value = line.partition(":")
         if not sep:
@@ -78,7 +75,7 @@ def http_request(data: str) -> HttpRequest | None:
 def smtp_greeting(data: str) -> SmtpGreeting | None:
     """The first SMTP command (EHLO, HELO, MAIL FROM:, RCPT TO:) of a tunnelled stream."""
     for line in lines(data)[:8]:
-        if len(line) > MAX_HEADER_LINE_CHARS:
+        if len(line) > TUNNEL_HEADER_LINE_CHARS:
             continue
         match = _SMTP.match(line)
         if match is not None:

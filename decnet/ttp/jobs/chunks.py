@@ -40,8 +40,9 @@ _NO_TAGS: Final[list[Tag]] = []
 class BlockResult:
     """A block's output in input order: runs of ready tag lines (bytes) and the events
     the parent handles; with the block's bad lines, unknown kinds, the state each session
-    it touched is left in (in the order of their last updates) and the counts of its events and their single-event tags (the parent adds
-    the logins it matches itself and the tags of cross-event rules)."""
+    it touched is left in (in the order of their last updates), and the counts of its
+    events and their single-event tags (the parent adds the logins it matches itself
+    and the tags of cross-event rules)."""
 
     label: str
     items: list[bytes | Evaluated] = field(default_factory=list)

@@ -1,6 +1,6 @@
 """Reading event files: plain or gzip (by content, not name), stdin, in blocks of lines.
 
-A block holds whole lines only and is about `BLOCK_BYTES` long, so memory stays
+A block holds whole lines only and is about `TAG_BLOCK_BYTES` long, so memory stays
 constant whatever the file size. No line is held past `max_line` bytes: the rest of an
 over-long line is skipped as it is read and the line is replaced by `TOO_LONG`.
 """
@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-BLOCK_BYTES: Final = 256 * 1024
+from decnet.ttp.constants import TAG_BLOCK_BYTES
+
+BLOCK_BYTES: Final = TAG_BLOCK_BYTES
 #: Stands in for a line longer than the limit (a NUL-led line is never valid JSON).
 TOO_LONG: Final = b"\x00\x00decnet-ttp: line too long\x00\x00"
-_GZIP_MAGIC: Final = b"\x1f\x8b"
+GZIP_MAGIC: Final = b"\x1f\x8b"
 STDIN: Final = "-"
 
 
@@ -49,7 +51,7 @@ def open_input(name: str) -> Iterator[IO[bytes]]:
     try:
         peek = getattr(raw, "peek", None)
         head = peek(2)[:2] if peek is not None else b""
-        if head == _GZIP_MAGIC:
+        if head == GZIP_MAGIC:
             with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
                 yield unzipped  # type: ignore[misc]
         else:

@@ -20,23 +20,21 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Final
+from typing import IO
 
-from decnet.ttp.constants import MAX_EVENT_LINE_BYTES
+from decnet.ttp.constants import MAX_EVENT_LINE_BYTES, TAG_BLOCKS_IN_FLIGHT_PER_WORKER
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event
 from decnet.ttp.inputs import Mapper, SessionProtocols, mapper
 from decnet.ttp.jobs.chunks import BlockResult, process_block, serialize
-from decnet.ttp.jobs.reading import BLOCK_BYTES, Block, blocks, open_input
+from decnet.ttp.jobs.reading import BLOCK_BYTES, Block, blocks
 from decnet.ttp.jobs.summary import MAX_REPORTED_BAD_LINES, TagSummary
 
-__all__ = ["MAX_REPORTED_BAD_LINES", "TagJob", "TagSummary", "default_jobs", "tag_stream"]
+__all__ = ["MAX_REPORTED_BAD_LINES", "TagJob", "TagSummary", "correlated_kinds", "default_jobs",
+           "tag_stream"]
 
-#: Blocks submitted per worker process before the oldest result is waited for.
-IN_FLIGHT_PER_WORKER: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +164,7 @@ class TagJob:
                   progress: Callable[[int], None] | None) -> Iterator[BlockResult]:
         assert self._pool is not None
         pending: deque[Future[BlockResult]] = deque()
-        bound = IN_FLIGHT_PER_WORKER * self.jobs
+        bound = TAG_BLOCKS_IN_FLIGHT_PER_WORKER * self.jobs
         for block in self._blocks(inputs, summary, progress):
             pending.append(self._pool.submit(_work, block))
             if len(pending) >= bound:
@@ -243,20 +241,3 @@ def tag_stream(
     tag per line to `sink`. A line longer than `max_line_bytes` is reported and skipped."""
     with TagJob(engine, fmt=fmt, jobs=1, max_line_bytes=max_line_bytes) as job:
         return job.run([("", source)], sink, progress)
-
-
-def tag_files(engine: RuleEngine, names: Iterable[str], sink: IO[bytes],
-              progress: Callable[[int], None] | None = None, *, fmt: str = "native",
-              jobs: int = 1) -> TagSummary:
-    """`tag_stream` over files by name ('-' for stdin; gzip read transparently)."""
-    with TagJob(engine, fmt=fmt, jobs=jobs) as job:
-        return job.run(_opened(names), sink, progress)
-
-
-def _opened(names: Iterable[str]) -> Iterator[tuple[str, IO[bytes]]]:
-    for name in names:
-        with ExitStack() as stack:
-            yield name, stack.enter_context(open_input(name))
-
-
-

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, Tag
@@ -94,3 +96,26 @@ def test_a_failing_cross_event_rule_costs_only_its_own_tags() -> None:
     assert [orjson.loads(line)["rule_id"] for line in out.splitlines()] == ["R0001"] * 4
     assert [(line, reason) for _, line, reason in summary.bad_line_reasons] == [
         (5, "event not evaluated (RuntimeError)")]
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["eventid", "source_kind", "source_id", "payload", "input", "session",
+                         "src_ip", "timestamp", "logtype", "logdata", "data", "username",
+                         "protocol", "duration_ms"]), inner, max_size=6),
+    max_leaves=15)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(JSONISH.map(lambda v: orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
+                | st.binary(max_size=40), max_size=12))
+def test_any_lines_are_events_or_reported_lines(lines: list[bytes]) -> None:
+    lines = [line.replace(b"\n", b" ") for line in lines]
+    engine = RuleEngine([compile_rule(LOGIN, source="R0001.yaml")])
+    with TagJob(engine, fmt="auto", jobs=1, block_bytes=64) as job:
+        summary = job.run([("log", io.BytesIO(b"\n".join(lines)))], io.BytesIO())
+    nonblank = sum(1 for line in lines if line.strip())
+    assert summary.bad_lines + summary.skipped <= nonblank
+    assert summary.bad_lines <= nonblank
