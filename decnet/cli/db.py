@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
 from decnet.cli.common import BadInput, cli_errors, console, db_url, run
 from decnet.ttp.constants import ENV_DB_URL
@@ -20,6 +19,8 @@ DbOption = Annotated[str | None, typer.Option(
 
 def _shown(url: str) -> str:
     """The URL without its password; a URL that does not parse exits 2 (`cli_errors`)."""
+    from sqlalchemy.engine import make_url  # here: every other command starts without it
+
     with cli_errors():
         return make_url(url).render_as_string(hide_password=True)
 
