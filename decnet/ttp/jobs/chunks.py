@@ -52,6 +52,41 @@ class BlockResult:
     counts: Counts = field(default_factory=Counts)
 
 
+def tag_fields(tag: Tag) -> tuple[Any, ...]:
+    """`Tag(*tag_fields(tag)) == tag`."""
+    return (tag.uuid, tag.source_kind, tag.source_id, tag.rule_id, tag.rule_version,
+            tag.tactic, tag.technique_id, tag.sub_technique_id, tag.confidence, tag.evidence,
+            tag.attack_release, tag.attacker_uuid, tag.session_id, tag.decky_id, tag.src_ip,
+            tag.sensor)
+
+
+#: A `BlockResult` as plain tuples, lists and dicts: what crosses from a worker process
+#: to the parent (pickling dataclasses and Counters costs several times more).
+Packed = tuple[Any, ...]
+
+
+def pack(result: BlockResult) -> Packed:
+    items = [item if isinstance(item, bytes)
+             else (item[0], item[1], [tag_fields(tag) for tag in item[2]], item[3])
+             for item in result.items]
+    counts = result.counts
+    return (result.label, items, result.bad, dict(result.unknown), result.sessions,
+            (counts.events, counts.tags, dict(counts.techniques), dict(counts.rules),
+             counts.addresses, counts.sessions))
+
+
+def unpack(packed: Packed) -> BlockResult:
+    label, items, bad, unknown, sessions, (events, tags, techniques, rules, addresses,
+                                           per_session) = packed
+    return BlockResult(
+        label,
+        [item if isinstance(item, bytes)
+         else (item[0], item[1], [Tag(*fields) for fields in item[2]], item[3])
+         for item in items],
+        bad, Counter(unknown), sessions,
+        Counts(events, tags, Counter(techniques), Counter(rules), addresses, per_session))
+
+
 def serialize(tags: list[Tag]) -> bytes:
     """The tags as JSON lines; raises `TypeError`/`orjson.JSONEncodeError` on odd data."""
     dumps = orjson.dumps

@@ -28,13 +28,19 @@ from decnet.ttp.constants import MAX_EVENT_LINE_BYTES, TAG_BLOCKS_IN_FLIGHT_PER_
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event
 from decnet.ttp.inputs import Mapper, SessionProtocols, mapper
-from decnet.ttp.jobs.chunks import BlockResult, process_block, serialize
+from decnet.ttp.jobs.chunks import (
+    BlockResult,
+    Packed,
+    pack,
+    process_block,
+    serialize,
+    unpack,
+)
 from decnet.ttp.jobs.reading import BLOCK_BYTES, Block, blocks
 from decnet.ttp.jobs.summary import MAX_REPORTED_BAD_LINES, TagSummary
 
 __all__ = ["MAX_REPORTED_BAD_LINES", "TagJob", "TagSummary", "correlated_kinds", "default_jobs",
            "tag_stream"]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +90,9 @@ def _size(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def _work(block: Block) -> BlockResult:
+def _work(block: Block) -> Packed:
     assert _WORKER is not None
-    return _WORKER(block)
+    return pack(_WORKER(block))
 
 
 def _ready() -> None:
@@ -163,14 +169,14 @@ class TagJob:
     def _parallel(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
                   progress: Callable[[int], None] | None) -> Iterator[BlockResult]:
         assert self._pool is not None
-        pending: deque[Future[BlockResult]] = deque()
+        pending: deque[Future[Packed]] = deque()
         bound = TAG_BLOCKS_IN_FLIGHT_PER_WORKER * self.jobs
         for block in self._blocks(inputs, summary, progress):
             pending.append(self._pool.submit(_work, block))
             if len(pending) >= bound:
-                yield pending.popleft().result()
+                yield unpack(pending.popleft().result())
         while pending:
-            yield pending.popleft().result()
+            yield unpack(pending.popleft().result())
 
 
 class _Writer:

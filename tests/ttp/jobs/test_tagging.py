@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from hypothesis import strategies as st
 
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, Tag
-from decnet.ttp.jobs.tagging import TagJob, TagSummary
+from decnet.ttp.inputs import mapper
+from decnet.ttp.jobs.chunks import pack, process_block, unpack
+from decnet.ttp.jobs.reading import Block
+from decnet.ttp.jobs.tagging import TagJob, TagSummary, correlated_kinds
 from decnet.ttp.rules.compiler import compile_rule
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "inputs"
@@ -119,3 +123,13 @@ def test_any_lines_are_events_or_reported_lines(lines: list[bytes]) -> None:
     nonblank = sum(1 for line in lines if line.strip())
     assert summary.bad_lines + summary.skipped <= nonblank
     assert summary.bad_lines <= nonblank
+
+
+def test_a_block_result_survives_packing() -> None:
+    engine = Counting()
+    data = (FIXTURES / "cowrie-2021.json").read_bytes() + b"{broken\n"
+    block = Block("log", 7, data)
+    result = process_block(engine, mapper("cowrie"), block, 1 << 20, "too long",
+                           correlated_kinds(engine))
+    assert any(not isinstance(item, bytes) and item[2] for item in result.items)
+    assert unpack(pickle.loads(pickle.dumps(pack(result)))) == result
