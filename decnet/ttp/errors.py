@@ -97,3 +97,7 @@ class MasterLeaseLost(StoreError):
 
 class ConfigError(DecnetTTPError):
     """Bad configuration (an unknown store type, a missing URL)."""
+
+
+class TagJobError(DecnetTTPError):
+    """The tag job could not finish (a worker process died); tags written so far stand."""

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
@@ -27,6 +28,7 @@ from typing import IO
 from decnet.ttp.constants import MAX_EVENT_LINE_BYTES, TAG_BLOCKS_IN_FLIGHT_PER_WORKER
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event
+from decnet.ttp.errors import TagJobError
 from decnet.ttp.inputs import Mapper, SessionProtocols, mapper
 from decnet.ttp.jobs.chunks import (
     BlockResult,
@@ -171,12 +173,16 @@ class TagJob:
         assert self._pool is not None
         pending: deque[Future[Packed]] = deque()
         bound = TAG_BLOCKS_IN_FLIGHT_PER_WORKER * self.jobs
-        for block in self._blocks(inputs, summary, progress):
-            pending.append(self._pool.submit(_work, block))
-            if len(pending) >= bound:
+        try:
+            for block in self._blocks(inputs, summary, progress):
+                pending.append(self._pool.submit(_work, block))
+                if len(pending) >= bound:
+                    yield unpack(pending.popleft().result())
+            while pending:
                 yield unpack(pending.popleft().result())
-        while pending:
-            yield unpack(pending.popleft().result())
+        except BrokenProcessPool as exc:
+            raise TagJobError(f"a worker process died ({exc}); rerun with --jobs 1 to "
+                              "tag in one process") from exc
 
 
 class _Writer:

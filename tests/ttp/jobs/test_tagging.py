@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, Tag
+from decnet.ttp.errors import TagJobError
 from decnet.ttp.inputs import mapper
 from decnet.ttp.jobs.chunks import pack, process_block, unpack
 from decnet.ttp.jobs.reading import Block
@@ -133,3 +136,23 @@ def test_a_block_result_survives_packing() -> None:
                            correlated_kinds(engine))
     assert any(not isinstance(item, bytes) and item[2] for item in result.items)
     assert unpack(pickle.loads(pickle.dumps(pack(result)))) == result
+
+
+class DiesInWorkers(RuleEngine):
+    """Kills any process but the one that built it (a worker killed by the OOM killer)."""
+
+    def __init__(self) -> None:
+        super().__init__([compile_rule(LOGIN, source="R0001.yaml")])
+        self.parent = os.getpid()
+
+    def match(self, event: Event | Mapping[str, object]) -> list[Tag]:
+        if os.getpid() != self.parent:
+            os._exit(9)
+        return super().match(event)
+
+
+def test_a_dead_worker_is_a_job_error() -> None:
+    data = (FIXTURES / "cowrie-2021.json").read_bytes()
+    with pytest.raises(TagJobError, match="a worker process died"), \
+            TagJob(DiesInWorkers(), fmt="cowrie", jobs=2) as job:
+        job.run([("log", io.BytesIO(data))], io.BytesIO())
