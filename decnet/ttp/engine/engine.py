@@ -220,6 +220,14 @@ class RuleEngine:
         tags.extend(self.correlate(event, tags))
         return tags
 
+    @property
+    def correlated_kinds(self) -> frozenset[str]:
+        """The source kinds of the events `correlate` reads: the kinds of the rules the
+        single-event `match` does not evaluate (lifters, aggregations). The tag job hands
+        `correlate` the events of these kinds only; keep it in step with `correlate`."""
+        return frozenset(kind for rule in self._index.rules.values()
+                         if rule.is_lifter or not rule.matchers for kind in rule.applies_to)
+
     def correlate(self, event: Event, fired: list[Tag]) -> list[Tag]:
         """Tags of cross-event rules that `event` (with the tags it `fired`) completes.
 

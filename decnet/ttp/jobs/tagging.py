@@ -65,16 +65,10 @@ _WORKER: _BlockStep | None = None
 
 
 def correlated_kinds(engine: RuleEngine) -> frozenset[str] | None:
-    """The kinds of events cross-event rules read: what the job hands `correlate`.
-
-    The engine's own `correlated_kinds` when it declares them; otherwise the kinds of
-    the rules the single-event match does not evaluate (lifters, aggregations).
-    """
+    """The kinds of events the job hands `correlate`: the engine's `correlated_kinds`;
+    every event (None) for an engine that does not declare them."""
     declared = getattr(engine, "correlated_kinds", None)
-    if declared is not None:
-        return frozenset(declared)
-    return frozenset(kind for rule in engine.rules.values()
-                     if rule.is_lifter or not rule.matchers for kind in rule.applies_to)
+    return None if declared is None else frozenset(declared)
 
 
 def default_jobs() -> int:
