@@ -105,14 +105,18 @@ def test_a_failing_cross_event_rule_costs_only_its_own_tags() -> None:
         (5, "event not evaluated (RuntimeError)")]
 
 
+KEYS = st.sampled_from(["eventid", "source_kind", "source_id", "payload", "input", "session",
+                        "src_ip", "timestamp", "logtype", "logdata", "data", "username",
+                        "protocol", "duration_ms"])
+
+
+def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=6)
+
+
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
-    | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["eventid", "source_kind", "source_id", "payload", "input", "session",
-                         "src_ip", "timestamp", "logtype", "logdata", "data", "username",
-                         "protocol", "duration_ms"]), inner, max_size=6),
-    max_leaves=15)
+    | st.text(max_size=8), _containers, max_leaves=15)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
