@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
 from decnet.cli.common import BadInput, cli_errors, console, db_url, run, safe_text
 from decnet.ttp.constants import ENV_DB_URL
@@ -36,6 +35,8 @@ def _migration_notes_quiet() -> Iterator[None]:
 
 def _shown(url: str) -> str:
     """The URL without its password; a URL that does not parse exits 2 (`cli_errors`)."""
+    from sqlalchemy.engine import make_url  # here: every other command starts without it
+
     with cli_errors():
         return safe_text(make_url(url).render_as_string(hide_password=True))
 

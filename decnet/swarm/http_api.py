@@ -16,6 +16,11 @@
   body or event-count limit, 400 on malformed JSON, 422 on a single malformed event,
   503 before the rules are loaded and (with Retry-After) when the worker is busy.
   Evaluation runs off the event loop (`decnet.swarm.http.evaluator`).
+  `POST /events?format=auto|native|cowrie|opencanary` (or a body of type
+  `application/x-ndjson`, read as `auto`): honeypot log records, one JSON value, an
+  array or JSON lines -> `{"tags": [...], "errors": [{"index", "error"}],
+  "skipped": {kind: count}, "truncated": ...}`, within the same limits; a bad record is
+  an entry of `errors`, never the batch's.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from decnet.swarm.http.media import UnsupportedMediaType, body_format
 from decnet.swarm.http.protocol import ConnectionGuard
 from decnet.swarm.live import LiveRules
 from decnet.ttp.constants import MAX_EVENT_BODY_BYTES, RESPONSE_CHUNK_BYTES, RETRY_AFTER_SECONDS
+from decnet.ttp.inputs import AUTO, FORMATS
 from decnet.ttp.rules.compiled import CompiledRule
 
 log = logging.getLogger(__name__)
@@ -330,8 +336,9 @@ def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
     async def events(request: Request) -> Response:
         if not live.ready:
             return error(503, "rules not loaded yet")
+        fmt = request.query_params.get("format")
         try:
-            body_format(request.headers.get("content-type"))
+            media = body_format(request.headers.get("content-type"))
         except UnsupportedMediaType as exc:
             evaluator.stats.refused_media_type += 1
             return error(415, str(exc))
@@ -345,7 +352,11 @@ def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
             body = await read_body(request, limits.max_body_bytes)
             if isinstance(body, Response):
                 return body
-            outcome = await evaluator.evaluate(body)
+            if fmt is None and media == "ndjson":
+                fmt = AUTO
+            if fmt is not None and fmt not in FORMATS:
+                return error(400, f"unknown format {fmt[:40]!r} (one of {', '.join(FORMATS)})")
+            outcome = await evaluator.evaluate(body, fmt)
             handed_over = True
             return StreamedBody(outcome.body, outcome.status, outcome.headers, gate.leave)
         finally:

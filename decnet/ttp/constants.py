@@ -122,6 +122,28 @@ MAX_STATE_REASON_BYTES: Final = 65_535
 #: Longest line `decnet-ttp tag` reads; a longer one is skipped (and reported) unread.
 MAX_EVENT_LINE_BYTES: Final = 1024 * 1024
 
+# Input adapters and the tag job ----------------------------------------------
+
+#: Open Cowrie sessions whose protocol is remembered for their logins (oldest forgotten).
+MAX_TRACKED_SESSIONS: Final = 100_000
+#: Source addresses and sessions the tag summary counts at most; past the cap the least
+#: seen half is dropped, so the counts of a key seen after a drop are lower bounds.
+SUMMARY_TRACKED_KEYS: Final = 10_000
+#: Techniques kept per address or session in the tag summary.
+SUMMARY_TECHNIQUES_PER_KEY: Final = 32
+#: Rows of each table of the tag summary.
+SUMMARY_TOP: Final = 10
+#: Distinct unknown event ids the tag summary counts (the rest are counted together).
+SUMMARY_UNKNOWN_KINDS: Final = 100
+#: Bytes of input the tag job reads into one block of whole lines.
+TAG_BLOCK_BYTES: Final = 256 * 1024
+#: Blocks in flight per worker process of `tag --jobs N`.
+TAG_BLOCKS_IN_FLIGHT_PER_WORKER: Final = 2
+#: Lines of a tunnelled stream read for an HTTP request line and headers, and the longest
+#: line looked at.
+TUNNEL_HEADER_LINES: Final = 64
+TUNNEL_HEADER_LINE_CHARS: Final = 8192
+
 # Store outages ---------------------------------------------------------------
 
 #: First wait before retrying a failed expiry revert, seconds; doubled per failure.

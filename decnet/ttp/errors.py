@@ -114,3 +114,7 @@ class ConfigError(DecnetTTPError):
 
 class ListenError(ConfigError):
     """A server cannot listen where it was told (address in use, unknown host, no permission)."""
+
+
+class TagJobError(DecnetTTPError):
+    """The tag job could not finish (a worker process died); tags written so far stand."""

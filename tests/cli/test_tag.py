@@ -183,10 +183,10 @@ def test_an_over_long_line_is_never_held_whole(tmp_path: Path, rules_dir: Path,
         tracemalloc.stop()
     assert peak < 3 * 1024 * 1024, peak  # about twice the cap (1 MiB), never the whole line
     if tail:
-        assert summary.bad_line_reasons == [(1, "longer than 1 MiB, skipped")]
+        assert summary.bad_line_reasons == [("", 1, "longer than 1 MiB, skipped")]
         assert summary.events == 1 and summary.tags == 1
     else:  # no newline: the event is part of the over-long line
-        assert summary.bad_line_reasons == [(1, "longer than 1 MiB, skipped")]
+        assert summary.bad_line_reasons == [("", 1, "longer than 1 MiB, skipped")]
         assert summary.events == 0
     assert sum(read) == summary.bytes_read == events.stat().st_size
 
@@ -204,4 +204,4 @@ def test_the_cap_counts_the_line_without_its_newline(length: int, bad: bool) -> 
         assert summary.events == (0 if bad else 2)
         assert summary.bytes_read == len(body)
         if bad:
-            assert summary.bad_line_reasons[0] == (1, "longer than 100 bytes, skipped")
+            assert summary.bad_line_reasons[0] == ("", 1, "longer than 100 bytes, skipped")

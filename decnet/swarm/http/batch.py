@@ -26,6 +26,7 @@ from decnet.ttp.constants import MAX_EVENT_ERROR_CHARS
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, EventError
 from decnet.ttp.engine.jsonio import JSONInputError, dump_tag, parse_json
+from decnet.ttp.inputs import parse_body
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,15 @@ def refusal(status: int, reason: str, **extra: Any) -> BatchOutcome:
     return BatchOutcome(status, orjson.dumps({"error": reason[:MAX_EVENT_ERROR_CHARS], **extra}))
 
 
-def evaluate_body(engine: RuleEngine, body: bytes, limits: HttpLimits) -> BatchOutcome:
-    """Decode, validate, evaluate and encode one request body within `limits`."""
+def evaluate_body(engine: RuleEngine, body: bytes, limits: HttpLimits,
+                  log_format: str | None = None) -> BatchOutcome:
+    """Decode, validate, evaluate and encode one request body within `limits`.
+
+    With `log_format` the body is honeypot log records (`decnet.ttp.inputs`): the answer
+    is always the object form, with `skipped` (unknown record kinds and their counts).
+    """
+    if log_format is not None:
+        return _evaluate_records(engine, body, limits, log_format)
     try:
         data = parse_json(body)
     except JSONInputError as exc:
@@ -70,8 +78,24 @@ def evaluate_body(engine: RuleEngine, body: bytes, limits: HttpLimits) -> BatchO
     return _evaluate_items(engine, items, limits)
 
 
-def _evaluate_items(engine: RuleEngine, items: list[Any], limits: HttpLimits) -> BatchOutcome:
+def _evaluate_records(engine: RuleEngine, body: bytes, limits: HttpLimits,
+                      log_format: str) -> BatchOutcome:
+    parsed = parse_body(body, log_format)
+    if len(parsed.events) > limits.max_events:
+        return refusal(413, f"{len(parsed.events)} events; at most {limits.max_events} "
+                            "per request")
+    outcome = _evaluate_items(engine, parsed.events, limits, always_object=True,
+                              skipped=dict(parsed.unknown),
+                              read_errors=[e.as_dict() for e in parsed.errors])
+    return outcome
+
+
+def _evaluate_items(engine: RuleEngine, items: list[Any], limits: HttpLimits, *,
+                    always_object: bool = False, skipped: dict[str, int] | None = None,
+                    read_errors: list[dict[str, Any]] | None = None) -> BatchOutcome:
     outcome = BatchOutcome(200, b"", events=len(items))
+    if read_errors:
+        outcome.errors.extend(read_errors)
     parts: list[bytes] = []
     size = 2  # the array's brackets
     first_omitted: int | None = None
@@ -102,14 +126,16 @@ def _evaluate_items(engine: RuleEngine, items: list[Any], limits: HttpLimits) ->
             size += len(encoded) + 1
     outcome.tags = len(parts)
     tags_json = b"[" + b",".join(parts) + b"]"
-    if not outcome.errors and first_omitted is None:
+    if not outcome.errors and first_omitted is None and not always_object:
         outcome.body = tags_json
         return outcome
     truncated = None if first_omitted is None else {
         "tags_omitted": outcome.tags_omitted, "from_index": first_omitted}
-    outcome.status = 207
+    if outcome.errors or first_omitted is not None:
+        outcome.status = 207
+    extra = b"" if skipped is None else b',"skipped":' + orjson.dumps(skipped)
     outcome.body = b"".join((b'{"tags":', tags_json, b',"errors":', orjson.dumps(outcome.errors),
-                             b',"truncated":', orjson.dumps(truncated), b"}"))
+                             b',"truncated":', orjson.dumps(truncated), extra, b"}"))
     return outcome
 
 

@@ -72,19 +72,20 @@ class Evaluator:
         #: 1 while the thread evaluates a body (read by `/metrics`, on the loop)
         self.evaluating = 0
 
-    async def evaluate(self, body: bytes) -> BatchOutcome:
+    async def evaluate(self, body: bytes, log_format: str | None = None) -> BatchOutcome:
+        """Evaluate one body off the loop; `log_format` reads it as honeypot log records."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1,
                                                 thread_name_prefix="decnet-ttp-eval")
         loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self._executor, self._evaluate, body)
+        outcome = await loop.run_in_executor(self._executor, self._evaluate, body, log_format)
         self.stats.record(outcome)
         return outcome
 
-    def _evaluate(self, body: bytes) -> BatchOutcome:
+    def _evaluate(self, body: bytes, log_format: str | None) -> BatchOutcome:
         self.evaluating = 1
         try:
-            return evaluate_body(self._engine(), body, self.limits)
+            return evaluate_body(self._engine(), body, self.limits, log_format)
         finally:
             self.evaluating = 0
 

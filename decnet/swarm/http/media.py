@@ -12,6 +12,7 @@ from typing import Final
 #: Media type (lower case, without parameters) -> the body format it names.
 EVENT_MEDIA_TYPES: Final[dict[str, str]] = {
     "application/json": "json",
+    "application/x-ndjson": "ndjson",
 }
 #: Structured-syntax suffixes (RFC 6839) -> the body format: `application/x+json`.
 EVENT_MEDIA_SUFFIXES: Final[dict[str, str]] = {

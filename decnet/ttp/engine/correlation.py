@@ -130,6 +130,16 @@ class Correlator:
     def rule_ids(self) -> frozenset[str]:
         return frozenset(self._plans)
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The source kinds the cross-event rules count."""
+        return frozenset(self._by_kind)
+
+    @property
+    def prerequisites(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Rule ids and technique ids whose tags an `after:` waits for."""
+        return frozenset(self._after_rule), frozenset(self._after_technique)
+
     # -- rule changes ------------------------------------------------------------
 
     def replace_all(self, rules: Iterable[CompiledRule]) -> None:

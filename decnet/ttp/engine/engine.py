@@ -219,6 +219,22 @@ class RuleEngine:
         tags.extend(self.correlate(event, tags))
         return tags
 
+    @property
+    def correlated_kinds(self) -> frozenset[str]:
+        """The source kinds of the events `correlate` reads: those cross-event rules count,
+        and those of the rules whose tags an `after:` waits for. The tag job hands
+        `correlate` the events of these kinds only."""
+        correlator = self._correlator
+        kinds = set(correlator.kinds)
+        rule_ids, techniques = correlator.prerequisites
+        if rule_ids or techniques:
+            for rule in self._index.rules.values():
+                if rule.rule_id in rule_ids or any(
+                        emit.technique_id in techniques or emit.sub_technique_id in techniques
+                        for emit in rule.emits):
+                    kinds.update(rule.applies_to)
+        return frozenset(kinds)
+
     def correlate(self, event: Event, fired: list[Tag]) -> list[Tag]:
         """Tags of cross-event rules that `event` (with the tags it `fired`) completes.
 

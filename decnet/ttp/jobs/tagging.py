@@ -1,67 +1,82 @@
-"""The main job: stream JSONL events through the engine, write JSONL tags.
+"""The main job: stream log lines through the adapters and the engine, write JSONL tags.
 
-Memory stays constant whatever the file size: events are read, evaluated and
-written in bounded batches, and no line is read past `MAX_EVENT_LINE_BYTES` (a
-longer one is skipped in chunks, never held whole). A malformed or over-long line
-is counted and reported with its line number; it never stops the job.
+Memory stays constant whatever the input size: input is read in blocks of whole lines
+(`reading`), at most two blocks per process are in flight, and no line is held past
+`MAX_EVENT_LINE_BYTES`. A malformed, over-long or unevaluable line is counted and
+reported with its line number; it never stops the job.
+
+With `jobs` > 1, worker processes (forked, so they share the loaded rules) decode,
+map and match blocks (`chunks`); this process takes their results in input order,
+completes Cowrie logins with their session's protocol, runs the cross-event rules
+(`RuleEngine.correlate`) on every event in order and writes. The tags and their order
+are those of `jobs=1`, which runs the same two steps in one process.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import IO, Final
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO
 
-from decnet.ttp.constants import MAX_EVENT_LINE_BYTES
+from decnet.ttp.constants import MAX_EVENT_LINE_BYTES, TAG_BLOCKS_IN_FLIGHT_PER_WORKER
 from decnet.ttp.engine.engine import RuleEngine
-from decnet.ttp.engine.events import Event, EventError
-from decnet.ttp.engine.jsonio import dump_tag, parse_json
+from decnet.ttp.engine.events import Event
+from decnet.ttp.errors import TagJobError
+from decnet.ttp.inputs import Mapper, SessionProtocols, mapper
+from decnet.ttp.jobs.chunks import (
+    BlockResult,
+    Packed,
+    pack,
+    process_block,
+    serialize,
+    unpack,
+)
+from decnet.ttp.jobs.reading import BLOCK_BYTES, Block, blocks
+from decnet.ttp.jobs.summary import MAX_REPORTED_BAD_LINES, TagSummary
 
-BATCH_LINES: Final = 4096
-MAX_REPORTED_BAD_LINES: Final = 20
-#: Bytes read at a time while skipping the rest of an over-long line.
-SKIP_CHUNK_BYTES: Final = 64 * 1024
-
-
-@dataclass(slots=True)
-class TagSummary:
-    events: int = 0
-    tags: int = 0
-    bad_lines: int = 0
-    bytes_read: int = 0
-    seconds: float = 0.0
-    techniques: Counter[str] = field(default_factory=Counter)
-    rules: Counter[str] = field(default_factory=Counter)
-    bad_line_reasons: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
+__all__ = ["MAX_REPORTED_BAD_LINES", "TagJob", "TagSummary", "correlated_kinds", "default_jobs",
+           "tag_stream"]
 
 
-def _batches(source: IO[bytes], max_line: int) -> Iterator[tuple[list[bytes | None], int]]:
-    """Batches of lines and the bytes they took; an over-long line is None (skipped)."""
-    readline = source.readline
-    limit = max_line + 1  # a full line: up to `max_line` bytes, then its newline
-    batch: list[bytes | None] = []
-    read = 0
-    while line := readline(limit):
-        read += len(line)
-        if len(line) == limit and line[-1] != 0x0A:  # no newline within the limit
-            batch.append(None)
-            while (rest := readline(SKIP_CHUNK_BYTES)) and rest[-1] != 0x0A:
-                read += len(rest)
-            read += len(rest)
-        else:
-            batch.append(line)
-        if len(batch) >= BATCH_LINES:
-            yield batch, read
-            batch = []
-            read = 0
-    if batch:
-        yield batch, read
+@dataclass(frozen=True, slots=True)
+class _BlockStep:
+    """`process_block` with the job's settings."""
+
+    engine: RuleEngine
+    map_record: Mapper
+    max_line: int
+    too_long: str
+    correlated: frozenset[str] | None
+
+    def __call__(self, block: Block) -> BlockResult:
+        return process_block(self.engine, self.map_record, block, self.max_line,
+                             self.too_long, self.correlated)
+
+
+# The worker processes' view of the job, inherited through fork.
+_WORKER: _BlockStep | None = None
+
+
+def correlated_kinds(engine: RuleEngine) -> frozenset[str] | None:
+    """The kinds of events the job hands `correlate`: the engine's `correlated_kinds`;
+    every event (None) for an engine that does not declare them."""
+    declared = getattr(engine, "correlated_kinds", None)
+    return None if declared is None else frozenset(declared)
+
+
+def default_jobs() -> int:
+    """Every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _size(limit: int) -> str:
@@ -71,54 +86,164 @@ def _size(limit: int) -> str:
     return f"{limit} bytes"
 
 
+def _work(block: Block) -> Packed:
+    assert _WORKER is not None
+    return pack(_WORKER(block))
+
+
+def _ready() -> None:
+    """A no-op task: submitting it forks the worker processes."""
+
+
+class TagJob:
+    """Tags inputs in format `fmt` with `jobs` processes; a context manager.
+
+    Enter it before any thread starts (a progress bar): the worker processes are forked
+    on entry.
+
+        with TagJob(engine, fmt="cowrie", jobs=2) as job:
+            summary = job.run([("cowrie.json", stream)], sink)
+    """
+
+    def __init__(self, engine: RuleEngine, *, fmt: str = "native", jobs: int = 1,
+                 max_line_bytes: int = MAX_EVENT_LINE_BYTES,
+                 block_bytes: int = BLOCK_BYTES) -> None:
+        self.engine = engine
+        self.block_bytes = block_bytes
+        self.jobs = max(1, jobs)
+        self._step = _BlockStep(engine, mapper(fmt), max_line_bytes,
+                                f"longer than {_size(max_line_bytes)}, skipped",
+                                correlated_kinds(engine))
+        self.max_line = max_line_bytes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> TagJob:
+        global _WORKER
+        if self.jobs > 1:
+            _WORKER = self._step
+            self._pool = ProcessPoolExecutor(self.jobs,
+                                             mp_context=multiprocessing.get_context("fork"))
+            self._pool.submit(_ready).result()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        global _WORKER
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        _WORKER = None
+
+    def run(self, inputs: Iterable[tuple[str, IO[bytes]]], sink: IO[bytes],
+            progress: Callable[[int], None] | None = None) -> TagSummary:
+        """Tag every line of every input, in order, writing tags to `sink`."""
+        summary = TagSummary()
+        started = time.perf_counter()
+        writer = _Writer(self.engine, sink, summary)
+        results = (self._parallel(inputs, summary, progress) if self._pool is not None
+                   else self._serial(inputs, summary, progress))
+        for result in results:
+            writer.take(result)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _blocks(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
+                progress: Callable[[int], None] | None) -> Iterator[Block]:
+        for label, stream in inputs:
+            for block, size in blocks(label, stream, self.max_line, self.block_bytes):
+                summary.bytes_read += size
+                if progress is not None and size:
+                    progress(size)
+                if block.data:
+                    yield block
+
+    def _serial(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
+                progress: Callable[[int], None] | None) -> Iterator[BlockResult]:
+        for block in self._blocks(inputs, summary, progress):
+            yield self._step(block)
+
+    def _parallel(self, inputs: Iterable[tuple[str, IO[bytes]]], summary: TagSummary,
+                  progress: Callable[[int], None] | None) -> Iterator[BlockResult]:
+        assert self._pool is not None
+        pending: deque[Future[Packed]] = deque()
+        bound = TAG_BLOCKS_IN_FLIGHT_PER_WORKER * self.jobs
+        try:
+            for block in self._blocks(inputs, summary, progress):
+                pending.append(self._pool.submit(_work, block))
+                if len(pending) >= bound:
+                    yield unpack(pending.popleft().result())
+            while pending:
+                yield unpack(pending.popleft().result())
+        except BrokenProcessPool as exc:
+            raise TagJobError(f"a worker process died ({exc}); rerun with --jobs 1 to "
+                              "tag in one process") from exc
+
+
+class _Writer:
+    """Takes block results in input order: the session table, the events the parent
+    handles (cross-event rules, logins completed from an earlier block), output."""
+
+    def __init__(self, engine: RuleEngine, sink: IO[bytes], summary: TagSummary) -> None:
+        self.engine = engine
+        self.sink = sink
+        self.summary = summary
+        self.sessions = SessionProtocols()
+
+    def take(self, result: BlockResult) -> None:
+        summary = self.summary
+        label = result.label
+        for number, reason in result.bad:
+            summary.bad_line(label, number, reason)
+        for kind, count in result.unknown.items():
+            summary.unknown_kind(kind, count)
+        counts = result.counts
+        correlate = self.engine.correlate
+        out: list[bytes] = []
+        for item in result.items:
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            number, fields, tags, lines = item
+            event = Event(*fields)
+            deferred = lines is None
+            try:
+                if deferred:
+                    event = self.sessions.complete(event)
+                    tags = self.engine.match(event)
+                    lines = serialize(tags) if tags else b""
+                extra = correlate(event, tags)
+                if extra:
+                    lines = (lines or b"") + serialize(extra)
+            except Exception as exc:  # one bad event never costs another its tags
+                summary.bad_line(label, number, f"event not evaluated ({type(exc).__name__})")
+                if lines:
+                    out.append(lines)  # its single-event tags stand
+                if deferred:
+                    counts.add(event, tags if lines else [])
+                continue
+            if lines:
+                out.append(lines)
+            if deferred:
+                counts.add(event, tags + extra if extra else tags)
+            elif extra:
+                counts.add_tags(event, extra)
+        for session, protocol in result.sessions:
+            self.sessions.record(session, protocol)
+        summary.merge(counts)
+        if out:
+            self.sink.write(b"".join(out))
+
+
 def tag_stream(
     engine: RuleEngine,
     source: IO[bytes],
     sink: IO[bytes],
     progress: Callable[[int], None] | None = None,
     *,
+    fmt: str = "native",
     max_line_bytes: int = MAX_EVENT_LINE_BYTES,
 ) -> TagSummary:
-    """Evaluate every event line of `source`, writing one JSON tag per line to `sink`.
-
-    A line longer than `max_line_bytes` (newline excluded) is reported and skipped.
-    """
-    summary = TagSummary()
-    too_long = f"longer than {_size(max_line_bytes)}, skipped"
-    started = time.perf_counter()
-    line_number = 0
-    evaluate = engine.evaluate
-    for batch, read in _batches(source, max_line_bytes):
-        out: list[bytes] = []
-        for raw in batch:
-            line_number += 1
-            if raw is None:
-                _bad_line(summary, line_number, too_long)
-                continue
-            if not raw.strip():
-                continue
-            try:
-                event = Event.from_mapping(parse_json(raw))
-            except EventError as exc:
-                _bad_line(summary, line_number, str(exc))
-                continue
-            summary.events += 1
-            for tag in evaluate(event):
-                out.append(dump_tag(tag))
-                summary.techniques[tag.sub_technique_id or tag.technique_id] += 1
-                summary.rules[tag.rule_id] += 1
-        if out:
-            summary.tags += len(out)
-            sink.write(b"\n".join(out))
-            sink.write(b"\n")
-        summary.bytes_read += read
-        if progress is not None:
-            progress(read)
-    summary.seconds = time.perf_counter() - started
-    return summary
-
-
-def _bad_line(summary: TagSummary, line_number: int, reason: str) -> None:
-    summary.bad_lines += 1
-    if len(summary.bad_line_reasons) < MAX_REPORTED_BAD_LINES:
-        summary.bad_line_reasons.append((line_number, reason))
+    """Evaluate every line of `source` (format `fmt`) in this process, writing one JSON
+    tag per line to `sink`. A line longer than `max_line_bytes` is reported and skipped."""
+    with TagJob(engine, fmt=fmt, jobs=1, max_line_bytes=max_line_bytes) as job:
+        return job.run([("", source)], sink, progress)
