@@ -24,6 +24,7 @@ from decnet.ttp.errors import (
     InvalidStateError,
     StoreError,
 )
+from decnet.ttp.printable import printable
 
 T = TypeVar("T")
 
@@ -36,24 +37,14 @@ EXIT_INPUT: int = 2
 EXIT_FAILURE: int = 1
 
 
-#: Code points a terminal may act on instead of showing: C0 controls (newline, ESC...),
-#: DEL, C1 controls (CSI, OSC...), bidirectional overrides and isolates, and lone
-#: surrogates (undecodable bytes). Each is shown as its Python escape instead.
-_UNSAFE_CODE_POINTS: Final = (*range(0x00, 0x20), *range(0x7F, 0xA0),
-                              *range(0x202A, 0x202F), *range(0x2066, 0x206A),
-                              *range(0xD800, 0xE000))
-_SAFE_TRANSLATION: Final = {cp: (f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}")
-                            for cp in _UNSAFE_CODE_POINTS}
-
-
 def safe_text(text: object) -> str:
-    """`text` as a terminal may show it: every control character, escape sequence
-    introducer and bidi override is replaced by its visible escape (`\\x1b`, `\\u202e`).
+    """`text` as a terminal may show it (`decnet.ttp.printable`): control characters,
+    escape sequence introducers and bidi overrides become visible escapes (`\\x1b`).
 
     Use it on anything of outside origin (events, the database, rule files, error
     messages) before it reaches a terminal; the result is one line.
     """
-    return str(text).translate(_SAFE_TRANSLATION)
+    return printable(text)
 
 
 class SafeFormatter(logging.Formatter):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -34,27 +33,11 @@ from decnet.ttp.inputs import FORMATS
 from decnet.ttp.jobs.reading import GZIP_MAGIC, STDIN, open_input
 from decnet.ttp.jobs.summary import Activity, TagSummary
 from decnet.ttp.jobs.tagging import TagJob, default_jobs
+from decnet.ttp.printable import printable
 from decnet.ttp.rules.loader import load_directory
 
 #: Techniques listed per row of the per-attacker tables.
 TECHNIQUES_SHOWN: Final = 6
-
-# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal
-# shows: attacker text is printed with these escaped, never interpreted.
-_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(value: Any) -> str:
-    """`value` as text a terminal shows as is: control characters and escape sequences
-    (`ESC[2J`, OSC links) appear as `\\x1b`-style escapes, never act."""
-    text = value if isinstance(value, str) else str(value)
-    return _UNSAFE.sub(_escape_char, text)
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match[0])
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
 
 def tag(
     events: Annotated[list[Path], typer.Argument(

@@ -305,4 +305,4 @@ async def test_a_file_name_with_a_newline_cannot_forge_a_log_line(
     await poll(lambda: name in store.problems, message="the bad file reported")
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert messages and all("\n" not in m and "\x1b" not in m for m in messages)
-    assert any("R0010\\nERROR forged" in m for m in messages)
+    assert any("R0010\\x0aERROR forged" in m for m in messages)
