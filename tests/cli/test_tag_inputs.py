@@ -207,7 +207,7 @@ def test_printable() -> None:
 
 
 def test_hostile_lines_cost_only_themselves(tmp_path: Path, rules_dir: Path) -> None:
-    # evidence deeper than a tag can be serialized (orjson writes 254 levels at most)
+    # evidence deeper than orjson writes (254 levels): the tag keeps it, cut and marked
     deep = b'{"source_kind": "command", "source_id": "deep", "payload": {"command_text": ' \
         b'"wget http://x/ ", "deep": ' + b'{"d": ' * 300 + b"1" + b"}" * 300 + b"}}"
     hostile = [
@@ -228,6 +228,6 @@ def test_hostile_lines_cost_only_themselves(tmp_path: Path, rules_dir: Path) -> 
         code, output = run(str(events), "-o", str(out), "--jobs", jobs, rules=rules_dir)
         assert code == 0, output
         assert "Traceback" not in output
-        ids = [t["source_id"] for t in tags_of(out)]
-        assert "ok" in ids and "deep" not in ids
-        assert "line 5: event not evaluated" in output
+        tags = {t["source_id"]: t for t in tags_of(out)}
+        assert "ok" in tags
+        assert tags["deep"]["evidence_truncated"] is True

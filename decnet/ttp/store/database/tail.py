@@ -216,8 +216,9 @@ class Tail:
         while self.stats.watermark < head:
             watermark = self.stats.watermark
             entries = await self.repo.changes_since(watermark, head, self.batch)
-            if not entries or entries[0].revision != watermark + 1:
-                return applied, True
+            if (not entries or entries[0].revision != watermark + 1
+                    or entries[0].database != self.identity):
+                return applied, True  # another database: the poll's identity check decides
             for entry in entries:
                 if self.store.apply_entry(entry):
                     applied += 1

@@ -285,7 +285,8 @@ class RuleRepository:
                 state = None if row.state_revision is None else StoredState(
                     row.state_revision, state_of(row))
                 entries.append(LogEntry(row.revision, row.rule_id,
-                                        ChangeKind(row.change_kind), rule, state))
+                                        ChangeKind(row.change_kind), rule, state,
+                                        self._identity(row.database_id)))
             return entries
 
         return await self._guarded("reading the change log", read, poll=True)

@@ -62,6 +62,8 @@ class LogEntry:
     change_kind: ChangeKind
     rule: StoredRule | None
     state: StoredState | None
+    #: the identity of the database the entry was read from (`RuleRepository.head`)
+    database: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

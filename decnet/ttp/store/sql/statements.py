@@ -61,7 +61,11 @@ CHANGES_SINCE: Final = (
            RuleRow.revision.label("rule_revision"),
            StateRow.state, StateRow.confidence_max, StateRow.expires_at,
            StateRow.reason, StateRow.set_by, StateRow.set_at,
-           StateRow.revision.label("state_revision"))
+           StateRow.revision.label("state_revision"),
+           # the database the entries come from, in the same statement: a notification
+           # from a recreated database must not be read as the old one's next revision
+           select(RevisionRow.database_id).where(RevisionRow.id == 1)
+           .scalar_subquery().label("database_id"))
     .select_from(ChangeLogRow)
     .outerjoin(RuleRow, RuleRow.rule_id == ChangeLogRow.rule_id)
     .outerjoin(StateRow, StateRow.rule_id == ChangeLogRow.rule_id)
