@@ -43,6 +43,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(moment: datetime | None, timespec: str = "auto") -> str | None:
+    """ISO 8601 text of `moment` (None stays None): how every interface writes a time."""
+    return None if moment is None else moment.isoformat(timespec=timespec)
+
+
 def as_utc(moment: datetime) -> datetime:
     """Aware UTC datetime; naive values are taken to be UTC already."""
     if moment.tzinfo is None:

@@ -28,7 +28,7 @@ from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASO
 from decnet.ttp.errors import InvalidStateError
 from decnet.ttp.store.codec import state_to_dict
 from decnet.ttp.store.factory import database_store
-from decnet.vocabulary import RuleState, StateName, utcnow, validate_rule_id
+from decnet.vocabulary import RuleState, StateName, iso, utcnow, validate_rule_id
 
 if TYPE_CHECKING:
     from decnet.ttp.store.database import DatabaseRuleStore
@@ -87,7 +87,7 @@ def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
 
 
 def _iso(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment is not None else ""
+    return iso(moment, "seconds") or ""
 
 
 def _describe(rule_id: str, state: RuleState) -> str:

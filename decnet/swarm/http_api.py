@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -57,6 +56,7 @@ from decnet.swarm.live import LiveRules
 from decnet.ttp.constants import MAX_EVENT_BODY_BYTES, RESPONSE_CHUNK_BYTES, RETRY_AFTER_SECONDS
 from decnet.ttp.inputs import AUTO, FORMATS
 from decnet.ttp.rules.compiled import CompiledRule
+from decnet.vocabulary import iso
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,6 @@ def error(status_code: int, reason: str, **extra: Any) -> Response:
     return json_response({"error": reason, **extra}, status_code)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
 
 def rule_view(rule: CompiledRule, applied_at: float | None) -> dict[str, Any]:
     """One entry of `GET /rules`."""
@@ -89,10 +86,10 @@ def rule_view(rule: CompiledRule, applied_at: float | None) -> dict[str, Any]:
         "name": rule.name,
         "state": effective.state.value,
         "confidence_max": effective.confidence_max,
-        "expires_at": _iso(effective.expires_at),
+        "expires_at": iso(effective.expires_at),
         "reason": effective.reason,
         "set_by": effective.set_by,
-        "set_at": _iso(effective.set_at),
+        "set_at": iso(effective.set_at),
         "held_state": held.state.value,
         "yaml_sha256": hashlib.sha256(rule.source_yaml.encode("utf-8")).hexdigest(),
         "applied_at": applied_at,

@@ -32,7 +32,7 @@ from decnet.ttp.constants import (
     CORRELATION_MAX_KEY_CHARS,
     CORRELATION_MAX_LATENESS,
 )
-from decnet.ttp.engine.events import Event, Tag, tag_uuid
+from decnet.ttp.engine.events import Event, Tag, rule_tags
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.correlation import EVENT_FIELDS, CorrelationSpec
 from decnet.ttp.rules.matchers import field_getter
@@ -429,7 +429,7 @@ def _dependency_order(plans: Mapping[str, _Plan]) -> list[str]:
     return order
 
 
-def _iso(seconds: float) -> str:
+def _iso_seconds(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -441,27 +441,7 @@ def _tags(plan: _Plan, state: RuleState, event: Event, key: GroupKey,
     evidence.update(counted)
     parts = (key,) if isinstance(key, str) else key
     evidence["group"] = dict(zip(spec.group_by, parts, strict=True))
-    evidence["window_start"] = _iso(window_start)
-    evidence["window_end"] = _iso(window_start + spec.timespan)
-    return [
-        Tag(
-            uuid=tag_uuid(event.source_kind, event.source_id, rule.rule_id,
-                          rule.rule_version, emit.technique_id, emit.sub_technique_id),
-            source_kind=event.source_kind,
-            source_id=event.source_id,
-            rule_id=rule.rule_id,
-            rule_version=rule.rule_version,
-            tactic=emit.tactic,
-            technique_id=emit.technique_id,
-            sub_technique_id=emit.sub_technique_id,
-            confidence=state.clamp(emit.confidence),
-            evidence=evidence,
-            attacker_uuid=event.attacker_uuid,
-            session_id=event.session_id,
-            decky_id=event.decky_id,
-            src_ip=event.src_ip,
-            sensor=event.sensor,
-        )
-        for emit in rule.emits
-    ]
+    evidence["window_start"] = _iso_seconds(window_start)
+    evidence["window_end"] = _iso_seconds(window_start + spec.timespan)
+    return rule_tags(rule, state, event, evidence)
 

@@ -18,7 +18,7 @@ from decnet.ttp.constants import (
     CORRELATION_MAX_LATENESS,
 )
 from decnet.ttp.engine.correlation import CorrelationStats, Correlator
-from decnet.ttp.engine.events import Event, Tag, tag_uuid
+from decnet.ttp.engine.events import Event, Tag, rule_tags
 from decnet.ttp.engine.index import RuleIndex
 from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext, build_bucket
 from decnet.ttp.rules.bounded import STATS, FallbackStats
@@ -346,28 +346,7 @@ class RuleEngine:
 
 
 def _tags_for(rule: CompiledRule, state: RuleState, event: Event) -> list[Tag]:
-    evidence = _evidence(rule, event)
-    return [
-        Tag(
-            uuid=tag_uuid(event.source_kind, event.source_id, rule.rule_id,
-                          rule.rule_version, emit.technique_id, emit.sub_technique_id),
-            source_kind=event.source_kind,
-            source_id=event.source_id,
-            rule_id=rule.rule_id,
-            rule_version=rule.rule_version,
-            tactic=emit.tactic,
-            technique_id=emit.technique_id,
-            sub_technique_id=emit.sub_technique_id,
-            confidence=state.clamp(emit.confidence),
-            evidence=evidence,
-            attacker_uuid=event.attacker_uuid,
-            session_id=event.session_id,
-            decky_id=event.decky_id,
-            src_ip=event.src_ip,
-            sensor=event.sensor,
-        )
-        for emit in rule.emits
-    ]
+    return rule_tags(rule, state, event, _evidence(rule, event))
 
 
 def _evidence(rule: CompiledRule, event: Event) -> dict[str, Any]:

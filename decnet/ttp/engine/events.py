@@ -13,6 +13,8 @@ from typing import Any
 from decnet.ttp.constants import ATTACK_RELEASE, EVENT_MAX_ID_CHARS, TAG_UUID_NAMESPACE
 from decnet.ttp.engine.jsonio import tag_dict
 from decnet.ttp.errors import EventError
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.vocabulary import RuleState
 
 _NAMESPACE = uuid.UUID(TAG_UUID_NAMESPACE)
 _NAMESPACE_BYTES = _NAMESPACE.bytes
@@ -156,3 +158,29 @@ class Tag:
         beyond 64 bits, which evidence may hold exactly.
         """
         return tag_dict(self)
+
+
+def rule_tags(rule: CompiledRule, state: RuleState, event: Event,
+              evidence: Mapping[str, Any]) -> list[Tag]:
+    """One tag per technique `rule` emits for `event`, confidence clamped by `state`."""
+    return [
+        Tag(
+            uuid=tag_uuid(event.source_kind, event.source_id, rule.rule_id,
+                          rule.rule_version, emit.technique_id, emit.sub_technique_id),
+            source_kind=event.source_kind,
+            source_id=event.source_id,
+            rule_id=rule.rule_id,
+            rule_version=rule.rule_version,
+            tactic=emit.tactic,
+            technique_id=emit.technique_id,
+            sub_technique_id=emit.sub_technique_id,
+            confidence=state.clamp(emit.confidence),
+            evidence=evidence,
+            attacker_uuid=event.attacker_uuid,
+            session_id=event.session_id,
+            decky_id=event.decky_id,
+            src_ip=event.src_ip,
+            sensor=event.sensor,
+        )
+        for emit in rule.emits
+    ]

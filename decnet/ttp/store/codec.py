@@ -8,17 +8,17 @@ from typing import Any
 import orjson
 
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.vocabulary import RuleChange, RuleState
+from decnet.vocabulary import RuleChange, RuleState, iso
 
 
 def state_to_dict(state: RuleState) -> dict[str, Any]:
     return {
         "state": state.state.value,
         "confidence_max": state.confidence_max,
-        "expires_at": _iso(state.expires_at),
+        "expires_at": iso(state.expires_at),
         "reason": state.reason,
         "set_by": state.set_by,
-        "set_at": _iso(state.set_at),
+        "set_at": iso(state.set_at),
     }
 
 
@@ -44,9 +44,6 @@ def change_to_bytes(change: RuleChange) -> bytes:
         body["state"] = state_to_dict(value)
     return orjson.dumps(body)
 
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def _parse(text: Any) -> datetime | None:
