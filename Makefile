@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/decnet-ttp rules validate rules/ttp
 	$(BIN)/decnet-ttp tag examples/events.jsonl --rules rules/ttp -o demo-tags.jsonl --show 15
+	$(BIN)/decnet-ttp tag examples/cowrie.json --format cowrie --rules rules/ttp -o demo-cowrie-tags.jsonl
 
 lint: setup
 	$(BIN)/ruff check decnet tests bench
@@ -37,4 +38,4 @@ bench: setup
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-tags.jsonl
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-tags.jsonl demo-cowrie-tags.jsonl
