@@ -55,3 +55,20 @@ def test_example_events_mostly_match_nothing() -> None:
                 if len({t.rule_id for t in ENGINE.evaluate(orjson.loads(line))}) > 1)
     assert 0.15 * len(lines) < matched < 0.5 * len(lines)
     assert multi >= 5
+
+
+def test_the_demo_cowrie_log_fires_the_cross_event_rules(tmp_path: Path) -> None:
+    import orjson
+
+    out = tmp_path / "tags.jsonl"
+    result = CliRunner().invoke(app, ["tag", str(ROOT / "examples" / "cowrie.json"),
+                                      "--format", "cowrie", "--jobs", "1",
+                                      "--rules", str(PACK_DIR), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    tags = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    fired = [t["rule_id"] for t in tags]
+    # brute force, guessing one account, login after brute force, tunnel fan-out, survey
+    for rule_id in ("R0073", "R0074", "R0075", "R0077", "R0078"):
+        assert fired.count(rule_id) == (2 if rule_id == "R0078" else 1), rule_id
+    brute = next(t for t in tags if t["rule_id"] == "R0073")
+    assert (brute["src_ip"], brute["sensor"]) == ("203.0.113.45", "hp-fra-02")
