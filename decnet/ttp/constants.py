@@ -262,3 +262,11 @@ EVIDENCE_MAX_VALUE_BYTES: Final = 4096
 EVIDENCE_MAX_TAG_BYTES: Final = 64 * 1024
 #: Evidence containers nested deeper than this are replaced by a marker.
 EVIDENCE_MAX_DEPTH: Final = 16
+
+# Operator state: scopes and history ------------------------------------------------
+#: How long the state history keeps an entry (pruned by the writer).
+STATE_HISTORY_RETENTION_DAYS: Final = 365
+#: Entries of state history a filesystem store keeps in memory (oldest dropped first).
+STATE_HISTORY_MEMORY: Final = 10_000
+#: Scoped states one rule may carry (each is checked per event of the rule).
+MAX_SCOPED_STATES_PER_RULE: Final = 64

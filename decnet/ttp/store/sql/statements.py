@@ -13,9 +13,11 @@ from sqlalchemy import Float, bindparam, delete, func, insert, select, text, upd
 from decnet.ttp.constants import NOTIFY_CHANNEL
 from decnet.ttp.store.sql.models import (
     ChangeLogRow,
+    HistoryRow,
     MasterLeaseRow,
     RevisionRow,
     RuleRow,
+    ScopedStateRow,
     StateRow,
 )
 from decnet.ttp.store.sql.types import UTCDateTime
@@ -52,6 +54,30 @@ STATE_DELETE: Final = delete(StateRow).where(StateRow.rule_id == bindparam("b_ru
 STATE_REVERT: Final = delete(StateRow).where(
     StateRow.rule_id == bindparam("b_rule_id"),
     StateRow.expires_at == bindparam("b_expires_at", type_=UTCDateTime()))
+
+SCOPED_TABLE: Final = ScopedStateRow.__table__
+SCOPED_ALL: Final = select(SCOPED_TABLE)
+SCOPED_READ: Final = select(SCOPED_TABLE).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"))
+SCOPED_OF_RULES: Final = select(SCOPED_TABLE).where(
+    ScopedStateRow.rule_id.in_(bindparam("b_rule_ids", expanding=True)))
+SCOPED_ONE: Final = select(SCOPED_TABLE).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"),
+    ScopedStateRow.scope_key == bindparam("b_scope_key"))
+SCOPED_INSERT: Final = insert(ScopedStateRow)
+SCOPED_UPDATE: Final = update(ScopedStateRow).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"),
+    ScopedStateRow.scope_key == bindparam("b_scope_key"))
+SCOPED_DELETE: Final = delete(ScopedStateRow).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"),
+    ScopedStateRow.scope_key == bindparam("b_scope_key"))
+SCOPED_COUNT: Final = select(func.count()).select_from(ScopedStateRow).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"))
+
+HISTORY_INSERT: Final = insert(HistoryRow)
+HISTORY_PRUNE: Final = delete(HistoryRow).where(
+    HistoryRow.changed_at < bindparam("b_before", type_=UTCDateTime()))
+HISTORY_SELECT: Final = select(HistoryRow).order_by(HistoryRow.id)
 
 #: The tail's read: built once, so each wake-up only binds its three numbers.
 CHANGES_SINCE: Final = (
