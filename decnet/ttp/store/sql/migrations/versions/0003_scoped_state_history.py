@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from decnet.ttp.store.sql.types import UTCDateTime, identifier
+from decnet.ttp.store.sql.types import UTCDateTime, identifier, long_text
 
 revision = "0003"
 down_revision = "0002"
@@ -42,8 +42,8 @@ def upgrade() -> None:
         sa.Column("rule_id", identifier(64), nullable=False),
         sa.Column("action", sa.String(16), nullable=False),
         sa.Column("scope_key", identifier(512), nullable=True),
-        sa.Column("old_value", sa.Text(), nullable=True),
-        sa.Column("new_value", sa.Text(), nullable=True),
+        sa.Column("old_value", long_text(), nullable=True),
+        sa.Column("new_value", long_text(), nullable=True),
         sa.Column("changed_by", sa.String(255), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("changed_at", UTCDateTime(), nullable=False),
