@@ -26,7 +26,7 @@ from decnet.cli.common import (
 from decnet.cli.durations import format_remaining, parse_duration, parse_moment
 from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
 from decnet.ttp.errors import InvalidStateError
-from decnet.ttp.store.codec import scoped_to_dict, state_to_dict
+from decnet.ttp.store.codec import history_to_dict, scoped_to_dict, state_to_dict
 from decnet.ttp.store.factory import database_store
 from decnet.vocabulary import (
     HistoryEntry,
@@ -308,15 +308,6 @@ def list_states(
 async def _list_all(store: DatabaseRuleStore) -> tuple[dict[str, RuleState],
                                                        dict[str, tuple[ScopedState, ...]]]:
     return await store.list_states(), await store.list_scoped_states()
-
-
-def history_to_dict(entry: HistoryEntry) -> dict[str, object]:
-    """One history entry as `state history --json` prints it."""
-    return {"rule_id": entry.rule_id, "action": entry.action.value, "scope": entry.scope,
-            "old": None if entry.old is None else state_to_dict(entry.old),
-            "new": None if entry.new is None else state_to_dict(entry.new),
-            "by": entry.by, "reason": entry.reason, "at": entry.at.isoformat(),
-            "via": entry.via}
 
 
 def _since(text: str) -> datetime:

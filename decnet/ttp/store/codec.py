@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.vocabulary import RuleChange, RuleState, ScopedState
+from decnet.vocabulary import HistoryEntry, RuleChange, RuleState, ScopedState
 
 
 def state_to_dict(state: RuleState) -> dict[str, Any]:
@@ -37,6 +37,15 @@ def scoped_to_dict(scoped: ScopedState) -> dict[str, Any]:
     """A scoped state: its scope (key and values per dimension) and the state."""
     return {"scope": scoped.scope.key, "deckies": sorted(scoped.scope.deckies),
             "sensors": sorted(scoped.scope.sensors), **state_to_dict(scoped.state)}
+
+
+def history_to_dict(entry: HistoryEntry) -> dict[str, Any]:
+    """One state-history entry (`state history --json`, `GET /api/v1/history`)."""
+    return {"rule_id": entry.rule_id, "action": entry.action.value, "scope": entry.scope,
+            "old": None if entry.old is None else state_to_dict(entry.old),
+            "new": None if entry.new is None else state_to_dict(entry.new),
+            "by": entry.by, "reason": entry.reason, "at": entry.at.isoformat(),
+            "via": entry.via}
 
 
 def change_to_bytes(change: RuleChange) -> bytes:

@@ -4,6 +4,7 @@
 - `ttp_rule_state`: one row per rule with a non-default operator state.
 - `ttp_rule_scoped_state`: one row per rule and scope key with a scoped state.
 - `ttp_state_history`: the append-only audit log of state changes, pruned by age.
+- `ttp_api_token`: the admin API's bearer tokens, by name (SHA-256 only).
 - `ttp_revision`: one row (`id = 1`) holding the last revision handed out and the
   database's random identity (`database_id`, written by the migration). Every write
   bumps it first, in its own transaction; the row lock serializes writers, so
@@ -89,6 +90,17 @@ class HistoryRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
     via: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class TokenRow(Base):
+    __tablename__ = "ttp_api_token"
+
+    name: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class RevisionRow(Base):

@@ -149,6 +149,11 @@ class RuleRepository:
         """Run `operation(connection)` (for tests and tools); no error translation."""
         return await self.engines.run(operation)
 
+    async def guarded(self, what: str, operation: Callable[[Connection], T]) -> T:
+        """Run `operation(connection)` behind this repository's error boundary (tables
+        beside the rule store's own, such as the API tokens)."""
+        return await self._guarded(what, operation)
+
     async def _guarded(self, what: str, operation: Callable[[Connection], T], *,
                        poll: bool = False, connect: bool = True) -> T:
         """Run one operation; database errors become `StoreError` naming `what`.

@@ -1,4 +1,4 @@
-"""Scoped states and the state history.
+"""Scoped states, the state history and the admin API's tokens.
 
 Revision ID: 0003
 Revises: 0002
@@ -6,7 +6,8 @@ Create Date: 2026-11-29
 
 `ttp_rule_scoped_state` holds the states that apply to some deckies or sensors only (one
 row per rule and canonical scope key); `ttp_state_history` is the append-only audit log of
-every state change, pruned by age by the writer.
+every state change, pruned by age by the writer; `ttp_api_token` holds the admin API's
+bearer tokens (their SHA-256, never the token).
 """
 
 from __future__ import annotations
@@ -51,9 +52,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_ttp_state_history_changed_at", "ttp_state_history", ["changed_at"])
     op.create_index("ix_ttp_state_history_rule_id", "ttp_state_history", ["rule_id"])
+    op.create_table(
+        "ttp_api_token",
+        sa.Column("name", identifier(64), primary_key=True),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("ttp_api_token")
     op.drop_index("ix_ttp_state_history_rule_id", "ttp_state_history")
     op.drop_index("ix_ttp_state_history_changed_at", "ttp_state_history")
     op.drop_table("ttp_state_history")
