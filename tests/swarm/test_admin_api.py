@@ -159,7 +159,8 @@ _BODY = st.one_of(
 async def test_every_response_matches_the_openapi_document(swarm: Swarm) -> None:
     base, tokens = await start(swarm)
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
-    document = httpx.get(f"{base}/openapi.json", timeout=10).json()
+    async with httpx.AsyncClient(timeout=10) as client:
+        document = (await client.get(f"{base}/openapi.json")).json()
     api = Api(base, document)
 
     @settings(max_examples=60, deadline=None, derandomize=True,
