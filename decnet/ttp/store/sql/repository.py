@@ -4,9 +4,9 @@ Every public method raises the `StoreError` family (never a raw SQLAlchemy or so
 error). Writes follow one path (`_write`): in one transaction, bump the single
 `ttp_revision` row (its row lock serializes writers, so revisions are handed out and
 become visible in commit order, without gaps), write the row with that revision, append
-one `ttp_change_log` entry and, on PostgreSQL, `NOTIFY` (delivered at commit); a write
-that would change nothing rolls back and consumes no revision. PostgreSQL's `set_state`
-runs the same transaction as one statement (`statements.PG_WRITE_STATE`).
+one `ttp_change_log` entry (a state change also its `ttp_state_history` entry, so the audit
+log never misses a committed change) and, on PostgreSQL, `NOTIFY` (delivered at commit); a
+write that would change nothing rolls back and consumes no revision.
 
 Longer than most modules on purpose: it is one concept, the boundary between the store
 and SQL, and reads best whole (each method is a few lines over `statements` and `lease`,
@@ -32,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from decnet.ttp.constants import (
     CHANGE_LOG_RETENTION,
     MAX_SCOPED_STATES_PER_RULE,
-    NOTIFY_CHANNEL,
     STATE_HISTORY_RETENTION_DAYS,
 )
 from decnet.ttp.errors import SchemaOutdatedError, StoreError
@@ -487,10 +486,6 @@ class RuleRepository:
         """Persist a state (the default state deletes the row) and its history entry;
         None when nothing changed."""
         kind = ChangeKind.STATE
-        if note is None and self.dialect == "postgresql" and not state.is_default:
-            return await self._write(rule_id, kind,
-                                     _pg_write_state(rule_id, state, self.clock()),
-                                     autocommit=True)
 
         def body(conn: Connection, revision: int) -> None:
             key = {"b_rule_id": rule_id}
@@ -612,22 +607,6 @@ def _prune(conn: Connection, params: dict[str, Any]) -> int:
 def _prune_committed(conn: Connection, params: dict[str, Any]) -> int:
     with conn.begin():
         return _prune(conn, params)
-
-
-def _pg_write_state(rule_id: str, state: RuleState,
-                    changed_at: datetime) -> Callable[[Connection], int]:
-    """PostgreSQL: the transaction of `_in_transaction` for a state, as one autocommit
-    statement (`statements.PG_WRITE_STATE`)."""
-    params = {"rule_id": rule_id, "state": state.state.value,
-              "confidence_max": state.confidence_max, "expires_at": state.expires_at,
-              "reason": state.reason, "set_by": state.set_by, "set_at": state.set_at,
-              "change_kind": ChangeKind.STATE.value, "changed_at": changed_at,
-              "channel": NOTIFY_CHANNEL}
-
-    def write(conn: Connection) -> int:
-        return int(conn.execute(sql.PG_WRITE_STATE, params).scalar_one())
-
-    return write
 
 
 def _state_to_json(state: RuleState | None) -> str | None:
