@@ -305,9 +305,8 @@ class DatabaseRuleStore(BaseRuleStore):
 
     async def list_scoped_states(self) -> dict[str, tuple[ScopedState, ...]]:
         now = self.clock()
-        snapshot = await self.repo.snapshot()
         found = {rule_id: _live(stored, now)
-                 for rule_id, stored in sorted((snapshot.scoped or {}).items())}
+                 for rule_id, stored in sorted((await self.repo.read_all_scoped()).items())}
         return {rule_id: items for rule_id, items in found.items() if items}
 
     async def history(self, rule_id: str | None = None, *, since: datetime | None = None,

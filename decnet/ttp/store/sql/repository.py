@@ -267,13 +267,8 @@ class RuleRepository:
             rules = [StoredRule(*row) for row in conn.execute(sql.RULES)]
             states = {row.rule_id: StoredState(row.revision, state_of(row))
                       for row in conn.execute(sql.STATES)}
-            scoped_rows = list(conn.execute(sql.SCOPED_ALL))
-            newest: dict[str, int] = {}
-            for row in scoped_rows:
-                newest[row.rule_id] = max(newest.get(row.rule_id, 0), int(row.revision))
-            scoped = {rule_id: StoredScoped(newest[rule_id], tuple(items))
-                      for rule_id, items in scoped_of(scoped_rows).items()}
-            return Snapshot(int(head), rules, states, self._identity(database_id), scoped)
+            return Snapshot(int(head), rules, states, self._identity(database_id),
+                            _all_scoped(conn))
 
         return await self._guarded("reading the rules", read)
 
@@ -299,6 +294,10 @@ class RuleRepository:
             return StoredScoped(newest, tuple(scoped_of(rows).get(rule_id, ())))
 
         return await self._guarded("reading scoped states", read)
+
+    async def read_all_scoped(self) -> dict[str, StoredScoped]:
+        """Every rule's scoped states (expired or not); rules without any left out."""
+        return await self._guarded("reading scoped states", _all_scoped)
 
     async def read_history(self, rule_id: str | None = None, *,
                            since: datetime | None = None,
@@ -607,6 +606,15 @@ def _prune(conn: Connection, params: dict[str, Any]) -> int:
 def _prune_committed(conn: Connection, params: dict[str, Any]) -> int:
     with conn.begin():
         return _prune(conn, params)
+
+
+def _all_scoped(conn: Connection) -> dict[str, StoredScoped]:
+    rows = list(conn.execute(sql.SCOPED_ALL))
+    newest: dict[str, int] = {}
+    for row in rows:
+        newest[row.rule_id] = max(newest.get(row.rule_id, 0), int(row.revision))
+    return {rule_id: StoredScoped(newest[rule_id], tuple(items))
+            for rule_id, items in scoped_of(rows).items()}
 
 
 def _state_to_json(state: RuleState | None) -> str | None:
