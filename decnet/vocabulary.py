@@ -137,12 +137,16 @@ class ChangeKind(enum.StrEnum):
     DELETED = "deleted"
     #: The subscriber fell too far behind; reload everything with `load_compiled()`.
     RESYNC = "resync"
+    #: A rule's scoped states changed; `new_value` is every current `ScopedState` of the
+    #: rule (a tuple, maybe empty). Subscribers that do not know scopes ignore it.
+    SCOPED = "scoped_state"
 
 
 DEFINITION: Final = ChangeKind.DEFINITION
 STATE: Final = ChangeKind.STATE
 DELETED: Final = ChangeKind.DELETED
 RESYNC: Final = ChangeKind.RESYNC
+SCOPED: Final = ChangeKind.SCOPED
 
 
 class RuleChange(NamedTuple):
@@ -150,8 +154,150 @@ class RuleChange(NamedTuple):
 
     change_kind: ChangeKind
     rule_id: str
-    new_value: CompiledRule | RuleState | None = None
+    new_value: CompiledRule | RuleState | tuple[ScopedState, ...] | None = None
 
     @property
     def is_deletion(self) -> bool:
         return self.change_kind is ChangeKind.DELETED
+
+
+#: What a scope value (a decky id, a sensor name) may be.
+SCOPE_VALUE_RE: Final = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+#: The dimensions a scope may name, in their canonical order.
+SCOPE_DIMENSIONS: Final = ("decky", "sensor")
+
+
+class InvalidScopeError(DecnetTTPError, ValueError):
+    """A scope that names an unknown dimension, a bad value, or nothing at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a scoped state applies: some deckies, some sensors, or both.
+
+    An event matches when every dimension the scope names holds the event's value
+    (`decky_id`, `sensor`). Specificity orders the states that match one event:
+    decky and sensor (3) > decky (2) > sensor (1) > the unscoped state (0).
+    """
+
+    deckies: frozenset[str] = frozenset()
+    sensors: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.deckies and not self.sensors:
+            raise InvalidScopeError("a scope names at least one decky or sensor")
+        for value in (*self.deckies, *self.sensors):
+            if not isinstance(value, str) or not SCOPE_VALUE_RE.fullmatch(value):
+                raise InvalidScopeError(
+                    f"invalid scope value {value!r}: expected [A-Za-z0-9_.:@-]{{1,128}}")
+
+    @classmethod
+    def parse(cls, specs: str | list[str] | tuple[str, ...]) -> Scope:
+        """`decky=decky-03,decky-07` (several specs: each adds its values)."""
+        deckies: set[str] = set()
+        sensors: set[str] = set()
+        for spec in ([specs] if isinstance(specs, str) else specs):
+            for part in spec.split(";"):
+                if not part:
+                    continue
+                dimension, sep, values = part.partition("=")
+                dimension = dimension.strip()
+                if not sep or dimension not in SCOPE_DIMENSIONS:
+                    raise InvalidScopeError(
+                        f"invalid scope {part!r}: expected decky=VALUE[,VALUE…] or "
+                        "sensor=VALUE[,VALUE…]")
+                found = [v.strip() for v in values.split(",")]
+                if not all(found):
+                    raise InvalidScopeError(f"invalid scope {part!r}: an empty value")
+                (deckies if dimension == "decky" else sensors).update(found)
+        return cls(frozenset(deckies), frozenset(sensors))
+
+    @property
+    def key(self) -> str:
+        """Canonical text, e.g. `decky=decky-03,decky-07;sensor=s1` (equal scopes, equal keys)."""
+        parts = []
+        if self.deckies:
+            parts.append("decky=" + ",".join(sorted(self.deckies)))
+        if self.sensors:
+            parts.append("sensor=" + ",".join(sorted(self.sensors)))
+        return ";".join(parts)
+
+    @property
+    def specificity(self) -> int:
+        return (2 if self.deckies else 0) + (1 if self.sensors else 0)
+
+    def matches(self, decky_id: str | None, sensor: str | None) -> bool:
+        if self.deckies and decky_id not in self.deckies:
+            return False
+        return not (self.sensors and sensor not in self.sensors)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedState:
+    """A `RuleState` that applies only where `scope` matches."""
+
+    scope: Scope
+    state: RuleState
+
+
+def restrictiveness(state: RuleState) -> tuple[int, float]:
+    """Sort key, highest = most restrictive: disabled, then clipped (lower ceiling first)."""
+    if state.state is StateName.DISABLED:
+        return (2, 0.0)
+    if state.state is StateName.CLIPPED:
+        return (1, 1.0 - (state.confidence_max or 0.0))
+    return (0, 0.0)
+
+
+def resolve_state(unscoped: RuleState, scoped: tuple[ScopedState, ...],
+                  decky_id: str | None, sensor: str | None,
+                  now: datetime | None = None) -> RuleState:
+    """The state that applies to one event: the most specific unexpired scoped state that
+    matches (between equally specific ones, the most restrictive), else `unscoped`."""
+    best: ScopedState | None = None
+    for candidate in scoped:
+        if not candidate.scope.matches(decky_id, sensor):
+            continue
+        if candidate.state.expires_at is not None and candidate.state.is_expired(now):
+            continue
+        if best is None or (candidate.scope.specificity, restrictiveness(candidate.state)) > \
+                (best.scope.specificity, restrictiveness(best.state)):
+            best = candidate
+    return unscoped if best is None else best.state
+
+
+class HistoryAction(enum.StrEnum):
+    """What a state-history entry records."""
+
+    SET = "set"
+    CLEAR = "clear"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Who changes a state, how, why and from where (a host or an API token's name):
+    what the history records beside the old and new values."""
+
+    action: HistoryAction
+    by: str | None
+    reason: str | None
+    via: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One state change in the audit log; `scope` None for the unscoped state."""
+
+    rule_id: str
+    action: HistoryAction
+    scope: str | None
+    old: RuleState | None
+    new: RuleState | None
+    by: str | None
+    reason: str | None
+    at: datetime
+    via: str | None

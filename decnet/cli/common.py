@@ -21,6 +21,7 @@ from decnet.ttp.errors import (
     ConfigError,
     DecnetTTPError,
     InvalidRuleId,
+    InvalidScopeError,
     InvalidStateError,
     StoreError,
 )
@@ -113,7 +114,8 @@ def cli_errors(context: str = "") -> Iterator[None]:
     """The CLI's error policy: expected failures become one line on stderr and an exit code.
 
     Bad input exits 2: `BadInput` (and the duration/time errors deriving from it),
-    `ConfigError`, `InvalidRuleId`, `InvalidStateError`, and a `--db` URL SQLAlchemy
+    `ConfigError`, `InvalidRuleId`, `InvalidScopeError`, `InvalidStateError`, and a
+    `--db` URL SQLAlchemy
     cannot parse or has no driver for. A failure of the database, a file or the network
     exits 1: `StoreError` (a `SchemaOutdatedError` names `decnet-ttp db upgrade --db URL`),
     any other SQLAlchemy error, `OSError`, and any other error of this package. Nothing
@@ -129,7 +131,8 @@ def cli_errors(context: str = "") -> Iterator[None]:
 
     try:
         yield
-    except (BadInput, ConfigError, InvalidRuleId, InvalidStateError) as exc:
+    except (BadInput, ConfigError, InvalidRuleId, InvalidScopeError,
+            InvalidStateError) as exc:
         explain(EXIT_INPUT, str(exc))
     except (StoreError, OSError, DecnetTTPError) as exc:
         # a store that could not open its database because of the URL: still bad input

@@ -73,14 +73,29 @@ def master(
     by: Annotated[str | None, typer.Option(
         "--by", help="Name recorded as updated_by on every row (default master@HOSTNAME).")
     ] = None,
+    http: Annotated[str | None, typer.Option(
+        "--http", help="HOST:PORT of the admin API (/api/v1/, bearer tokens: decnet-ttp "
+                       "token create); off by default.", show_default=False)
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Project a rules directory into the database, then every edit as it is saved."""
     from decnet.swarm.master import default_updated_by, main_async  # `--help` stays fast
+    from decnet.swarm.process import parse_host_port
 
     daemon_logging(verbose)
+    admin_http = None
+    if http is not None:
+        try:
+            admin_http = parse_host_port(http)
+        except ValueError as exc:
+            fail(f"--http: {exc}", EXIT_INPUT)
     with cli_errors("--db"):
-        code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by()))
+        try:
+            code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by(),
+                                  admin_http=admin_http))
+        except ListenError as exc:
+            fail(str(exc), EXIT_INPUT)
     raise typer.Exit(code)
 
 

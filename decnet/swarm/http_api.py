@@ -56,6 +56,7 @@ from decnet.swarm.live import LiveRules
 from decnet.ttp.constants import MAX_EVENT_BODY_BYTES, RESPONSE_CHUNK_BYTES, RETRY_AFTER_SECONDS
 from decnet.ttp.inputs import AUTO, FORMATS
 from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.store.codec import scoped_to_dict
 from decnet.vocabulary import iso
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ def rule_view(rule: CompiledRule, applied_at: float | None) -> dict[str, Any]:
         "set_by": effective.set_by,
         "set_at": iso(effective.set_at),
         "held_state": held.state.value,
+        "scopes": [scoped_to_dict(item) for item in rule.scoped
+                   if not item.state.is_expired()],
         "yaml_sha256": hashlib.sha256(rule.source_yaml.encode("utf-8")).hexdigest(),
         "applied_at": applied_at,
     }

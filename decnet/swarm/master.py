@@ -15,7 +15,7 @@ import logging
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from decnet.swarm.process import (
     announce,
@@ -29,6 +29,9 @@ from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.base import RuleStore
 from decnet.ttp.store.factory import database_store, filesystem_store
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
+
+if TYPE_CHECKING:
+    from decnet.swarm.admin.server import AdminServer
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,12 @@ async def run_master(
     sync: Sync,
     *,
     stop: asyncio.Event | None = None,
+    admin_http: tuple[str, int] | None = None,
 ) -> int:
-    """Project `fs_store` into `db_store` until `stop` (or SIGTERM/SIGINT); the exit code."""
+    """Project `fs_store` into `db_store` until `stop` (or SIGTERM/SIGINT); the exit code.
+
+    With `admin_http` = (host, port), the admin API is served there too (see
+    `decnet.swarm.admin`)."""
     own_signals = stop is None
     stop = stop or asyncio.Event()
     if own_signals:
@@ -56,11 +63,18 @@ async def run_master(
     loop = asyncio.get_running_loop()
     stop_task = loop.create_task(stop.wait(), name="stop")
     sync_task: asyncio.Task[Any] | None = None
+    admin: AdminServer | None = None
     code = 1
     try:
+        if admin_http is not None:
+            from decnet.swarm.admin.server import AdminServer  # Starlette: with --http only
+
+            admin = AdminServer(db_store, *admin_http)
         if not await start_store(db_store, stop):
             code = 0
             return code
+        if admin is not None:
+            await admin.start()
         try:
             await fs_store.start()
         except RuleSetError as problem:
@@ -80,6 +94,8 @@ async def run_master(
             log.error("the sync ended unexpectedly: %r", failure)
         return code
     finally:
+        if admin is not None:
+            await admin.stop()
         await cancel_and_wait(sync_task, stop_task, logger=log)
         with contextlib.suppress(Exception):
             await fs_store.stop()
@@ -112,7 +128,9 @@ def database_sync(updated_by: str) -> Sync:
     return sync
 
 
-async def main_async(rules_dir: Path, db_url: str, updated_by: str) -> int:
+async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,
+                     admin_http: tuple[str, int] | None = None) -> int:
     fs_store = filesystem_store(rules_dir)
     db_store = database_store(db_url)
-    return await run_master(fs_store, db_store, database_sync(updated_by))
+    return await run_master(fs_store, db_store, database_sync(updated_by),
+                            admin_http=admin_http)

@@ -262,3 +262,23 @@ EVIDENCE_MAX_VALUE_BYTES: Final = 4096
 EVIDENCE_MAX_TAG_BYTES: Final = 64 * 1024
 #: Evidence containers nested deeper than this are replaced by a marker.
 EVIDENCE_MAX_DEPTH: Final = 16
+
+# Operator state: scopes and history ------------------------------------------------
+#: How long the state history keeps an entry (pruned by the writer).
+STATE_HISTORY_RETENTION_DAYS: Final = 365
+#: Entries of state history a filesystem store keeps in memory (oldest dropped first).
+STATE_HISTORY_MEMORY: Final = 10_000
+#: Scoped states one rule may carry (each is checked per event of the rule).
+MAX_SCOPED_STATES_PER_RULE: Final = 64
+
+# Admin API ---------------------------------------------------------------------------
+#: What an API token's name may be (it is recorded as `set_by` and `via`).
+TOKEN_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+#: Roles of API tokens: viewers read, admins read and write.
+TOKEN_ROLES: Final = ("viewer", "admin")
+#: Prefix of every API token (recognisable in a secret scanner).
+TOKEN_PREFIX: Final = "dttp_"
+#: Largest body of a `PUT /api/v1/rules/{rule_id}/state`, in bytes.
+MAX_ADMIN_BODY_BYTES: Final = 128 * 1024
+#: Most history entries one `GET /api/v1/history` returns.
+MAX_HISTORY_PAGE: Final = 10_000

@@ -6,10 +6,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from decnet.ttp.printable import printable
-from decnet.vocabulary import DecnetTTPError, InvalidRuleId, InvalidStateError
+from decnet.vocabulary import (
+    DecnetTTPError,
+    InvalidRuleId,
+    InvalidScopeError,
+    InvalidStateError,
+)
 
 __all__ = ["ConfigError", "DatabaseFileChanged", "DatabaseMissing", "DatabaseReplaced",
-           "DecnetTTPError", "InvalidRuleId", "InvalidStateError",
+           "DecnetTTPError", "InvalidRuleId", "InvalidScopeError", "InvalidStateError",
            "MasterLeaseLost", "RuleError", "RuleProblem", "RuleSetError", "SchemaOutdatedError",
            "StoreError", "UnsupportedPlatformError"]
 

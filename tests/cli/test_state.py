@@ -76,11 +76,11 @@ def test_db_upgrade_and_current(empty_db: str) -> None:
     assert "no schema" in result.output and "decnet-ttp db upgrade" in result.output
     result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
     assert result.exit_code == 0, result.output
-    assert "upgraded from nothing to 0002" in result.output
+    assert "upgraded from nothing to 0003" in result.output
     result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
-    assert "already at schema revision 0002" in result.output
+    assert "already at schema revision 0003" in result.output
     result = runner.invoke(db_cli.app, ["current", "--db", empty_db])
-    assert result.exit_code == 0 and "0002 (head)" in result.output
+    assert result.exit_code == 0 and "0003 (head)" in result.output
 
 
 def test_state_commands_on_an_unmigrated_database_name_the_upgrade(empty_db: str) -> None:
@@ -118,7 +118,7 @@ def test_set_get_list_clear(db: str) -> None:
     assert result.exit_code == 0
     assert "R0007" in result.output and "R0008" in result.output
     assert f"{UNTIL[:-1]}+00:00" in result.output
-    assert "2 rule(s) with a state set" in result.output
+    assert "2 state(s) set" in result.output
     assert "[bold]x[/bold]" in result.output  # operator text is shown, never rendered
 
     result = runner.invoke(state_cli.app, ["clear", "R0007", "--by", "alice", "--db", db])
@@ -274,3 +274,56 @@ def test_state_get_reports_an_unreachable_database_instead_of_guessing() -> None
                                            "postgresql+asyncpg://postgres@127.0.0.1:1/test"])
     assert result.exit_code == 1, result.output
     assert "enabled" not in result.output
+
+
+def test_scoped_set_list_clear_and_history(db: str) -> None:
+    def cli(*args: str) -> str:
+        result = runner.invoke(state_cli.app, [*args, "--db", db], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli("set", "R0007", "disabled", "--for", "4h", "--reason", "noisy here",
+        "--scope", "decky=decky-03,decky-07", "--by", "alice")
+    cli("set", "R0007", "clipped", "--confidence-max", "0.2", "--reason", "sensor",
+        "--scope", "sensor=s1", "--by", "alice")
+    cli("set", "R0007", "disabled", "--reason", "everywhere", "--by", "bob")
+    listed = json.loads(cli("list", "--json"))
+    assert [(row["rule_id"], row["scope"], row["state"]) for row in listed] == [
+        ("R0007", None, "disabled"), ("R0007", "decky=decky-03,decky-07", "disabled"),
+        ("R0007", "sensor=s1", "clipped")]
+    shown = json.loads(cli("get", "R0007", "--json"))
+    assert [item["deckies"] for item in shown["scopes"]] == [["decky-03", "decky-07"], []]
+
+    assert "R0007 [sensor=s1]: enabled (cleared by carol)" in cli(
+        "clear", "R0007", "--scope", "sensor=s1", "--by", "carol", "--reason", "tuned")
+    assert [row["scope"] for row in json.loads(cli("list", "--json"))] == [
+        None, "decky=decky-03,decky-07"]
+    cli("clear", "R0007", "--all-scopes", "--by", "carol")
+    assert json.loads(cli("list", "--json")) == []
+
+    entries = json.loads(cli("history", "R0007", "--json"))
+    assert [(e["action"], e["scope"], e["by"]) for e in entries] == [
+        ("set", "decky=decky-03,decky-07", "alice"), ("set", "sensor=s1", "alice"),
+        ("set", None, "bob"), ("clear", "sensor=s1", "carol"), ("clear", None, "carol"),
+        ("clear", "decky=decky-03,decky-07", "carol")]
+    tuned = entries[3]
+    assert tuned["reason"] == "tuned" and tuned["new"] is None
+    assert tuned["old"]["state"] == "clipped" and tuned["via"]
+    assert set(entries[0]) == {"rule_id", "action", "scope", "old", "new", "by", "reason",
+                               "at", "via"}
+    assert json.loads(cli("history", "--since", "2099-01-01T00:00Z", "--json")) == []
+    assert len(json.loads(cli("history", "--since", "1h", "--json"))) == 6
+    assert "6 change(s)" in cli("history")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["set", "R1", "disabled", "--reason", "x", "--scope", "host=a"], "invalid scope"),
+    (["set", "R1", "disabled", "--reason", "x", "--scope", "decky=a b"], "invalid scope value"),
+    (["set", "R1", "enabled", "--reason", "x", "--scope", "decky=a"], "state clear"),
+    (["clear", "R1", "--scope", "decky=a", "--all-scopes"], "not both"),
+    (["history", "--since", "yesterday-ish"], "--since"),
+])
+def test_bad_scopes_exit_2(db: str, args: list[str], message: str) -> None:
+    result = runner.invoke(state_cli.app, [*args, "--db", db])
+    assert result.exit_code == 2, result.output
+    assert message in result.output

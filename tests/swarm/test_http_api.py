@@ -14,7 +14,7 @@ import pytest
 
 from decnet.swarm.http_api import REVISION_HEADER, create_app
 from decnet.swarm.live import LiveRules
-from decnet.ttp.store.base import RESYNC, RuleChange, RuleState, StateName
+from decnet.ttp.store.base import RESYNC, RuleChange, RuleState, Scope, StateName
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 from tests.waiting import poll
 
@@ -130,6 +130,25 @@ async def test_events_honour_state(tmp_path: Path) -> None:
             return (await w.client.post("/events", json=UNAME)).json() == []
 
         await poll(silent, message="R0001 disabled on the worker")
+
+
+async def test_events_honour_scoped_state_and_rules_list_scopes(tmp_path: Path) -> None:
+    async with worker(tmp_path) as w:
+        await w.store.set_scoped_state("R0001", Scope.parse("decky=decky-03"),
+                                       RuleState(StateName.DISABLED, reason="noisy"), "alice")
+        on_decky_3 = {**UNAME, "decky_id": "decky-03"}
+
+        async def silent_there() -> bool:
+            return (await w.client.post("/events", json=on_decky_3)).json() == []
+
+        await poll(silent_there, message="R0001 silenced on decky-03")
+        fired = (await w.client.post("/events", json={**UNAME, "decky_id": "decky-04"})).json()
+        assert {tag["rule_id"] for tag in fired} == {"R0001"}
+        [view] = [r for r in (await w.client.get("/rules")).json() if r["rule_id"] == "R0001"]
+        assert view["state"] == "enabled"
+        [scope] = view["scopes"]
+        assert (scope["scope"], scope["deckies"], scope["state"], scope["reason"]) == \
+            ("decky=decky-03", ["decky-03"], "disabled", "noisy")
 
 
 @pytest.mark.parametrize(("body", "reason"), [

@@ -213,6 +213,9 @@ class Correlator:
             passed: dict[int, bool] = {}
             for plan in self._by_kind.get(event.source_kind, ()):
                 state = plan.rule.state
+                if plan.rule.scoped:
+                    now = now or datetime.now(UTC)
+                    state = plan.rule.state_for(event.decky_id, event.sensor, now)
                 if state.state is not StateName.ENABLED or state.expires_at is not None:
                     if state.expires_at is not None:
                         now = now or datetime.now(UTC)

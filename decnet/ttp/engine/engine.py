@@ -29,6 +29,7 @@ from decnet.vocabulary import (
     DEFINITION,
     DELETED,
     RESYNC,
+    SCOPED,
     STATE,
     RuleChange,
     RuleState,
@@ -113,6 +114,8 @@ class RuleEngine:
                 index = index.with_rule(change.new_value)
             elif kind == STATE and isinstance(change.new_value, RuleState):
                 index = index.with_state(change.rule_id, change.new_value)
+            elif kind == SCOPED and isinstance(change.new_value, tuple):
+                index = index.with_scoped(change.rule_id, change.new_value)
             elif kind == DELETED:
                 index = index.without(change.rule_id)
             elif kind == RESYNC:
@@ -316,6 +319,9 @@ class RuleEngine:
             if rule is None:
                 continue
             state = rule.state
+            if rule.scoped:
+                now = now or datetime.now(UTC)
+                state = rule.state_for(event.decky_id, event.sensor, now)
             if state.state is not StateName.ENABLED or state.expires_at is not None:
                 if state.expires_at is not None:
                     now = now or datetime.now(UTC)

@@ -30,7 +30,7 @@ from decnet.ttp.engine.prefilter import (
 )
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.matchers import PatternLeaf
-from decnet.vocabulary import RuleState
+from decnet.vocabulary import RuleState, ScopedState
 
 _EMPTY_KEYS: Final[frozenset[BucketKey]] = frozenset()
 
@@ -115,6 +115,14 @@ class RuleIndex:
             return self
         rules = self.rules.copy()
         rules[rule_id] = rule if rule is not None else current.with_state(state)
+        return replace(self, rules=rules)
+
+    def with_scoped(self, rule_id: str, scoped: tuple[ScopedState, ...]) -> RuleIndex:
+        current = self.rules.get(rule_id)
+        if current is None:
+            return self
+        rules = self.rules.copy()
+        rules[rule_id] = current.with_scoped(scoped)
         return replace(self, rules=rules)
 
     def without(self, rule_id: str) -> RuleIndex:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.matchers import Matcher
-from decnet.vocabulary import DEFAULT_STATE, RuleState
+from decnet.vocabulary import DEFAULT_STATE, RuleState, ScopedState, resolve_state
 
 
 class Emit(NamedTuple):
@@ -51,6 +51,8 @@ class CompiledRule:
     evidence_fields: tuple[str, ...]
     state: RuleState = DEFAULT_STATE
     description: str = ""
+    #: States that apply only to some deckies or sensors (see `resolve_state`).
+    scoped: tuple[ScopedState, ...] = ()
     review: ReviewInfo = ReviewInfo()
     lifter: str | None = None
     correlation: CorrelationSpec | None = None
@@ -78,6 +80,17 @@ class CompiledRule:
     def with_state(self, state: RuleState) -> CompiledRule:
         """The same rule carrying `state` (a new value; this one is unchanged)."""
         return self if state == self.state else replace(self, state=state)
+
+    def with_scoped(self, scoped: tuple[ScopedState, ...]) -> CompiledRule:
+        """The same rule carrying `scoped` states instead of its own."""
+        return self if scoped == self.scoped else replace(self, scoped=scoped)
+
+    def state_for(self, decky_id: str | None, sensor: str | None,
+                  now: datetime | None = None) -> RuleState:
+        """The state that applies to an event from `decky_id` and `sensor`."""
+        if not self.scoped:
+            return self.state
+        return resolve_state(self.state, self.scoped, decky_id, sensor, now)
 
     def __reduce__(self) -> Any:
         raise TypeError("CompiledRule holds compiled matchers and is not picklable; "

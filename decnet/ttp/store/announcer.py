@@ -13,13 +13,13 @@ from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.codec import change_to_bytes
 from decnet.ttp.store.fanout import ChangeFanout, Subscription
 from decnet.ttp.telemetry import get_tracer
-from decnet.vocabulary import RESYNC, STATE, RuleChange
+from decnet.vocabulary import RESYNC, SCOPED, STATE, RuleChange
 
 log = logging.getLogger(__name__)
 
 
 def topic_for(change: RuleChange) -> str:
-    if change.change_kind is STATE:
+    if change.change_kind is STATE or change.change_kind is SCOPED:
         return ttp_rule_state(change.rule_id)
     return ttp_rule_reloaded(change.rule_id)
 

@@ -6,6 +6,7 @@ this class supplies stamping, tracing, expiry timers and change announcement.
 
 from __future__ import annotations
 
+import socket
 from abc import abstractmethod
 from datetime import datetime
 
@@ -22,13 +23,27 @@ from decnet.vocabulary import (
     DEFAULT_STATE,
     DEFINITION,
     DELETED,
+    SCOPED,
     STATE,
+    Audit,
     Clock,
+    HistoryAction,
     RuleChange,
     RuleState,
+    Scope,
+    ScopedState,
     utcnow,
     validate_rule_id,
 )
+
+
+def default_via() -> str:
+    """The `via` of a change made in this process: the host name."""
+    return socket.gethostname() or "localhost"
+
+
+def scope_timer_key(rule_id: str, scope_key: str) -> str:
+    return f"{rule_id}\n{scope_key}"
 
 
 class BaseRuleStore(RuleStore):
@@ -44,6 +59,11 @@ class BaseRuleStore(RuleStore):
         self._expiry = ExpiryScheduler(self._expire, clock=clock,
                                        retry_initial=expiry_retry[0],
                                        retry_max=expiry_retry[1])
+        self._scoped_expiry = ExpiryScheduler(self._expire_scoped, clock=clock,
+                                              retry_initial=expiry_retry[0],
+                                              retry_max=expiry_retry[1])
+        #: Recorded as `via` in the history when a write names none.
+        self.via = default_via()
 
     # storage, per backend -------------------------------------------------
 
@@ -52,7 +72,8 @@ class BaseRuleStore(RuleStore):
         """The stored state of `rule_id`, expired or not; default when none."""
 
     @abstractmethod
-    async def _write_state(self, rule_id: str, state: RuleState) -> bool | None:
+    async def _write_state(self, rule_id: str, state: RuleState,
+                           audit: Audit) -> bool | None:
         """Persist `state` (the default state removes it); raise on failure.
 
         Return False when nothing is to be announced here: nothing changed (a clear of
@@ -70,8 +91,25 @@ class BaseRuleStore(RuleStore):
         return await self._read_state(rule_id) != DEFAULT_STATE
 
     @abstractmethod
-    async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
+    async def _revert_if_expired(self, rule_id: str, expires_at: datetime,
+                                 audit: Audit) -> bool:
         """Remove the state of `rule_id` if it still expires at `expires_at`."""
+
+    @abstractmethod
+    async def _read_scoped(self, rule_id: str) -> dict[str, ScopedState]:
+        """The stored scoped states of `rule_id` by scope key, expired or not."""
+
+    @abstractmethod
+    async def _write_scoped(self, rule_id: str, scope: Scope, state: RuleState,
+                            audit: Audit) -> tuple[ScopedState, ...] | None:
+        """Persist (the default state removes) one scoped state and record `audit`; the
+        rule's scoped states to announce, or None when there is nothing to announce."""
+
+    @abstractmethod
+    async def _revert_scoped_if_expired(self, rule_id: str, scope_key: str,
+                                        expires_at: datetime,
+                                        audit: Audit) -> tuple[ScopedState, ...] | None:
+        """Remove that scoped state if it still expires at `expires_at`; as `_write_scoped`."""
 
     # the contract ---------------------------------------------------------
 
@@ -89,9 +127,15 @@ class BaseRuleStore(RuleStore):
             return DEFAULT_STATE
         return state
 
-    async def set_state(self, rule_id: str, state: RuleState, set_by: str) -> None:
+    async def set_state(self, rule_id: str, state: RuleState, set_by: str, *,
+                        via: str | None = None, reason: str | None = None) -> None:
+        """As the contract; `via` (host or token) and, for a clear, `reason` go to the
+        history."""
         validate_rule_id(rule_id)
         stamped = DEFAULT_STATE if state.is_default else state.stamped(set_by, self.clock())
+        audit = Audit(HistoryAction.CLEAR if stamped.is_default else HistoryAction.SET,
+                      set_by, reason if stamped.is_default else stamped.reason,
+                      via or self.via)
         tracer = get_tracer()
         with tracer.start_as_current_span(
             "ttp.rule.state.change",
@@ -102,11 +146,68 @@ class BaseRuleStore(RuleStore):
                 if stamped.is_default and not await self._has_state(rule_id):
                     announce: bool | None = False  # nothing to clear: no write, no news
                 else:
-                    announce = await self._write_state(rule_id, stamped)
+                    announce = await self._write_state(rule_id, stamped, audit)
             if announce is not False:
                 self.state_changed(rule_id, stamped)
 
+    async def clear_state(self, rule_id: str, set_by: str, *, reason: str | None = None,
+                          via: str | None = None) -> None:
+        await self.set_state(rule_id, DEFAULT_STATE, set_by, via=via, reason=reason)
+
+    async def set_scoped_state(self, rule_id: str, scope: Scope, state: RuleState,
+                               set_by: str, *, via: str | None = None,
+                               reason: str | None = None) -> None:
+        validate_rule_id(rule_id)
+        stamped = DEFAULT_STATE if state.is_default else state.stamped(set_by, self.clock())
+        audit = Audit(HistoryAction.CLEAR if stamped.is_default else HistoryAction.SET,
+                      set_by, reason if stamped.is_default else stamped.reason,
+                      via or self.via)
+        with get_tracer().start_as_current_span(
+            "ttp.rule.state.change",
+            attributes={"ttp.rule_id": rule_id, "ttp.state": stamped.state.value,
+                        "ttp.scope": scope.key},
+        ):
+            announced = await self._write_scoped(rule_id, scope, stamped, audit)
+        if announced is not None:
+            self.scoped_changed(rule_id, announced)
+        self._scoped_expiry.schedule(scope_timer_key(rule_id, scope.key), stamped.expires_at)
+
+    async def clear_scoped_state(self, rule_id: str, scope: Scope, set_by: str, *,
+                                 reason: str | None = None, via: str | None = None) -> None:
+        await self.set_scoped_state(rule_id, scope, DEFAULT_STATE, set_by, via=via,
+                                    reason=reason)
+
+    async def scoped_states(self, rule_id: str) -> tuple[ScopedState, ...]:
+        try:
+            validate_rule_id(rule_id)
+        except InvalidRuleId:
+            return ()
+        now = self.clock()
+        return tuple(scoped for _key, scoped in sorted((await self._read_scoped(rule_id)).items())
+                     if not scoped.state.is_expired(now))
+
     # shared plumbing for backends -----------------------------------------
+
+    def scoped_changed(self, rule_id: str, scoped: tuple[ScopedState, ...]) -> None:
+        """The scoped states of a rule took effect: arm their timers, announce them."""
+        for item in scoped:
+            self._scoped_expiry.schedule(scope_timer_key(rule_id, item.scope.key),
+                                         item.state.expires_at)
+        self._announcer.announce(RuleChange(SCOPED, rule_id, scoped))
+
+    def arm_scoped_expiry(self, scoped: dict[str, tuple[ScopedState, ...]]) -> None:
+        for rule_id, items in scoped.items():
+            for item in items:
+                self._scoped_expiry.schedule(scope_timer_key(rule_id, item.scope.key),
+                                             item.state.expires_at)
+
+    async def _expire_scoped(self, key: str, expires_at: datetime) -> None:
+        rule_id, _, scope_key = key.partition("\n")
+        audit = Audit(HistoryAction.EXPIRED, "expiry", None, self.via)
+        announced = await self._revert_scoped_if_expired(rule_id, scope_key, expires_at, audit)
+        if announced is not None:
+            self._scoped_expiry.schedule(key, None)
+            self._announcer.announce(RuleChange(SCOPED, rule_id, announced))
 
     def state_changed(self, rule_id: str, state: RuleState) -> None:
         """A state took effect (written here or seen from elsewhere): arm, announce."""
@@ -124,12 +225,14 @@ class BaseRuleStore(RuleStore):
             self._expiry.schedule(rule_id, state.expires_at)
 
     async def _expire(self, rule_id: str, expires_at: datetime) -> None:
-        if await self._revert_if_expired(rule_id, expires_at):
+        audit = Audit(HistoryAction.EXPIRED, "expiry", None, self.via)
+        if await self._revert_if_expired(rule_id, expires_at, audit):
             self._expiry.schedule(rule_id, None)
             self._announcer.announce(RuleChange(STATE, rule_id, DEFAULT_STATE))
 
     async def close_shared(self) -> None:
         await self._expiry.close()
+        await self._scoped_expiry.close()
         await self._announcer.close()
 
     @property

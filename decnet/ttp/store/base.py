@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from decnet.ttp.store.fanout import Subscription
@@ -13,10 +14,15 @@ from decnet.vocabulary import (
     DEFINITION,
     DELETED,
     RESYNC,
+    SCOPED,
     STATE,
     ChangeKind,
+    HistoryAction,
+    HistoryEntry,
     RuleChange,
     RuleState,
+    Scope,
+    ScopedState,
     StateName,
     as_utc,
     utcnow,
@@ -26,10 +32,29 @@ from decnet.vocabulary import (
 if TYPE_CHECKING:
     from decnet.ttp.rules.compiled import CompiledRule
 
-__all__ = ["DEFAULT_STATE", "DEFINITION", "DELETED", "RESYNC", "STATE", "ChangeKind",
-           "RuleChange", "RuleState", "RuleStore", "RuleWriter", "StateName", "Subscription",
-           "SyncStats", "as_utc", "utcnow",
-           "validate_rule_id"]
+__all__ = [
+    "DEFAULT_STATE",
+    "DEFINITION",
+    "DELETED",
+    "RESYNC",
+    "SCOPED",
+    "STATE",
+    "ChangeKind",
+    "HistoryAction",
+    "HistoryEntry",
+    "RuleChange",
+    "RuleState",
+    "RuleStore",
+    "RuleWriter",
+    "Scope",
+    "ScopedState",
+    "StateName",
+    "Subscription",
+    "SyncStats",
+    "as_utc",
+    "utcnow",
+    "validate_rule_id",
+]
 
 
 @dataclass(slots=True)
@@ -95,6 +120,34 @@ class RuleStore(ABC):
             if not rule.state.is_default:
                 states[rule.rule_id] = rule.state
         return states
+
+    # Scoped states and history: not abstract, so stores written against the four
+    # methods above still construct; the shipped backends implement them.
+
+    async def set_scoped_state(self, rule_id: str, scope: Scope, state: RuleState,
+                               set_by: str, *, via: str | None = None,
+                               reason: str | None = None) -> None:
+        """Stamp, persist and announce a state that applies only where `scope` matches
+        (the default state clears it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no scoped states")
+
+    async def clear_scoped_state(self, rule_id: str, scope: Scope, set_by: str, *,
+                                 reason: str | None = None, via: str | None = None) -> None:
+        """Remove the state of `rule_id` scoped exactly to `scope`."""
+        raise NotImplementedError(f"{type(self).__name__} has no scoped states")
+
+    async def scoped_states(self, rule_id: str) -> tuple[ScopedState, ...]:
+        """Every unexpired scoped state of `rule_id`, by scope key."""
+        return ()
+
+    async def list_scoped_states(self) -> dict[str, tuple[ScopedState, ...]]:
+        """Every rule's unexpired scoped states (rules without any left out)."""
+        return {}
+
+    async def history(self, rule_id: str | None = None, *, since: datetime | None = None,
+                      limit: int | None = None) -> list[HistoryEntry]:
+        """State changes (oldest first) of `rule_id` or every rule, since `since`."""
+        return []
 
     @property
     def sync_stats(self) -> SyncStats | None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.vocabulary import RuleChange, RuleState, iso
+from decnet.vocabulary import HistoryEntry, RuleChange, RuleState, ScopedState, iso
 
 
 def state_to_dict(state: RuleState) -> dict[str, Any]:
@@ -33,6 +33,21 @@ def state_from_dict(data: dict[str, Any]) -> RuleState:
     )
 
 
+def scoped_to_dict(scoped: ScopedState) -> dict[str, Any]:
+    """A scoped state: its scope (key and values per dimension) and the state."""
+    return {"scope": scoped.scope.key, "deckies": sorted(scoped.scope.deckies),
+            "sensors": sorted(scoped.scope.sensors), **state_to_dict(scoped.state)}
+
+
+def history_to_dict(entry: HistoryEntry) -> dict[str, Any]:
+    """One state-history entry (`state history --json`, `GET /api/v1/history`)."""
+    return {"rule_id": entry.rule_id, "action": entry.action.value, "scope": entry.scope,
+            "old": None if entry.old is None else state_to_dict(entry.old),
+            "new": None if entry.new is None else state_to_dict(entry.new),
+            "by": entry.by, "reason": entry.reason, "at": entry.at.isoformat(),
+            "via": entry.via}
+
+
 def change_to_bytes(change: RuleChange) -> bytes:
     """Bus message body for one change: ids and state, never the rule's content."""
     body: dict[str, Any] = {"change_kind": change.change_kind, "rule_id": change.rule_id}
@@ -42,6 +57,8 @@ def change_to_bytes(change: RuleChange) -> bytes:
         body["state"] = state_to_dict(value.state)
     elif isinstance(value, RuleState):
         body["state"] = state_to_dict(value)
+    elif isinstance(value, tuple):  # scoped states: no "state" key, never mistaken for one
+        body["scopes"] = [scoped_to_dict(item) for item in value]
     return orjson.dumps(body)
 
 

@@ -37,15 +37,27 @@ from decnet.ttp.store.backend import BaseRuleStore
 from decnet.ttp.store.database.master import MasterProjection, MasterRole
 from decnet.ttp.store.database.tail import Tail, TailStats
 from decnet.ttp.store.sql.repository import RuleRepository
-from decnet.ttp.store.sql.rows import Fence, LogEntry, Snapshot, StoredRule, StoredState
+from decnet.ttp.store.sql.rows import (
+    Fence,
+    LogEntry,
+    Snapshot,
+    StoredRule,
+    StoredScoped,
+    StoredState,
+)
 from decnet.vocabulary import (
     DEFAULT_STATE,
     DEFINITION,
     DELETED,
     RESYNC,
+    SCOPED,
+    Audit,
     Clock,
+    HistoryEntry,
     RuleChange,
     RuleState,
+    Scope,
+    ScopedState,
     utcnow,
     validate_rule_id,
 )
@@ -81,6 +93,7 @@ class DatabaseRuleStore(BaseRuleStore):
         # What this process has announced (or loaded before following), by revision.
         self._known_defs: dict[str, int] = {}
         self._known_states: dict[str, StoredState] = {}
+        self._known_scoped: dict[str, StoredScoped] = {}
         self._has_view = False
         self._view_lock = asyncio.Lock()
         #: rule_id -> the errors of its stored row (skipped until fixed).
@@ -174,7 +187,8 @@ class DatabaseRuleStore(BaseRuleStore):
                 continue
             stored = snapshot.states.get(row.rule_id)
             state = DEFAULT_STATE if stored is None else stored.state.effective(now)
-            rules.append(compiled.with_state(state))
+            scoped = (snapshot.scoped or {}).get(row.rule_id)
+            rules.append(compiled.with_state(state).with_scoped(_live(scoped, now)))
         for rule_id in [r for r in self._compiled if r not in present]:
             del self._compiled[rule_id]
         for rule_id in [r for r in self.problems if r not in present]:
@@ -193,7 +207,8 @@ class DatabaseRuleStore(BaseRuleStore):
                 continue
             stored = self._known_states.get(rule_id)
             state = DEFAULT_STATE if stored is None else stored.state.effective(now)
-            rules.append(cached[1].with_state(state))
+            rules.append(cached[1].with_state(state).with_scoped(
+                _live(self._known_scoped.get(rule_id), now)))
         return rules
 
     async def get_state(self, rule_id: str) -> RuleState:
@@ -248,17 +263,55 @@ class DatabaseRuleStore(BaseRuleStore):
     async def _has_state(self, rule_id: str) -> bool:
         return True  # `_write_state` answers atomically: a clear is a conditional delete
 
-    async def _write_state(self, rule_id: str, state: RuleState) -> bool:
-        revision = await self.repo.write_state(rule_id, state)
+    async def _write_state(self, rule_id: str, state: RuleState, audit: Audit) -> bool:
+        revision = await self.repo.write_state(rule_id, state, audit)
         if revision is None:
             return False  # clearing what was not set: no write, nothing to announce
         return self._learn_state(rule_id, StoredState(revision, state))
 
-    async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
-        revision = await self.repo.revert_expired(rule_id, expires_at)
+    async def _revert_if_expired(self, rule_id: str, expires_at: datetime,
+                                 audit: Audit) -> bool:
+        revision = await self.repo.revert_expired(rule_id, expires_at, audit)
         if revision is None:
             return False  # not there any more, or another process reverted it first
         return self._learn_state(rule_id, StoredState(revision, DEFAULT_STATE))
+
+    async def _read_scoped(self, rule_id: str) -> dict[str, ScopedState]:
+        stored = await self.repo.read_scoped(rule_id)
+        return {item.scope.key: item for item in stored.states}
+
+    async def _write_scoped(self, rule_id: str, scope: Scope, state: RuleState,
+                            audit: Audit) -> tuple[ScopedState, ...] | None:
+        revision = await self.repo.write_scoped(rule_id, scope.key, state, audit)
+        return None if revision is None else await self._learn_scoped(rule_id, revision)
+
+    async def _revert_scoped_if_expired(self, rule_id: str, scope_key: str,
+                                        expires_at: datetime,
+                                        audit: Audit) -> tuple[ScopedState, ...] | None:
+        revision = await self.repo.revert_scoped_expired(rule_id, scope_key, expires_at,
+                                                         audit)
+        return None if revision is None else await self._learn_scoped(rule_id, revision)
+
+    async def _learn_scoped(self, rule_id: str, revision: int) -> tuple[ScopedState, ...] | None:
+        """After this process wrote `revision`: the rule's scoped states to announce, or
+        None when the tail announced that revision (or a newer one) already."""
+        stored = await self.repo.read_scoped(rule_id)
+        seen = StoredScoped(max(revision, stored.revision), stored.states)
+        known = self._known_scoped.get(rule_id)
+        if known is not None and known.revision >= seen.revision:
+            return None
+        self._known_scoped[rule_id] = seen
+        return _live(seen, self.clock())
+
+    async def list_scoped_states(self) -> dict[str, tuple[ScopedState, ...]]:
+        now = self.clock()
+        found = {rule_id: _live(stored, now)
+                 for rule_id, stored in sorted((await self.repo.read_all_scoped()).items())}
+        return {rule_id: items for rule_id, items in found.items() if items}
+
+    async def history(self, rule_id: str | None = None, *, since: datetime | None = None,
+                      limit: int | None = None) -> list[HistoryEntry]:
+        return await self.repo.read_history(rule_id, since=since, limit=limit)
 
     async def list_states(self) -> dict[str, RuleState]:
         now = self.clock()
@@ -296,7 +349,9 @@ class DatabaseRuleStore(BaseRuleStore):
         self._reported.pop(rule_id, None)
         if self._known_defs.get(rule_id, 0) < written.revision:
             self._known_defs[rule_id] = written.revision
-            self.definition_changed(base.with_state(written.state.effective(self.clock())))
+            self.definition_changed(base.with_state(written.state.effective(self.clock()))
+                                    .with_scoped(_live(self._known_scoped.get(rule_id),
+                                                       self.clock())))
         return True
 
     async def remove_definition(self, rule_id: str, *, fence: Fence | None = None) -> bool:
@@ -356,6 +411,9 @@ class DatabaseRuleStore(BaseRuleStore):
         self.tail.follow_from(snapshot.revision, snapshot.identity)
         self._known_defs = {row.rule_id: row.revision for row in snapshot.rules}
         self._known_states = dict(snapshot.states)
+        self._known_scoped = dict(snapshot.scoped or {})
+        self.arm_scoped_expiry({rule_id: stored.states
+                                for rule_id, stored in self._known_scoped.items()})
         for rule_id in self._expiry.armed():
             if rule_id not in snapshot.states:
                 self._expiry.schedule(rule_id, None)
@@ -372,6 +430,8 @@ class DatabaseRuleStore(BaseRuleStore):
             return self._apply_definition(rule_id, entry.rule)
         if entry.change_kind is DELETED:
             return self._apply_deletion(entry)
+        if entry.change_kind is SCOPED:
+            return self._apply_scoped(entry)
         known_state = self._known_states.get(rule_id)
         if entry.state is not None:
             if known_state is not None and known_state.revision >= entry.state.revision:
@@ -385,6 +445,17 @@ class DatabaseRuleStore(BaseRuleStore):
         if known_state.state.is_default:
             return False
         self.state_changed(rule_id, DEFAULT_STATE)
+        return True
+
+    def _apply_scoped(self, entry: LogEntry) -> bool:
+        stored = entry.scoped
+        known = self._known_scoped.get(entry.rule_id)
+        if stored is None or (known is not None and known.revision >= stored.revision):
+            return False
+        self._known_scoped[entry.rule_id] = stored
+        if known is not None and known.states == stored.states:
+            return False
+        self.scoped_changed(entry.rule_id, _live(stored, self.clock()))
         return True
 
     def _apply_definition(self, rule_id: str, row: StoredRule | None) -> bool:
@@ -402,8 +473,10 @@ class DatabaseRuleStore(BaseRuleStore):
             self.rule_deleted(rule_id)
             return True
         stored = self._known_states.get(rule_id)
-        state = DEFAULT_STATE if stored is None else stored.state.effective(self.clock())
-        self.definition_changed(compiled.with_state(state))
+        now = self.clock()
+        state = DEFAULT_STATE if stored is None else stored.state.effective(now)
+        self.definition_changed(compiled.with_state(state).with_scoped(
+            _live(self._known_scoped.get(rule_id), now)))
         return True
 
     def _apply_deletion(self, entry: LogEntry) -> bool:
@@ -459,3 +532,10 @@ class DatabaseRuleStore(BaseRuleStore):
 
 def _row_source(rule_id: str) -> str:
     return f"ttp_rule/{rule_id}"
+
+
+def _live(stored: StoredScoped | None, now: datetime) -> tuple[ScopedState, ...]:
+    """The unexpired scoped states of `stored`."""
+    if stored is None:
+        return ()
+    return tuple(item for item in stored.states if not item.state.is_expired(now))

@@ -26,7 +26,8 @@ from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule, rule_id_of_path
 from decnet.ttp.rules.loader import is_rule_file_name, read_rule_bytes
 from decnet.ttp.store.backend import BaseRuleStore
-from decnet.vocabulary import DEFAULT_STATE, RuleState
+from decnet.ttp.store.history import MemoryHistory, check_scoped_room
+from decnet.vocabulary import DEFAULT_STATE, Audit, HistoryEntry, RuleState, Scope, ScopedState
 
 if TYPE_CHECKING:
     from decnet.ttp.store.impl.watcher import DirectoryWatcher, WatchEvent
@@ -61,6 +62,9 @@ class FilesystemRuleStore(BaseRuleStore):
         self._digests: dict[str, bytes] = {}
         self._rejected_digests: dict[str, bytes] = {}
         self._states: dict[str, RuleState] = {}
+        #: rule_id -> scope key -> its scoped state.
+        self._scoped: dict[str, dict[str, ScopedState]] = {}
+        self._history = MemoryHistory()
         self.problems: dict[str, tuple[RuleError, ...]] = {}
         self.reloads_applied = 0
         self.reloads_rejected = 0
@@ -98,24 +102,77 @@ class FilesystemRuleStore(BaseRuleStore):
 
     async def load_compiled(self) -> list[CompiledRule]:
         self._ensure_loaded()
-        return [rule.with_state(self._effective(rule_id)) for rule_id, rule
-                in sorted(self._rules.items())]
+        return [rule.with_state(self._effective(rule_id)).with_scoped(self._live_scoped(rule_id))
+                for rule_id, rule in sorted(self._rules.items())]
 
     async def _read_state(self, rule_id: str) -> RuleState:
         return self._states.get(rule_id, DEFAULT_STATE)
 
-    async def _write_state(self, rule_id: str, state: RuleState) -> None:
+    async def _write_state(self, rule_id: str, state: RuleState, audit: Audit) -> None:
+        old = self._states.get(rule_id)
         if state.is_default:
             self._states.pop(rule_id, None)
         else:
             self._states[rule_id] = state
+        self._history.record(rule_id, None, old, None if state.is_default else state, audit,
+                             self.clock())
 
-    async def _revert_if_expired(self, rule_id: str, expires_at: datetime) -> bool:
+    async def _revert_if_expired(self, rule_id: str, expires_at: datetime,
+                                 audit: Audit) -> bool:
         current = self._states.get(rule_id)
         if current is None or current.expires_at != expires_at:
             return False
         del self._states[rule_id]
+        self._history.record(rule_id, None, current, None, audit, self.clock())
         return True
+
+    async def _read_scoped(self, rule_id: str) -> dict[str, ScopedState]:
+        return dict(self._scoped.get(rule_id, {}))
+
+    async def _write_scoped(self, rule_id: str, scope: Scope, state: RuleState,
+                            audit: Audit) -> tuple[ScopedState, ...] | None:
+        states = self._scoped.setdefault(rule_id, {})
+        old = states.get(scope.key)
+        if state.is_default:
+            if old is None:
+                return None
+            del states[scope.key]
+        else:
+            check_scoped_room(states, scope)
+            states[scope.key] = ScopedState(scope, state)
+        self._history.record(rule_id, scope.key, None if old is None else old.state,
+                             None if state.is_default else state, audit, self.clock())
+        return self._announce_scoped(rule_id)
+
+    async def _revert_scoped_if_expired(self, rule_id: str, scope_key: str,
+                                        expires_at: datetime,
+                                        audit: Audit) -> tuple[ScopedState, ...] | None:
+        states = self._scoped.get(rule_id, {})
+        current = states.get(scope_key)
+        if current is None or current.state.expires_at != expires_at:
+            return None
+        del states[scope_key]
+        self._history.record(rule_id, scope_key, current.state, None, audit, self.clock())
+        return self._announce_scoped(rule_id)
+
+    def _announce_scoped(self, rule_id: str) -> tuple[ScopedState, ...]:
+        scoped = self._live_scoped(rule_id)
+        if not self._scoped.get(rule_id):
+            self._scoped.pop(rule_id, None)
+        return scoped
+
+    def _live_scoped(self, rule_id: str) -> tuple[ScopedState, ...]:
+        now = self.clock()
+        return tuple(item for _key, item in sorted(self._scoped.get(rule_id, {}).items())
+                     if not item.state.is_expired(now))
+
+    async def list_scoped_states(self) -> dict[str, tuple[ScopedState, ...]]:
+        found = {rule_id: self._live_scoped(rule_id) for rule_id in sorted(self._scoped)}
+        return {rule_id: items for rule_id, items in found.items() if items}
+
+    async def history(self, rule_id: str | None = None, *, since: datetime | None = None,
+                      limit: int | None = None) -> list[HistoryEntry]:
+        return self._history.select(rule_id, since, limit, self.clock())
 
     async def list_states(self) -> dict[str, RuleState]:
         return {rule_id: state for rule_id, state in sorted(self._states.items())
@@ -209,7 +266,8 @@ class FilesystemRuleStore(BaseRuleStore):
         self.problems.pop(name, None)
         self.reloads_applied += 1
         if self._loaded:
-            self.definition_changed(rule.with_state(self._effective(rule_id)))
+            self.definition_changed(rule.with_state(self._effective(rule_id))
+                                    .with_scoped(self._live_scoped(rule_id)))
 
     def _reject(self, name: str, errors: list[RuleError]) -> None:
         self.reloads_rejected += 1

@@ -2,6 +2,9 @@
 
 - `ttp_rule`: one row per rule definition (the exact YAML text).
 - `ttp_rule_state`: one row per rule with a non-default operator state.
+- `ttp_rule_scoped_state`: one row per rule and scope key with a scoped state.
+- `ttp_state_history`: the append-only audit log of state changes, pruned by age.
+- `ttp_api_token`: the admin API's bearer tokens, by name (SHA-256 only).
 - `ttp_revision`: one row (`id = 1`) holding the last revision handed out and the
   database's random identity (`database_id`, written by the migration). Every write
   bumps it first, in its own transaction; the row lock serializes writers, so
@@ -26,6 +29,7 @@ from decnet.ttp.store.sql.types import UTCDateTime, identifier, long_text
 
 RULE_ID_LENGTH = 64
 HOLDER_LENGTH = 255
+SCOPE_KEY_LENGTH = 512
 
 
 class Base(DeclarativeBase):
@@ -55,6 +59,48 @@ class StateRow(Base):
     set_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ScopedStateRow(Base):
+    __tablename__ = "ttp_rule_scoped_state"
+
+    rule_id: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), primary_key=True)
+    scope_key: Mapped[str] = mapped_column(identifier(SCOPE_KEY_LENGTH), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    confidence_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    set_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class HistoryRow(Base):
+    __tablename__ = "ttp_state_history"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), nullable=False,
+                                         index=True)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    scope_key: Mapped[str | None] = mapped_column(identifier(SCOPE_KEY_LENGTH), nullable=True)
+    old_value: Mapped[str | None] = mapped_column(long_text(), nullable=True)
+    new_value: Mapped[str | None] = mapped_column(long_text(), nullable=True)
+    changed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    via: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class TokenRow(Base):
+    __tablename__ = "ttp_api_token"
+
+    name: Mapped[str] = mapped_column(identifier(RULE_ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class RevisionRow(Base):

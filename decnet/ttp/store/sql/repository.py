@@ -4,9 +4,9 @@ Every public method raises the `StoreError` family (never a raw SQLAlchemy or so
 error). Writes follow one path (`_write`): in one transaction, bump the single
 `ttp_revision` row (its row lock serializes writers, so revisions are handed out and
 become visible in commit order, without gaps), write the row with that revision, append
-one `ttp_change_log` entry and, on PostgreSQL, `NOTIFY` (delivered at commit); a write
-that would change nothing rolls back and consumes no revision. PostgreSQL's `set_state`
-runs the same transaction as one statement (`statements.PG_WRITE_STATE`).
+one `ttp_change_log` entry (a state change also its `ttp_state_history` entry, so the audit
+log never misses a committed change) and, on PostgreSQL, `NOTIFY` (delivered at commit); a
+write that would change nothing rolls back and consumes no revision.
 
 Longer than most modules on purpose: it is one concept, the boundary between the store
 and SQL, and reads best whole (each method is a few lines over `statements` and `lease`,
@@ -20,20 +20,26 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from decnet.ttp.constants import CHANGE_LOG_RETENTION, NOTIFY_CHANNEL
+from decnet.ttp.constants import (
+    CHANGE_LOG_RETENTION,
+    MAX_SCOPED_STATES_PER_RULE,
+    STATE_HISTORY_RETENTION_DAYS,
+)
 from decnet.ttp.errors import SchemaOutdatedError, StoreError
+from decnet.ttp.store.codec import state_from_dict, state_to_dict
 from decnet.ttp.store.sql import lease
 from decnet.ttp.store.sql import statements as sql
 from decnet.ttp.store.sql.engines import Engines
-from decnet.ttp.store.sql.models import Base, MasterLeaseRow, RevisionRow
+from decnet.ttp.store.sql.models import Base, HistoryRow, MasterLeaseRow, RevisionRow
 from decnet.ttp.store.sql.rows import (
     Fence,
     Head,
@@ -42,7 +48,9 @@ from decnet.ttp.store.sql.rows import (
     RuleWrite,
     Snapshot,
     StoredRule,
+    StoredScoped,
     StoredState,
+    scoped_of,
     state_of,
 )
 from decnet.ttp.store.sql.schema import (
@@ -51,7 +59,17 @@ from decnet.ttp.store.sql.schema import (
     script_directory,
     upgrade_hint,
 )
-from decnet.vocabulary import DEFAULT_STATE, ChangeKind, Clock, RuleState, utcnow
+from decnet.vocabulary import (
+    DEFAULT_STATE,
+    Audit,
+    ChangeKind,
+    Clock,
+    HistoryAction,
+    HistoryEntry,
+    InvalidScopeError,
+    RuleState,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +95,9 @@ class RuleRepository:
 
     def __init__(self, url: str | URL | None = None, *,
                  change_log_retention: int = CHANGE_LOG_RETENTION,
-                 check_schema: bool = True, clock: Clock = utcnow) -> None:
+                 check_schema: bool = True, clock: Clock = utcnow,
+                 history_retention: timedelta = timedelta(
+                     days=STATE_HISTORY_RETENTION_DAYS)) -> None:
         self.engines = Engines(url)
         #: Stamps `updated_at`, `changed_at` and the lease's times (informational only:
         #: propagation follows revisions, never these).
@@ -85,6 +105,8 @@ class RuleRepository:
         self.change_log_retention = max(1, change_log_retention)
         self._prune_every = max(1, min(1000, self.change_log_retention // 10))
         self._check_schema = check_schema
+        #: How long a state-history entry is kept (pruned by the writer).
+        self.history_retention = history_retention
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
@@ -125,6 +147,11 @@ class RuleRepository:
     async def run(self, operation: Callable[[Connection], T]) -> T:
         """Run `operation(connection)` (for tests and tools); no error translation."""
         return await self.engines.run(operation)
+
+    async def guarded(self, what: str, operation: Callable[[Connection], T]) -> T:
+        """Run `operation(connection)` behind this repository's error boundary (tables
+        beside the rule store's own, such as the API tokens)."""
+        return await self._guarded(what, operation)
 
     async def _guarded(self, what: str, operation: Callable[[Connection], T], *,
                        poll: bool = False, connect: bool = True) -> T:
@@ -240,7 +267,8 @@ class RuleRepository:
             rules = [StoredRule(*row) for row in conn.execute(sql.RULES)]
             states = {row.rule_id: StoredState(row.revision, state_of(row))
                       for row in conn.execute(sql.STATES)}
-            return Snapshot(int(head), rules, states, self._identity(database_id))
+            return Snapshot(int(head), rules, states, self._identity(database_id),
+                            _all_scoped(conn))
 
         return await self._guarded("reading the rules", read)
 
@@ -257,6 +285,41 @@ class RuleRepository:
                     for row in conn.execute(sql.STATES)}
 
         return await self._guarded("reading the states", read)
+
+    async def read_scoped(self, rule_id: str) -> StoredScoped:
+        """The scoped states of `rule_id` (expired or not)."""
+        def read(conn: Connection) -> StoredScoped:
+            rows = list(conn.execute(sql.SCOPED_READ, {"b_rule_id": rule_id}))
+            newest = max((int(row.revision) for row in rows), default=0)
+            return StoredScoped(newest, tuple(scoped_of(rows).get(rule_id, ())))
+
+        return await self._guarded("reading scoped states", read)
+
+    async def read_all_scoped(self) -> dict[str, StoredScoped]:
+        """Every rule's scoped states (expired or not); rules without any left out."""
+        return await self._guarded("reading scoped states", _all_scoped)
+
+    async def read_history(self, rule_id: str | None = None, *,
+                           since: datetime | None = None,
+                           limit: int | None = None) -> list[HistoryEntry]:
+        """State-history entries, oldest first (the newest `limit` when given)."""
+        query = sql.HISTORY_SELECT
+        if rule_id is not None:
+            query = query.where(HistoryRow.rule_id == rule_id)
+        oldest = self.clock() - self.history_retention
+        query = query.where(HistoryRow.changed_at >= (max(since, oldest) if since else oldest))
+        if limit is not None:
+            query = query.order_by(None).order_by(HistoryRow.id.desc()).limit(limit)
+
+        def read(conn: Connection) -> list[HistoryEntry]:
+            entries = [HistoryEntry(row.rule_id, HistoryAction(row.action), row.scope_key,
+                                    _state_from_json(row.old_value),
+                                    _state_from_json(row.new_value), row.changed_by,
+                                    row.reason, row.changed_at, row.via)
+                       for row in conn.execute(query)]
+            return entries if limit is None else entries[::-1]
+
+        return await self._guarded("reading the state history", read)
 
     async def rule_contents(self) -> dict[str, tuple[int, str]]:
         """`rule_id -> (rule_version, yaml_content)` of every stored rule."""
@@ -286,8 +349,22 @@ class RuleRepository:
                     row.state_revision, state_of(row))
                 entries.append(LogEntry(row.revision, row.rule_id,
                                         ChangeKind(row.change_kind), rule, state,
-                                        self._identity(row.database_id)))
-            return entries
+                                        database=self._identity(row.database_id)))
+            scoped_ids = sorted({e.rule_id for e in entries
+                                 if e.change_kind is ChangeKind.SCOPED})
+            if not scoped_ids:
+                return entries
+            rows = list(conn.execute(sql.SCOPED_OF_RULES, {"b_rule_ids": scoped_ids}))
+            newest: dict[str, int] = {}
+            for scoped_row in rows:
+                newest[scoped_row.rule_id] = max(newest.get(scoped_row.rule_id, 0),
+                                                 int(scoped_row.revision))
+            current = scoped_of(rows)
+            return [entry if entry.change_kind is not ChangeKind.SCOPED else LogEntry(
+                entry.revision, entry.rule_id, entry.change_kind, entry.rule, entry.state,
+                StoredScoped(max(entry.revision, newest.get(entry.rule_id, 0)),
+                             tuple(current.get(entry.rule_id, ()))), entry.database)
+                for entry in entries]
 
         return await self._guarded("reading the change log", read, poll=True)
 
@@ -390,39 +467,109 @@ class RuleRepository:
         return await self._write(rule_id, kind,
                                  self._in_transaction(rule_id, kind, body, fence))
 
-    async def write_state(self, rule_id: str, state: RuleState) -> int | None:
-        """Persist a state (the default state deletes the row); None when nothing changed."""
+    def _record(self, conn: Connection, rule_id: str, scope_key: str | None,
+                old: RuleState | None, new: RuleState | None, note: Audit,
+                revision: int) -> None:
+        """Append one history row (same transaction as the change); prune by age now
+        and then."""
+        now = self.clock()
+        conn.execute(sql.HISTORY_INSERT, {
+            "rule_id": rule_id, "action": note.action.value, "scope_key": scope_key,
+            "old_value": _state_to_json(old), "new_value": _state_to_json(new),
+            "changed_by": note.by, "reason": note.reason, "changed_at": now,
+            "via": note.via})
+        if revision % self._prune_every == 0:
+            conn.execute(sql.HISTORY_PRUNE, {"b_before": now - self.history_retention})
+
+    async def write_state(self, rule_id: str, state: RuleState,
+                          note: Audit | None = None) -> int | None:
+        """Persist a state (the default state deletes the row) and its history entry;
+        None when nothing changed."""
         kind = ChangeKind.STATE
-        if self.dialect == "postgresql" and not state.is_default:
-            return await self._write(rule_id, kind,
-                                     _pg_write_state(rule_id, state, self.clock()),
-                                     autocommit=True)
 
         def body(conn: Connection, revision: int) -> None:
+            key = {"b_rule_id": rule_id}
+            old_row = conn.execute(sql.STATE_READ, key).first() if note is not None else None
+            old = None if old_row is None else state_of(old_row)
             if state.is_default:
-                if conn.execute(sql.STATE_DELETE, {"b_rule_id": rule_id}).rowcount == 0:
+                if conn.execute(sql.STATE_DELETE, key).rowcount == 0:
                     raise _NoChange
-                return
-            values = {"state": state.state.value, "confidence_max": state.confidence_max,
-                      "expires_at": state.expires_at, "reason": state.reason,
-                      "set_by": state.set_by, "set_at": state.set_at, "revision": revision}
-            if conn.execute(sql.STATE_UPDATE, {"b_rule_id": rule_id, **values}).rowcount == 0:
-                conn.execute(sql.STATE_INSERT, {"rule_id": rule_id, **values})
+            else:
+                values = {"state": state.state.value, "confidence_max": state.confidence_max,
+                          "expires_at": state.expires_at, "reason": state.reason,
+                          "set_by": state.set_by, "set_at": state.set_at,
+                          "revision": revision}
+                if conn.execute(sql.STATE_UPDATE, {**key, **values}).rowcount == 0:
+                    conn.execute(sql.STATE_INSERT, {"rule_id": rule_id, **values})
+            if note is not None:
+                self._record(conn, rule_id, None, old,
+                             None if state.is_default else state, note, revision)
 
         return await self._write(rule_id, kind, self._in_transaction(rule_id, kind, body))
 
-    async def revert_expired(self, rule_id: str, expires_at: datetime) -> int | None:
+    async def revert_expired(self, rule_id: str, expires_at: datetime,
+                             note: Audit | None = None) -> int | None:
         """Delete the state of `rule_id` if it still expires at `expires_at`.
 
-        Several processes racing on the same expiry produce one delete (one revision);
-        the others get None.
+        Several processes racing on the same expiry produce one delete (one revision,
+        one history entry); the others get None.
         """
         def body(conn: Connection, revision: int) -> None:
-            if conn.execute(sql.STATE_REVERT, {"b_rule_id": rule_id,
+            key = {"b_rule_id": rule_id}
+            old_row = conn.execute(sql.STATE_READ, key).first() if note is not None else None
+            if conn.execute(sql.STATE_REVERT, {**key,
                                                "b_expires_at": expires_at}).rowcount == 0:
                 raise _NoChange
+            if note is not None and old_row is not None:
+                self._record(conn, rule_id, None, state_of(old_row), None, note, revision)
 
         kind = ChangeKind.STATE
+        return await self._write(rule_id, kind, self._in_transaction(rule_id, kind, body))
+
+    async def write_scoped(self, rule_id: str, scope_key: str, state: RuleState,
+                           note: Audit) -> int | None:
+        """Persist one scoped state (the default state deletes it) and its history entry;
+        None when nothing changed. At most `MAX_SCOPED_STATES_PER_RULE` per rule."""
+        def body(conn: Connection, revision: int) -> None:
+            key = {"b_rule_id": rule_id, "b_scope_key": scope_key}
+            old_row = conn.execute(sql.SCOPED_ONE, key).first()
+            old = None if old_row is None else state_of(old_row)
+            if state.is_default:
+                if conn.execute(sql.SCOPED_DELETE, key).rowcount == 0:
+                    raise _NoChange
+            else:
+                values = {"state": state.state.value, "confidence_max": state.confidence_max,
+                          "expires_at": state.expires_at, "reason": state.reason,
+                          "set_by": state.set_by, "set_at": state.set_at,
+                          "revision": revision}
+                if old_row is not None:
+                    conn.execute(sql.SCOPED_UPDATE, {**key, **values})
+                else:
+                    count = conn.execute(sql.SCOPED_COUNT, {"b_rule_id": rule_id}).scalar_one()
+                    if count >= MAX_SCOPED_STATES_PER_RULE:
+                        raise InvalidScopeError(
+                            f"a rule carries at most {MAX_SCOPED_STATES_PER_RULE} scoped "
+                            "states; clear some first")
+                    conn.execute(sql.SCOPED_INSERT, {"rule_id": rule_id,
+                                                     "scope_key": scope_key, **values})
+            self._record(conn, rule_id, scope_key, old, None if state.is_default else state,
+                         note, revision)
+
+        kind = ChangeKind.SCOPED
+        return await self._write(rule_id, kind, self._in_transaction(rule_id, kind, body))
+
+    async def revert_scoped_expired(self, rule_id: str, scope_key: str,
+                                    expires_at: datetime, note: Audit) -> int | None:
+        """Delete that scoped state if it still expires at `expires_at` (one winner)."""
+        def body(conn: Connection, revision: int) -> None:
+            key = {"b_rule_id": rule_id, "b_scope_key": scope_key}
+            old_row = conn.execute(sql.SCOPED_ONE, key).first()
+            if old_row is None or old_row.expires_at != expires_at:
+                raise _NoChange
+            conn.execute(sql.SCOPED_DELETE, key)
+            self._record(conn, rule_id, scope_key, state_of(old_row), None, note, revision)
+
+        kind = ChangeKind.SCOPED
         return await self._write(rule_id, kind, self._in_transaction(rule_id, kind, body))
 
     async def prune_change_log(self, keep: int) -> int:
@@ -462,17 +609,18 @@ def _prune_committed(conn: Connection, params: dict[str, Any]) -> int:
         return _prune(conn, params)
 
 
-def _pg_write_state(rule_id: str, state: RuleState,
-                    changed_at: datetime) -> Callable[[Connection], int]:
-    """PostgreSQL: the transaction of `_in_transaction` for a state, as one autocommit
-    statement (`statements.PG_WRITE_STATE`)."""
-    params = {"rule_id": rule_id, "state": state.state.value,
-              "confidence_max": state.confidence_max, "expires_at": state.expires_at,
-              "reason": state.reason, "set_by": state.set_by, "set_at": state.set_at,
-              "change_kind": ChangeKind.STATE.value, "changed_at": changed_at,
-              "channel": NOTIFY_CHANNEL}
+def _all_scoped(conn: Connection) -> dict[str, StoredScoped]:
+    rows = list(conn.execute(sql.SCOPED_ALL))
+    newest: dict[str, int] = {}
+    for row in rows:
+        newest[row.rule_id] = max(newest.get(row.rule_id, 0), int(row.revision))
+    return {rule_id: StoredScoped(newest[rule_id], tuple(items))
+            for rule_id, items in scoped_of(rows).items()}
 
-    def write(conn: Connection) -> int:
-        return int(conn.execute(sql.PG_WRITE_STATE, params).scalar_one())
 
-    return write
+def _state_to_json(state: RuleState | None) -> str | None:
+    return None if state is None else orjson.dumps(state_to_dict(state)).decode()
+
+
+def _state_from_json(text: str | None) -> RuleState | None:
+    return None if text is None else state_from_dict(orjson.loads(text))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from decnet.vocabulary import ChangeKind, RuleState
+from decnet.vocabulary import ChangeKind, RuleState, Scope, ScopedState
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,15 @@ class StoredState:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredScoped:
+    """The scoped states of one rule (by scope key) and the newest revision among them
+    and the change that produced them."""
+
+    revision: int
+    states: tuple[ScopedState, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every rule and state, and the revision they are at least as new as."""
 
@@ -51,6 +60,8 @@ class Snapshot:
     states: dict[str, StoredState]
     #: The database's identity (see `Head`).
     identity: str = "-"
+    #: rule_id -> its scoped states (rules without any left out).
+    scoped: dict[str, StoredScoped] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,8 @@ class LogEntry:
     change_kind: ChangeKind
     rule: StoredRule | None
     state: StoredState | None
+    #: For a scoped-state entry: the rule's scoped states now.
+    scoped: StoredScoped | None = None
     #: the identity of the database the entry was read from (`RuleRepository.head`)
     database: str | None = None
 
@@ -98,3 +111,13 @@ def state_of(row: Any) -> RuleState:
     return RuleState(state=row.state, confidence_max=row.confidence_max,
                      expires_at=row.expires_at, reason=row.reason, set_by=row.set_by,
                      set_at=row.set_at)
+
+
+def scoped_of(rows: Any) -> dict[str, list[ScopedState]]:
+    """`rule_id -> [ScopedState]` (by scope key) of `ttp_rule_scoped_state` rows."""
+    found: dict[str, list[tuple[str, ScopedState]]] = {}
+    for row in rows:
+        found.setdefault(row.rule_id, []).append(
+            (row.scope_key, ScopedState(Scope.parse(row.scope_key), state_of(row))))
+    return {rule_id: [item for _key, item in sorted(items, key=lambda kv: kv[0])]
+            for rule_id, items in found.items()}

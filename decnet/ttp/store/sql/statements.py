@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import Float, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from decnet.ttp.constants import NOTIFY_CHANNEL
 from decnet.ttp.store.sql.models import (
     ChangeLogRow,
+    HistoryRow,
     MasterLeaseRow,
     RevisionRow,
     RuleRow,
+    ScopedStateRow,
     StateRow,
 )
 from decnet.ttp.store.sql.types import UTCDateTime
@@ -53,6 +55,30 @@ STATE_REVERT: Final = delete(StateRow).where(
     StateRow.rule_id == bindparam("b_rule_id"),
     StateRow.expires_at == bindparam("b_expires_at", type_=UTCDateTime()))
 
+SCOPED_TABLE: Final = ScopedStateRow.__table__
+SCOPED_ALL: Final = select(SCOPED_TABLE)
+SCOPED_READ: Final = select(SCOPED_TABLE).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"))
+SCOPED_OF_RULES: Final = select(SCOPED_TABLE).where(
+    ScopedStateRow.rule_id.in_(bindparam("b_rule_ids", expanding=True)))
+SCOPED_ONE: Final = select(SCOPED_TABLE).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"),
+    ScopedStateRow.scope_key == bindparam("b_scope_key"))
+SCOPED_INSERT: Final = insert(ScopedStateRow)
+SCOPED_UPDATE: Final = update(ScopedStateRow).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"),
+    ScopedStateRow.scope_key == bindparam("b_scope_key"))
+SCOPED_DELETE: Final = delete(ScopedStateRow).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"),
+    ScopedStateRow.scope_key == bindparam("b_scope_key"))
+SCOPED_COUNT: Final = select(func.count()).select_from(ScopedStateRow).where(
+    ScopedStateRow.rule_id == bindparam("b_rule_id"))
+
+HISTORY_INSERT: Final = insert(HistoryRow)
+HISTORY_PRUNE: Final = delete(HistoryRow).where(
+    HistoryRow.changed_at < bindparam("b_before", type_=UTCDateTime()))
+HISTORY_SELECT: Final = select(HistoryRow).order_by(HistoryRow.id)
+
 #: The tail's read: built once, so each wake-up only binds its three numbers.
 CHANGES_SINCE: Final = (
     select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
@@ -73,37 +99,6 @@ CHANGES_SINCE: Final = (
            ChangeLogRow.revision <= bindparam("b_upto"))
     .order_by(ChangeLogRow.revision)
     .limit(bindparam("b_limit"))
-)
-
-#: PostgreSQL `set_state` in one autocommit round trip: the bump, the upsert, the change-log
-#: entry and the NOTIFY of `writes.in_transaction`, as data-modifying CTEs (which run
-#: atomically; the revision row stays locked until the statement commits).
-PG_WRITE_STATE: Final = text("""
-WITH rev AS (
-    UPDATE ttp_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision
-), st AS (
-    INSERT INTO ttp_rule_state
-        (rule_id, state, confidence_max, expires_at, reason, set_by, set_at, revision)
-    SELECT :rule_id, :state, CAST(:confidence_max AS DOUBLE PRECISION),
-           CAST(:expires_at AS TIMESTAMP WITHOUT TIME ZONE), :reason, :set_by,
-           CAST(:set_at AS TIMESTAMP WITHOUT TIME ZONE), rev.revision
-    FROM rev
-    ON CONFLICT (rule_id) DO UPDATE SET
-        state = EXCLUDED.state, confidence_max = EXCLUDED.confidence_max,
-        expires_at = EXCLUDED.expires_at, reason = EXCLUDED.reason,
-        set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at, revision = EXCLUDED.revision
-    RETURNING revision
-), log AS (
-    INSERT INTO ttp_change_log (revision, rule_id, change_kind, changed_at)
-    SELECT revision, :rule_id, :change_kind, CAST(:changed_at AS TIMESTAMP WITHOUT TIME ZONE)
-    FROM st
-)
-SELECT revision, pg_notify(:channel, CAST(revision AS TEXT)) FROM st
-""").bindparams(
-    bindparam("confidence_max", type_=Float()),
-    bindparam("expires_at", type_=UTCDateTime()),
-    bindparam("set_at", type_=UTCDateTime()),
-    bindparam("changed_at", type_=UTCDateTime()),
 )
 
 LEASE_READ: Final = select(MasterLeaseRow.__table__).where(MasterLeaseRow.id == 1)

@@ -61,12 +61,9 @@ async def test_a_cut_during_set_state_raises_and_is_all_or_nothing(
         try:
             await store.get_state("R0001")  # connected through the proxy
             changes = store.subscribe_changes()
-            # The message that commits: PostgreSQL writes a state in one autocommit
-            # statement; MariaDB sends COMMIT after the statements of the transaction.
-            # (asyncpg prepares the statement first: its answer passes, the next is cut.)
-            postgres = store.repo.dialect == "postgresql"
-            commit = b"ttp_change_log" if postgres else b"COMMIT"
-            cut = proxy.cut_when(commit, after=after, replies=2 if postgres else 1)
+            # The message that commits: the COMMIT after the statements of the
+            # transaction (the state, its history entry, the change-log entry).
+            cut = proxy.cut_when(b"COMMIT", after=after, replies=1)
             with pytest.raises(StoreError) as caught:
                 await store.set_state("R0001", NEW, "bob")
             assert cut.is_set()
