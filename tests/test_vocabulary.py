@@ -9,7 +9,8 @@ from decnet.vocabulary import ChangeKind, InvalidRuleId, validate_rule_id
 
 
 def test_change_kinds_are_their_stored_strings() -> None:
-    assert [kind.value for kind in ChangeKind] == ["definition", "state", "deleted", "resync"]
+    assert [kind.value for kind in ChangeKind] == ["definition", "state", "deleted", "resync",
+                                                  "scoped_state"]
     assert ChangeKind("definition") is DEFINITION == "definition"
     assert RuleChange(ChangeKind.DELETED, "R1").is_deletion
 
