@@ -98,7 +98,6 @@ class Engines:
         self._file_id: _FileId | None = None
         self._engine: AsyncEngine | None = None
         self._poll_engine: AsyncEngine | None = None
-        self._autocommit_write_engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         #: SQL statements issued through these engines (for /metrics).
@@ -161,13 +160,6 @@ class Engines:
             self._poll_engine = self._make_engine(autocommit=True, pre_ping=False)
         return self._poll_engine
 
-    @property
-    def _autocommit_writes(self) -> AsyncEngine:
-        """Engine of single-statement writes (PostgreSQL `set_state`): autocommit, pinged."""
-        if self._autocommit_write_engine is None:
-            self._autocommit_write_engine = self._make_engine(autocommit=True)
-        return self._autocommit_write_engine
-
     def _sqlite_engine(self) -> Engine:
         if self._sync_engine is None:
             kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -181,7 +173,7 @@ class Engines:
         return self._sync_engine
 
     async def dispose(self) -> None:
-        for engine in (self._poll_engine, self._autocommit_write_engine, self._engine):
+        for engine in (self._poll_engine, self._engine):
             if engine is not None:
                 await engine.dispose()
         thread, self._thread = self._thread, None
@@ -190,15 +182,13 @@ class Engines:
             if sync_engine is not None:
                 await asyncio.get_running_loop().run_in_executor(thread, sync_engine.dispose)
             thread.shutdown(wait=False)
-        self._poll_engine = self._autocommit_write_engine = self._engine = None
+        self._poll_engine = self._engine = None
 
-    async def run(self, operation: Callable[[Connection], T], *, poll: bool = False,
-                  autocommit_write: bool = False) -> T:
+    async def run(self, operation: Callable[[Connection], T], *, poll: bool = False) -> T:
         """Run `operation(connection)`; it begins and ends its own transaction.
 
-        `poll`: a read on the autocommit engine; `autocommit_write`: a single-statement
-        write on an autocommit engine whose connections are pinged on checkout. A
-        cancelled caller lets the operation finish (see `settle`).
+        `poll`: a read on the autocommit engine. A cancelled caller lets the operation
+        finish (see `settle`).
         """
         if self.dialect == "sqlite":
             if self._thread is None:
@@ -213,8 +203,7 @@ class Engines:
                 asyncio.get_running_loop().run_in_executor(self._thread, in_thread)))
 
         async def on_engine() -> T:
-            target = self._autocommit_writes if autocommit_write else \
-                self._poll if poll else self.engine
+            target = self._poll if poll else self.engine
             async with target.connect() as conn:
                 return await conn.run_sync(operation)
 

@@ -378,8 +378,7 @@ class RuleRepository:
     # writes -----------------------------------------------------------------
 
     async def _write(self, rule_id: str, kind: ChangeKind,
-                     transaction: Callable[[Connection], int | None], *,
-                     autocommit: bool = False) -> int | None:
+                     transaction: Callable[[Connection], int | None]) -> int | None:
         """The one write path: error boundary, writer lock, then pruning of the change log
         (every `_prune_every` revisions, after the commit); the revision, or None."""
         try:
@@ -388,12 +387,10 @@ class RuleRepository:
                 revision = await self.engines.run(transaction)
             else:
                 async with self._write_lock:
-                    revision = await self.engines.run(transaction,
-                                                      autocommit_write=autocommit)
+                    revision = await self.engines.run(transaction)
             if revision is not None and revision % self._prune_every == 0:
                 params = {"b_upto": revision - self.change_log_retention}
-                await self.engines.run(functools.partial(_prune_committed, params=params),
-                                       autocommit_write=autocommit)
+                await self.engines.run(functools.partial(_prune_committed, params=params))
             return revision
         except StoreError:
             raise
