@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from decnet.cli import db, rules, state, swarm, tag
+from decnet.cli import db, fleet, rules, state, swarm, tag
 from decnet.cli.common import setup_logging
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("tag")(tag.tag)
 app.add_typer(rules.app, name="rules")
 app.add_typer(state.app, name="state")
 app.add_typer(db.app, name="db")
+app.add_typer(fleet.app, name="fleet")
 swarm.register(app)
 
 
