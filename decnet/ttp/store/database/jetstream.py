@@ -29,12 +29,16 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, StreamConfig
 
 from decnet.ttp.constants import (
     CHANGE_LOG_BATCH,
+    DB_CONNECT_TIMEOUT,
+    LISTEN_KEEPALIVE,
     NATS_CONNECT_TIMEOUT,
     NATS_RETRY,
     NATS_STREAM_MAX_MSGS,
+    NOTIFY_CHANNEL,
     PUBLISH_POLL_INTERVAL,
+    TAIL_POLL_INTERVAL,
 )
-from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
 from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule, StoredState
 from decnet.vocabulary import ChangeKind, RuleState
 
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Pauses between attempts at (re)connecting the publisher's LISTEN connection.
+LISTEN_RETRY = (0.1, 5.0)
 #: JetStream API error code: the expected last sequence did not match.
 _WRONG_LAST_SEQUENCE = 10071
 
@@ -166,21 +172,68 @@ class PublisherStats:
 
 
 class ChangePublisher:
-    """Publishes each committed revision of `repo` to the stream, once and in order."""
+    """Publishes each committed revision of `repo` to the stream, once and in order.
+
+    It reads the revision row every `poll_interval` seconds (one cheap query); on
+    PostgreSQL a LISTEN connection wakes it at each commit, and the poll (every
+    `TAIL_POLL_INTERVAL` there unless given) is only the safety net.
+    """
 
     def __init__(self, repo: RuleRepository, url: str, names: NatsNames, *,
-                 poll_interval: float = PUBLISH_POLL_INTERVAL,
+                 poll_interval: float | None = None,
                  batch: int = CHANGE_LOG_BATCH) -> None:
         self.repo = repo
         self.url = url
         self.names = names
-        self.poll_interval = poll_interval
+        self.listens = repo.dialect == "postgresql"
+        self.poll_interval = poll_interval or (
+            TAIL_POLL_INTERVAL if self.listens else PUBLISH_POLL_INTERVAL)
         self.batch = batch
         self.stats = PublisherStats()
         self.published_revision: int | None = None
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         """Publish until cancelled; NATS or database outages are retried with a backoff."""
+        listener = asyncio.get_running_loop().create_task(
+            self._listen(), name="decnet-ttp-publish-listen") if self.listens else None
+        try:
+            await self._run()
+        finally:
+            await cancel_and_wait(listener, logger=log)
+
+    async def _listen(self) -> None:
+        """PostgreSQL: every notification of a commit wakes the publisher."""
+        import asyncpg  # PostgreSQL only
+
+        backoff = Backoff(*LISTEN_RETRY)
+        outage = Outage(log, f"the publisher's LISTEN {NOTIFY_CHANNEL}")
+        while True:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self.repo.asyncpg_dsn(), timeout=DB_CONNECT_TIMEOUT)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wake.set())
+                outage.recovered()
+                backoff.reset()
+                self._wake.set()  # whatever committed while not listening
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
+                    if not lost.is_set():
+                        await conn.execute("SELECT 1", timeout=DB_CONNECT_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outage.failed(exc, "polling continues")
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+            await asyncio.sleep(backoff.failed())
+
+    async def _run(self) -> None:
         backoff = Backoff(*NATS_RETRY)
         outage = Outage(log, "publishing changes to NATS")
         while True:
@@ -249,8 +302,14 @@ class ChangePublisher:
                     last_seq, published = ack.seq, entry.revision
                     self.stats.published += 1
                 self.published_revision = published
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), self.poll_interval)
+            self._wake.clear()
+            waits = [asyncio.ensure_future(lost.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.poll_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
         raise ConnectionError("NATS connection lost")
 
 
