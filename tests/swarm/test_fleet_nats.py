@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,3 +208,26 @@ async def test_stream_purged_mid_stream(swarm: Swarm, private_nats: NatsServer) 
         await nc.close()
     await swarm.wait_converged(expected=model.expected(), timeout=30)
     await all_feeds(swarm, "nats")
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_stalled_worker_catches_up(swarm: Swarm, private_nats: NatsServer) -> None:
+    """A worker frozen (SIGSTOP) while changes flow is a consumer that cannot keep up:
+    when it runs again it converges on the database's truth without reloading."""
+    use_nats(swarm, private_nats.url)
+    rules = initial_rules(6, 10)
+    await start(swarm, rules)
+    await all_feeds(swarm, "nats")
+    ops, model = plan(seed=9, n_ops=80, initial=rules, cli_share=0.0)
+    frozen = swarm.workers[0].proc.process
+    assert frozen is not None
+    async with LocalWriter(swarm.db_url) as local:
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            await execute(ops, swarm.rules_dir, cli=local, local=local,
+                          settle=swarm.wait_stored, seed=9)
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+    await swarm.wait_converged(expected=model.expected(), timeout=30)
+    status = await swarm.workers[0].status()
+    assert status["full_loads"] == 1, status
