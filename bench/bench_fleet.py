@@ -122,7 +122,11 @@ async def child(url: str, prefix: str | None, count: int, poll: float) -> None:
         elif verb == "stats":
             emit({"event": "stats", "received": sum(f.stats.received for f in feeds if f),
                   "pushed": sum(s.tail.stats.pushed for s in stores),
-                  "polls": sum(s.tail.stats.polls for s in stores)})
+                  "polls": sum(s.tail.stats.polls for s in stores),
+                  "gaps": sum(s.tail.stats.push_gaps for s in stores),
+                  "notifications": sum(s.tail.stats.notifications for s in stores),
+                  "outages": sum(f.stats.outages for f in feeds if f),
+                  "resyncs": sum(s.tail.stats.resyncs for s in stores)})
 
 
 # parent ------------------------------------------------------------------------------
@@ -176,12 +180,13 @@ class Result:
     xact_per_change: float
     idle_xact_per_change: float
     tuples_per_change: float
+    worker_reads_per_change: float
     deliveries_per_change: float | None
     catch_up: float | None
     kb_per_worker: float
 
 
-async def fleet_run(workers: int, *, nats: bool, changes: int) -> Result:
+async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float) -> Result:
     async with pg_database() as url:
         await migrate.upgrade(url)
         writer = DatabaseRuleStore(url)
@@ -207,7 +212,8 @@ async def fleet_run(workers: int, *, nats: bool, changes: int) -> Result:
         try:
             ready = [await c.expect("ready", timeout=300) for c in children]
             kb_per_worker = sum(r["rss_kb"] for r in ready) / workers
-            await asyncio.sleep(1.0)
+            # PostgreSQL backends report their counters lazily: let the start-up's settle
+            await asyncio.sleep(settle)
             # the fleet's idle rate over a window as long as the measured one
             window = changes * 0.1
             idle0 = await pg_counters(url)
@@ -231,6 +237,13 @@ async def fleet_run(workers: int, *, nats: bool, changes: int) -> Result:
             xact = (after[0] - before[0]) / changes
             tuples = (after[1] - before[1]) / changes
             idle_per_change = idle_xps * elapsed / changes
+            def delta(key: str) -> int:
+                return sum(s[key] for s in stats1) - sum(s[key] for s in stats0)
+
+            # polls, reads on a notification (no NATS), reads of a gap (NATS)
+            worker_reads = (delta("polls") + delta("gaps") + delta("notifications")) / changes
+            log(f"during the changes: NATS outages {delta('outages')}, resyncs "
+                f"{delta('resyncs')}, gaps {delta('gaps')}, polls {delta('polls')}")
             deliveries = None
             if nats:
                 deliveries = (sum(s["received"] for s in stats1) -
@@ -251,7 +264,8 @@ async def fleet_run(workers: int, *, nats: bool, changes: int) -> Result:
         latencies.sort()
         return Result("NATS" if nats else "database only", workers, len(children),
                       percentile(latencies, 50), percentile(latencies, 99), latencies[-1],
-                      xact, idle_per_change, tuples, deliveries, catch_up, kb_per_worker)
+                      xact, idle_per_change, tuples, worker_reads, deliveries, catch_up,
+                      kb_per_worker)
 
 
 def marker_state(n: int, token: str) -> RuleState:
@@ -293,29 +307,30 @@ def table(results: list[Result]) -> str:
 
     lines = ["| feed | workers (processes) | p50 | p99 | max | PG xact / change (of which "
              "idle) | "
-             "PG tuples read / change | NATS deliveries / change | catch-up (≤100 "
-             "offline, 50 changes) | RSS / worker |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "PG tuples read / change | worker DB reads / change | "
+             "NATS deliveries / change | catch-up (≤100 offline, 50 changes) | RSS / worker |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.label} | {r.workers} ({r.processes}) | {ms(r.p50)} | {ms(r.p99)} | "
             f"{ms(r.worst)} | {r.xact_per_change:.1f} ({r.idle_xact_per_change:.1f}) | "
-            f"{r.tuples_per_change:.0f} | "
+            f"{r.tuples_per_change:.0f} | {r.worker_reads_per_change:.2f} | "
             f"{'-' if r.deliveries_per_change is None else f'{r.deliveries_per_change:.0f}'}"
             f" | {'-' if r.catch_up is None else ms(r.catch_up)} | "
             f"{r.kb_per_worker:.0f} KB |")
     return "\n".join(lines)
 
 
-async def parent(sizes: list[int], off_sizes: list[int], changes: int) -> None:
+async def parent(sizes: list[int], off_sizes: list[int], changes: int,
+                 settle: float) -> None:
     results = []
     for size in sizes:
         log(f"fleet of {size} through NATS ...")
-        results.append(await fleet_run(size, nats=True, changes=changes))
+        results.append(await fleet_run(size, nats=True, changes=changes, settle=settle))
         log(table(results[-1:]))
     for size in off_sizes:
         log(f"fleet of {size} without NATS ...")
-        results.append(await fleet_run(size, nats=False, changes=changes))
+        results.append(await fleet_run(size, nats=False, changes=changes, settle=settle))
         log(table(results[-1:]))
     print("### Fleet simulation (NATS JetStream)\n")
     print(f"`{COMMAND}` — simulated workers are tails in child processes "
@@ -339,6 +354,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--off-sizes", default="10,50")
     parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds between the fleet's start and the measurements")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],
                                                 resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
@@ -347,7 +364,8 @@ def main() -> None:
         asyncio.run(child(args.child, prefix, args.count, 1.0))
         return
     asyncio.run(parent([int(s) for s in args.sizes.split(",") if s],
-                       [int(s) for s in args.off_sizes.split(",") if s], args.changes))
+                       [int(s) for s in args.off_sizes.split(",") if s], args.changes,
+                       args.settle))
 
 
 if __name__ == "__main__":

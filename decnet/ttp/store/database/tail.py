@@ -224,20 +224,23 @@ class Tail:
     async def poll_once(self) -> int:
         """One poll: read the revision and apply what moved; how many changes it applied."""
         await self.store.ensure_view()
+        # the watermark before the read: entries pushed meanwhile (`apply_pushed`) may
+        # take it past the head this read returns, which is no step back
+        seen = self.stats.watermark
         current = await self.repo.head()
         head = current.revision
         self.stats.polls += 1
         applied = 0
-        assert self.stats.watermark is not None
+        assert self.stats.watermark is not None and seen is not None
         if current.identity != self.identity:
             log.warning("the rule database was replaced (identity %s, was %s); reloading "
                         "everything from the new one", current.identity, self.identity)
             self.stats.database_replacements += 1
             await self.resync()
             head = self.stats.watermark
-        elif head < self.stats.watermark:
+        elif head < seen:
             log.warning("rule database revision went back from %d to %d (restored or "
-                        "recreated?); reloading everything", self.stats.watermark, head)
+                        "recreated?); reloading everything", seen, head)
             await self.resync()
             head = self.stats.watermark
         applied, gap = await self._apply_up_to(head)

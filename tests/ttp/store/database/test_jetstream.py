@@ -20,7 +20,7 @@ from decnet.ttp.store.database.jetstream import (
     decode_entry,
     encode_entry,
 )
-from decnet.ttp.store.sql.rows import LogEntry
+from decnet.ttp.store.sql.rows import Head, LogEntry
 from tests.services import require_service
 from tests.ttp.store.helpers import open_store, seed
 from tests.waiting import next_change, no_change, poll
@@ -157,3 +157,28 @@ async def test_two_publishers_publish_each_revision_once_in_order(
         assert revisions == list(range(base + 1, head + 2))
     finally:
         await nc.close()
+
+
+async def test_a_poll_racing_a_pushed_entry_is_no_step_back(db_url: str) -> None:
+    """An entry pushed while a poll reads the revision row takes the watermark past the
+    head the poll returns: that is no restored database, and nothing is reloaded."""
+    async with open_store(db_url) as worker:
+        old_head = await worker.repo.head()
+        async with open_store(db_url) as writer:
+            await seed(writer, "R0001")
+        identity, entries = await entries_of(db_url)
+        pushed = [e for e in entries if e.revision > old_head.revision][0]
+        tail = worker.tail
+        read_head = worker.repo.head
+
+        async def stale_head() -> Head:
+            assert tail.apply_pushed(identity, pushed)  # arrives while the row is read
+            return old_head
+
+        worker.repo.head = stale_head  # type: ignore[method-assign]
+        try:
+            await worker.poll_once()
+        finally:
+            worker.repo.head = read_head  # type: ignore[method-assign]
+        assert tail.stats.resyncs == 0
+        assert tail.watermark == pushed.revision
