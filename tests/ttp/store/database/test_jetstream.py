@@ -167,7 +167,7 @@ async def test_a_poll_racing_a_pushed_entry_is_no_step_back(db_url: str) -> None
         async with open_store(db_url) as writer:
             await seed(writer, "R0001")
         identity, entries = await entries_of(db_url)
-        pushed = [e for e in entries if e.revision > old_head.revision][0]
+        pushed = next(e for e in entries if e.revision > old_head.revision)
         tail = worker.tail
         read_head = worker.repo.head
 
