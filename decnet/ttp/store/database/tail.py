@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: First pause after a failed poll (doubled per failure, at most the poll interval).
 POLL_RETRY_INITIAL = 0.05
+#: The safety-net poll under NATS is due within ± this share of its interval.
+SAFETY_POLL_JITTER = 0.5
 #: Pauses between attempts at (re)connecting the LISTEN connection.
 LISTEN_RETRY = (0.1, 5.0)
 
@@ -213,6 +216,10 @@ class Tail:
                     if slot:  # the next slot after this one (slots missed are skipped)
                         missed = max(0, math.floor((started - due) / current))
                         due += current * (missed + 1)
+                        if current == slow_interval and feed is not None:
+                            # a fleet that (re)connected at once must not poll at once
+                            due += current * random.uniform(-SAFETY_POLL_JITTER,
+                                                            SAFETY_POLL_JITTER)
                 timed_out = False
                 try:
                     await asyncio.wait_for(wakeup.event.wait(), max(0.0, due - loop.time()))
