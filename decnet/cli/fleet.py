@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated
 
 import typer
@@ -31,26 +30,21 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """List the workers' reports: revision, lag behind the database, age, status."""
-    from decnet.swarm.fleet import FleetStatus, classify, read_reports
-    from decnet.ttp.store.database.jetstream import NatsNames
+    from nats.errors import Error as NatsError
+
+    from decnet.swarm.fleet import read_fleet
+    from decnet.ttp.store.database.jetstream import NatsNames, NatsUnavailable
 
     check_prefix(nats_prefix)
     if not nats:
         fail(f"fleet status needs --nats (or {ENV_NATS_URL}): workers report through it", 2)
 
-    async def gather() -> FleetStatus:
-        from decnet.ttp.store.sql.repository import RuleRepository
-
-        repo = RuleRepository(db_url(db))
+    with cli_errors("--db"):
         try:
-            head = await repo.head_revision()
-        finally:
-            await repo.dispose()
-        reports = await read_reports(nats, NatsNames(nats_prefix))
-        return classify(reports, head, stale_after=stale_after, now=time.time())
-
-    with cli_errors("--db / --nats"):
-        fleet = run(gather())
+            fleet = run(read_fleet(db_url(db), nats, NatsNames(nats_prefix),
+                                   stale_after=stale_after))
+        except (NatsUnavailable, NatsError) as exc:
+            fail(f"--nats: {exc or type(exc).__name__}")
     if as_json:
         print(json.dumps(fleet.as_json()))
     else:

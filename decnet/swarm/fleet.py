@@ -193,6 +193,20 @@ async def read_reports(url: str, names: NatsNames) -> list[dict[str, Any]]:
         await nc.close()
 
 
+async def read_fleet(db_url: str, url: str, names: NatsNames, *,
+                     stale_after: float) -> FleetStatus:
+    """The fleet now: the database's head revision and every worker's report, classified."""
+    from decnet.ttp.store.sql.repository import RuleRepository  # SQLAlchemy: only here
+
+    repo = RuleRepository(db_url)
+    try:
+        head = await repo.head_revision()
+    finally:
+        await repo.dispose()
+    reports = await read_reports(url, names)
+    return classify(reports, head, stale_after=stale_after, now=time.time())
+
+
 def fleet_metrics(status: FleetStatus) -> str:
     """The fleet's gauges in the Prometheus text format (for the master's /metrics)."""
     lines = []

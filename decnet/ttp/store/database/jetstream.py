@@ -133,6 +133,10 @@ def decode_entry(data: bytes) -> tuple[str, LogEntry]:
 
 # connection --------------------------------------------------------------------------
 
+class NatsUnavailable(ConnectionError):
+    """The NATS server cannot be reached (refused, or no answer in time)."""
+
+
 async def connect(url: str, *, on_lost: Callable[[], None] | None = None) -> Client:
     """A NATS connection that does not reconnect by itself: a lost connection calls
     `on_lost`, and the owner's loop connects again (and catches up)."""
@@ -144,9 +148,14 @@ async def connect(url: str, *, on_lost: Callable[[], None] | None = None) -> Cli
     async def error(exc: Exception) -> None:
         log.debug("NATS: %s", exc)
 
-    return await nats.connect(url, allow_reconnect=False, connect_timeout=NATS_CONNECT_TIMEOUT,
-                              max_reconnect_attempts=0, closed_cb=closed,
-                              disconnected_cb=closed, error_cb=error)
+    # nats.connect keeps retrying a server that refuses: the deadline is ours
+    try:
+        return await asyncio.wait_for(nats.connect(
+            url, allow_reconnect=False, connect_timeout=NATS_CONNECT_TIMEOUT,
+            max_reconnect_attempts=0, closed_cb=closed, disconnected_cb=closed,
+            error_cb=error), 2 * NATS_CONNECT_TIMEOUT)
+    except TimeoutError:
+        raise NatsUnavailable(f"cannot connect to NATS at {url}") from None
 
 
 async def ensure_stream(nc: Client, names: NatsNames) -> None:
