@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from decnet.cli import db, rules, state, swarm, tag, token
+from decnet.cli import db, fleet, rules, state, swarm, tag, token
 from decnet.cli.common import setup_logging
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(state.app, name="state")
 app.add_typer(db.app, name="db")
 app.add_typer(token.app, name="token")
+app.add_typer(fleet.app, name="fleet")
 swarm.register(app)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,10 @@ from decnet.ttp.constants import (
     DEFAULT_WORKER_HTTP,
     ENV_DB_URL,
     ENV_HTTP_PREFIX,
+    ENV_NATS_PREFIX,
+    ENV_NATS_URL,
     ENV_RULES_DIR,
+    FLEET_REPORT_INTERVAL,
     HEADER_TIMEOUT,
     KEEP_ALIVE_TIMEOUT,
     MAX_CONNECTIONS,
@@ -34,6 +38,8 @@ from decnet.ttp.constants import (
     MAX_PENDING_REQUESTS,
     MAX_RESPONSE_BYTES,
     MAX_RESPONSE_TAGS,
+    NATS_DEFAULT_PREFIX,
+    NATS_SAFETY_POLL_INTERVAL,
     TAIL_POLL_INTERVAL,
     WRITE_TIMEOUT,
 )
@@ -46,6 +52,12 @@ DbOption = Annotated[str | None, typer.Option(
     "--db", envvar=ENV_DB_URL, show_envvar=True,
     help="Database URL, e.g. postgresql+asyncpg://decnet@db-host/decnet.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+NatsOption = Annotated[str | None, typer.Option(
+    "--nats", envvar=ENV_NATS_URL, show_envvar=True,
+    help="NATS server with JetStream (nats://host:4222): changes fan out through it.")]
+NatsPrefixOption = Annotated[str, typer.Option(
+    "--nats-prefix", envvar=ENV_NATS_PREFIX, show_envvar=True,
+    help="Name prefix of every NATS stream, bucket and subject of this deployment.")]
 
 
 def _limit(flag: str, env: str, *, min: float, help: str) -> Any:
@@ -77,9 +89,14 @@ def master(
         "--http", help="HOST:PORT of the admin API (/api/v1/, bearer tokens: decnet-ttp "
                        "token create); off by default.", show_default=False)
     ] = None,
+    nats: NatsOption = None,
+    nats_prefix: NatsPrefixOption = NATS_DEFAULT_PREFIX,
     verbose: VerboseOption = False,
 ) -> None:
-    """Project a rules directory into the database, then every edit as it is saved."""
+    """Project a rules directory into the database, then every edit as it is saved.
+
+    With --nats, the master holding the lease also publishes every committed change
+    to the JetStream change stream the workers follow."""
     from decnet.swarm.master import default_updated_by, main_async  # `--help` stays fast
     from decnet.swarm.process import parse_host_port
 
@@ -90,10 +107,12 @@ def master(
             admin_http = parse_host_port(http)
         except ValueError as exc:
             fail(f"--http: {exc}", EXIT_INPUT)
+    check_prefix(nats_prefix)
     with cli_errors("--db"):
         try:
             code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by(),
-                                  admin_http=admin_http))
+                                  admin_http=admin_http, nats_url=nats or None,
+                                  nats_prefix=nats_prefix))
         except ListenError as exc:
             fail(str(exc), EXIT_INPUT)
     raise typer.Exit(code)
@@ -105,8 +124,22 @@ def worker(
         "--http", help="HOST:PORT the HTTP API listens on (port 0: any free port).")
     ] = DEFAULT_WORKER_HTTP,
     poll_interval: Annotated[float, typer.Option(
-        "--poll-interval", min=0.01, help="Seconds between polls of the database.")
+        "--poll-interval", min=0.01,
+        help="Seconds between polls of the database (without NATS, or while it is away).")
     ] = TAIL_POLL_INTERVAL,
+    nats: NatsOption = None,
+    nats_prefix: NatsPrefixOption = NATS_DEFAULT_PREFIX,
+    safety_poll: Annotated[float, typer.Option(
+        "--nats-safety-poll", min=0.01,
+        help="With --nats: seconds between polls of the database while NATS flows.")
+    ] = NATS_SAFETY_POLL_INTERVAL,
+    report_interval: Annotated[float, typer.Option(
+        "--report-interval", min=0.01,
+        help="With --nats: seconds between this worker's fleet reports.")
+    ] = FLEET_REPORT_INTERVAL,
+    worker_id: Annotated[str | None, typer.Option(
+        "--worker-id", help="Name in fleet reports (default HOSTNAME-PORT).")
+    ] = None,
     listen: Annotated[bool, typer.Option(
         "--listen/--no-listen",
         help="On PostgreSQL, wake on LISTEN/NOTIFY as well as polling (--no-listen behind "
@@ -154,9 +187,13 @@ def worker(
     """Tail the database, keep an engine in step and serve it over HTTP."""
     from decnet.swarm.http.limits import HttpLimits
     from decnet.swarm.process import parse_host_port  # `--help` stays fast (no uvicorn)
-    from decnet.swarm.worker import main_async
+    from decnet.swarm.worker import NatsOptions, main_async
 
     daemon_logging(verbose)
+    check_prefix(nats_prefix)
+    nats_options = None if not nats else NatsOptions(
+        nats, nats_prefix, safety_poll=safety_poll, report_interval=report_interval,
+        worker_id=worker_id)
     try:
         host, port = parse_host_port(http)
     except ValueError as exc:
@@ -170,10 +207,16 @@ def worker(
             keep_alive_timeout=keep_alive_timeout, write_timeout=write_timeout)
         try:
             code = run(main_async(db_url(db), host, port, poll_interval, listen=listen,
-                                  limits=limits))
+                                  limits=limits, nats=nats_options))
         except ListenError as exc:
             fail(str(exc), EXIT_INPUT)
     raise typer.Exit(code)
+
+
+def check_prefix(prefix: str) -> None:
+    """Exit 2 with one line when `--nats-prefix` cannot name a stream."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", prefix):
+        fail(f"--nats-prefix {prefix!r}: use 1-64 of A-Z a-z 0-9 _ -", EXIT_INPUT)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,8 @@
 
 - `GET /healthz`: 503 until the rules are loaded, then 200; 503 again while the
   rule database's SQLite file is gone or was replaced under this process
-  (`status: database_problem`, `detail` says which and what to do).
+  (`status: database_problem`, `detail` says which and what to do). A worker with
+  `--nats` adds `feed`: `nats`, or `database` (with `detail`) while NATS is away.
 - `GET /metrics`: Prometheus text, from a registry of this app's own.
 - `GET /rules`: the live view, a JSON array sorted by rule_id (header
   `X-Decnet-TTP-Revision` carries the store revision it includes, when known);
@@ -155,6 +156,19 @@ class LiveCollector(Collector):
         yield _gauge("decnet_ttp_database_problem",
                      "1 while the rule database's SQLite file is gone or was replaced",
                      float(live.sync.database_problem is not None))
+        yield _counter("decnet_ttp_pushed_changes",
+                       "Changes applied from NATS without reading the database",
+                       live.sync.pushed)
+        yield _counter("decnet_ttp_push_gaps",
+                       "NATS messages that did not continue the revision (read from the "
+                       "database instead)", live.sync.push_gaps)
+        feed = live.feed
+        if feed is not None:
+            yield _gauge("decnet_ttp_nats_connected",
+                         "1 while the NATS change feed is followed, 0 while the worker "
+                         "follows the database instead", float(feed.healthy))
+            yield _counter("decnet_ttp_nats_outages", "Times the NATS change feed was lost",
+                           feed.stats.outages)
         statements = live.store.statements_issued
         if statements is not None:
             yield _counter("decnet_ttp_db_statements",
@@ -303,6 +317,11 @@ def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
         replacements = live.sync.database_replacements
         if replacements:
             body["database_replacements"] = replacements
+        feed = live.feed
+        if feed is not None:
+            body["feed"] = "nats" if feed.healthy else "database"
+            if not feed.healthy:
+                body["detail"] = f"{feed.problem}; following the database meanwhile"
         missing = live.sync.database_problem
         if missing is not None:
             # The last good rules are still served, but no change can reach them.

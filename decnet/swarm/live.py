@@ -12,11 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.loops import Backoff, Outage
 from decnet.ttp.store.base import RuleStore, Subscription, SyncStats
+
+if TYPE_CHECKING:
+    from decnet.ttp.store.database.jetstream import ChangeFeed
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,12 @@ class LiveRules:
     def sync(self) -> SyncStats:
         """How the store follows its database (all zero for one that does not)."""
         return self.store.sync_stats or self._no_sync
+
+    @property
+    def feed(self) -> ChangeFeed | None:
+        """The NATS change feed the store's tail follows, if any."""
+        feed: ChangeFeed | None = getattr(getattr(self.store, "tail", None), "feed", None)
+        return feed
 
     async def wait_ready(self) -> None:
         await self._ready_event.wait()
@@ -155,4 +164,7 @@ class LiveRules:
             "database_replacements": self.sync.database_replacements,
             "database_problem": self.sync.database_problem,
             "db_statements": self.store.statements_issued,
+            "pushed": self.sync.pushed,
+            "push_gaps": self.sync.push_gaps,
+            "nats": None if self.feed is None else self.feed.healthy,
         }

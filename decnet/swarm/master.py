@@ -24,6 +24,7 @@ from decnet.swarm.process import (
     remove_stop_signals,
     start_store,
 )
+from decnet.ttp.constants import NATS_DEFAULT_PREFIX
 from decnet.ttp.errors import RuleSetError
 from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.base import RuleStore
@@ -106,31 +107,55 @@ async def run_master(
         announce("stopped", code=code)
 
 
-def database_sync(updated_by: str) -> Sync:
-    """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles."""
+def database_sync(updated_by: str, *, nats_url: str | None = None,
+                  nats_prefix: str = NATS_DEFAULT_PREFIX) -> Sync:
+    """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles.
+
+    With `nats_url`, the lease holder also publishes every committed revision to the
+    JetStream change stream (`ChangePublisher`); a master standing by does not.
+    """
     from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
+    from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames
+
+    names = None if nats_url is None else NatsNames(nats_prefix)
 
     async def sync(db_store: RuleStore, fs_store: FilesystemRuleStore,
                    synced: Callable[[], None]) -> None:
         assert isinstance(db_store, DatabaseRuleStore)
+        publishing: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
 
         def on_role(role: str) -> None:
+            nonlocal publishing
             if role != "idle":
                 announce(role)
+            if nats_url is None or names is None:
+                return
+            if role == "active" and publishing is None:
+                publisher = ChangePublisher(db_store.repo, nats_url, names)
+                publishing = loop.create_task(publisher.run(), name="publish")
+            elif role != "active" and publishing is not None:
+                publishing.cancel()
+                publishing = None
 
         def on_reconciled(written: int, deleted: int) -> None:
             log.info("reconciled: %d rule(s) written, %d deleted", written, deleted)
             synced()
 
-        await db_store.sync_from_filesystem(fs_store, updated_by=updated_by,
-                                            on_role=on_role, on_reconciled=on_reconciled)
+        try:
+            await db_store.sync_from_filesystem(fs_store, updated_by=updated_by,
+                                                on_role=on_role, on_reconciled=on_reconciled)
+        finally:
+            await cancel_and_wait(publishing, logger=log)
 
     return sync
 
 
 async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,
-                     admin_http: tuple[str, int] | None = None) -> int:
+                     admin_http: tuple[str, int] | None = None,
+                     nats_url: str | None = None,
+                     nats_prefix: str = NATS_DEFAULT_PREFIX) -> int:
     fs_store = filesystem_store(rules_dir)
     db_store = database_store(db_url)
-    return await run_master(fs_store, db_store, database_sync(updated_by),
-                            admin_http=admin_http)
+    return await run_master(fs_store, db_store, database_sync(
+        updated_by, nats_url=nats_url, nats_prefix=nats_prefix), admin_http=admin_http)

@@ -19,6 +19,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -35,7 +36,13 @@ from decnet.swarm.process import (
     remove_stop_signals,
     start_store,
 )
-from decnet.ttp.constants import ACCEPT_BACKLOG, WORKER_SWITCH_INTERVAL
+from decnet.ttp.constants import (
+    ACCEPT_BACKLOG,
+    FLEET_REPORT_INTERVAL,
+    NATS_DEFAULT_PREFIX,
+    NATS_SAFETY_POLL_INTERVAL,
+    WORKER_SWITCH_INTERVAL,
+)
 from decnet.ttp.errors import ListenError
 from decnet.ttp.loops import cancel_and_wait
 from decnet.ttp.store.base import RuleStore
@@ -46,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Runs the store's tail (or whatever keeps it current) until cancelled.
 Tail = Callable[[RuleStore], Coroutine[Any, Any, None]]
+#: Reports what the worker runs (its live view and HTTP URL) until cancelled.
+Reporter = Callable[[LiveRules, str], Coroutine[Any, Any, None]]
 
 
 class _Server(uvicorn.Server):
@@ -82,6 +91,7 @@ async def run_worker(
     tail: Tail | None,
     stop: asyncio.Event | None = None,
     limits: HttpLimits | None = None,
+    reporter: Reporter | None = None,
 ) -> int:
     """Serve until `stop` is set (or SIGTERM/SIGINT when `stop` is None); the exit code."""
     limits = (limits or HttpLimits()).within_fd_limit()
@@ -108,13 +118,14 @@ async def run_worker(
     http_task = loop.create_task(server.serve(sockets=[sock]), name="http")
     tail_task: asyncio.Task[None] | None = None
     follow_task: asyncio.Task[None] | None = None
+    report_task: asyncio.Task[None] | None = None
     stop_task = loop.create_task(stop.wait(), name="stop")
     started: asyncio.Task[bool] | None = None
     ready_task: asyncio.Task[None] | None = None
     code = 1
+    url = f"http://{_url_host(bound_host)}:{bound_port}"
     try:
-        announce("listening", url=f"http://{_url_host(bound_host)}:{bound_port}",
-                 host=bound_host, port=bound_port)
+        announce("listening", url=url, host=bound_host, port=bound_port)
         started = loop.create_task(start_store(store, stop), name="start")
         await first_done(started, http_task)
         if started.done() and started.result():
@@ -125,6 +136,8 @@ async def run_worker(
             tasks = [t for t in (http_task, follow_task, tail_task, stop_task) if t is not None]
             if await first_done(ready_task, *tasks) is ready_task:
                 announce("ready", rules=len(live.engine.rules), revision=live.revision)
+                if reporter is not None:
+                    report_task = loop.create_task(reporter(live, url), name="report")
                 await first_done(*tasks)
         code = 0 if stop.is_set() else 1
         if code:
@@ -135,7 +148,7 @@ async def run_worker(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(http_task), 5)
         await cancel_and_wait(started, ready_task, http_task, follow_task, tail_task, stop_task,
-                              logger=log)
+                              report_task, logger=log)
         app.state.evaluator.close()
         with contextlib.suppress(Exception):
             await store.stop()
@@ -160,23 +173,55 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def database_tail(poll_interval: float, *, listen: bool = True) -> Tail:
+def database_tail(poll_interval: float, *, listen: bool = True,
+                  nats: NatsOptions | None = None) -> Tail:
     """The tail of a `DatabaseRuleStore`: poll (and on PostgreSQL listen) forever.
 
     `listen=False` polls only, also on PostgreSQL (a pooler in transaction mode,
-    such as PgBouncer, cannot carry LISTEN; benchmarks of the poll alone).
+    such as PgBouncer, cannot carry LISTEN; benchmarks of the poll alone). With `nats`,
+    changes arrive through the JetStream change stream and the database is polled every
+    `nats.safety_poll` seconds while it flows (every `poll_interval` while it does not).
     """
     from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
+    from decnet.ttp.store.database.jetstream import ChangeFeed, NatsNames
 
     async def tail(store: RuleStore) -> None:
         assert isinstance(store, DatabaseRuleStore)
-        await store.tail_db(poll_interval, listen=listen)
+        feed = None if nats is None else ChangeFeed(nats.url, NatsNames(nats.prefix))
+        await store.tail_db(poll_interval, listen=listen, feed=feed,
+                            feed_poll_interval=None if nats is None else nats.safety_poll)
 
     return tail
 
 
+@dataclass(frozen=True, slots=True)
+class NatsOptions:
+    """A worker's NATS settings: server URL, name prefix, safety-net poll, report interval."""
+
+    url: str
+    prefix: str = NATS_DEFAULT_PREFIX
+    safety_poll: float = NATS_SAFETY_POLL_INTERVAL
+    report_interval: float = FLEET_REPORT_INTERVAL
+    worker_id: str | None = None
+
+
+def fleet_reporter(nats: NatsOptions) -> Reporter:
+    """Reports to the fleet bucket every `nats.report_interval` seconds."""
+    from decnet.swarm.fleet import report_loop
+    from decnet.ttp.store.database.jetstream import NatsNames
+
+    async def reporter(live: LiveRules, url: str) -> None:
+        worker_id = nats.worker_id or f"{socket.gethostname()}-{url.rsplit(':', 1)[-1]}"
+        await report_loop(live, nats.url, NatsNames(nats.prefix), worker_id=worker_id,
+                          http=url, interval=nats.report_interval)
+
+    return reporter
+
+
 async def main_async(db_url: str, host: str, port: int, poll_interval: float, *,
-                     listen: bool = True, limits: HttpLimits | None = None) -> int:
+                     listen: bool = True, limits: HttpLimits | None = None,
+                     nats: NatsOptions | None = None) -> int:
     store = database_store(db_url)
     return await run_worker(store, host=host, port=port, limits=limits,
-                            tail=database_tail(poll_interval, listen=listen))
+                            tail=database_tail(poll_interval, listen=listen, nats=nats),
+                            reporter=None if nats is None else fleet_reporter(nats))

@@ -74,6 +74,9 @@ TAG_UUID_NAMESPACE: Final = "6f1d7c5e-3b0a-5a51-9a2c-7d3e2c1b0d4e"
 ENV_RULE_STORE_TYPE: Final = "DECNET_TTP_RULE_STORE_TYPE"
 ENV_RULES_DIR: Final = "DECNET_TTP_RULES_DIR"
 ENV_DB_URL: Final = "DECNET_TTP_DB_URL"
+#: NATS server of a fleet (`--nats`), and the name prefix of its streams (`--nats-prefix`).
+ENV_NATS_URL: Final = "DECNET_TTP_NATS_URL"
+ENV_NATS_PREFIX: Final = "DECNET_TTP_NATS_PREFIX"
 ENV_TRACING: Final = "DECNET_DEVELOPER_TRACING"
 
 DEFAULT_RULES_DIR: Final = "rules/ttp"
@@ -110,6 +113,25 @@ DB_COMMAND_TIMEOUT: Final = 30.0
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 #: Master lease: a holder whose heartbeat has not moved for this long may be replaced.
 MASTER_LEASE_TTL: Final = 10.0
+
+# Fleet over NATS JetStream -----------------------------------------------------
+
+#: Default name prefix of every NATS stream, bucket and subject of a deployment.
+NATS_DEFAULT_PREFIX: Final = "decnet_ttp"
+#: Seconds to connect to NATS before giving up (and following the database).
+NATS_CONNECT_TIMEOUT: Final = 2.0
+#: (first, longest) pause between attempts at reconnecting to NATS.
+NATS_RETRY: Final = (0.1, 2.0)
+#: Messages the change stream keeps (older ones go; a worker that far behind reads the DB).
+NATS_STREAM_MAX_MSGS: Final = 100_000
+#: Seconds between the publisher's reads of the revision row (one cheap query each).
+PUBLISH_POLL_INTERVAL: Final = 0.02
+#: A worker's safety-net poll of the database while the NATS feed is healthy, seconds.
+NATS_SAFETY_POLL_INTERVAL: Final = 30.0
+#: Seconds between a worker's fleet reports.
+FLEET_REPORT_INTERVAL: Final = 5.0
+#: Seconds a fleet report is kept in the bucket after the worker's last one.
+FLEET_REPORT_TTL: Final = 120.0
 
 # Operator commands -----------------------------------------------------------
 

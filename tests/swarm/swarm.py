@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from sqlalchemy import select
@@ -108,6 +108,11 @@ def diff(expected: View, actual: View) -> list[str]:
     return out
 
 
+#: The tests' own `DECNET_TTP_NATS_URL` (where the NATS tests find the server) must not
+#: turn NATS on in processes: a swarm uses NATS only through `master_args`/`worker_args`.
+NO_NATS_FROM_ENV: Final = {"DECNET_TTP_NATS_URL": ""}
+
+
 @dataclass
 class Swarm:
     group: ProcessGroup
@@ -118,6 +123,9 @@ class Swarm:
     masters: list[Proc] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     truth: Truth = field(init=False)
+    #: Options added to every master's and worker's command line (e.g. `--nats URL`).
+    master_args: list[str] = field(default_factory=list)
+    worker_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rules_dir = self.root / "rules"
@@ -139,8 +147,8 @@ class Swarm:
     def add_master(self, name: str = "master", *, rules_dir: Path | None = None,
                    env: Mapping[str, str] | None = None, by: str | None = None) -> Proc:
         argv = cli_command("master", "--rules", str(rules_dir or self.rules_dir),
-                           "--db", self.db_url, "--by", by or name)
-        proc = self.group.add(name, argv, env)
+                           "--db", self.db_url, "--by", by or name, *self.master_args)
+        proc = self.group.add(name, argv, {**NO_NATS_FROM_ENV, **(env or {})})
         self.masters.append(proc)
         return proc
 
@@ -156,10 +164,10 @@ class Swarm:
         name = name or f"worker{len(self.workers) + 1}"
         interval = self.poll_interval if poll_interval is None else poll_interval
         argv = cli_command("worker", "--db", db_url or self.db_url, "--http", "127.0.0.1:0",
-                           "--poll-interval", str(interval))
+                           "--poll-interval", str(interval), *self.worker_args)
         if not listen:
             argv.append("--no-listen")
-        worker = Worker(name, self.group.add(name, argv))
+        worker = Worker(name, self.group.add(name, argv, NO_NATS_FROM_ENV))
         self.workers.append(worker)
         return worker
 

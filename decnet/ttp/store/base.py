@@ -77,6 +77,10 @@ class SyncStats:
     #: Why the database cannot be used at all (its SQLite file is gone or was replaced,
     #: see `DatabaseFileChanged`); None while it can.
     database_problem: str | None = None
+    #: Changes that arrived pushed (NATS) and were applied without a database read.
+    pushed: int = 0
+    #: Pushed changes that did not continue the watermark (read from the database instead).
+    push_gaps: int = 0
 
 
 @runtime_checkable

@@ -63,6 +63,7 @@ from decnet.vocabulary import (
 )
 
 if TYPE_CHECKING:
+    from decnet.ttp.store.database.jetstream import ChangeFeed
     from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 
 log = logging.getLogger(__name__)
@@ -137,17 +138,22 @@ class DatabaseRuleStore(BaseRuleStore):
         self._started = True
 
     def start_tail(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
-                   listen: bool = True) -> asyncio.Task[None]:
-        """Run `tail_db(poll_interval, listen=listen)` in the background until `stop()`."""
+                   listen: bool = True, feed: ChangeFeed | None = None,
+                   feed_poll_interval: float | None = None) -> asyncio.Task[None]:
+        """Run `tail_db(...)` in the background until `stop()`."""
         if self._tail_task is None or self._tail_task.done():
             self._tail_task = asyncio.get_running_loop().create_task(
-                self.tail.run(poll_interval, listen=listen), name="decnet-ttp-tail")
+                self.tail.run(poll_interval, listen=listen, feed=feed,
+                              feed_poll_interval=feed_poll_interval), name="decnet-ttp-tail")
         return self._tail_task
 
     async def tail_db(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
-                      listen: bool = True) -> None:
-        """Follow the database until cancelled (see `Tail.run`)."""
-        await self.tail.run(poll_interval, listen=listen)
+                      listen: bool = True, feed: ChangeFeed | None = None,
+                      feed_poll_interval: float | None = None) -> None:
+        """Follow the database until cancelled (see `Tail.run`); with a NATS `feed`,
+        changes arrive pushed and the database is the safety net."""
+        await self.tail.run(poll_interval, listen=listen, feed=feed,
+                            feed_poll_interval=feed_poll_interval)
 
     async def poll_once(self) -> int:
         """One poll of the tail; how many changes it applied (see `Tail.poll_once`)."""

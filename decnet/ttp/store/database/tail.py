@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,14 +30,18 @@ from decnet.ttp.constants import (
 from decnet.ttp.errors import DatabaseFileChanged
 from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
 from decnet.ttp.store.base import SyncStats
+from decnet.ttp.store.sql.rows import LogEntry
 
 if TYPE_CHECKING:
+    from decnet.ttp.store.database.jetstream import ChangeFeed
     from decnet.ttp.store.database.store import DatabaseRuleStore
 
 log = logging.getLogger(__name__)
 
 #: First pause after a failed poll (doubled per failure, at most the poll interval).
 POLL_RETRY_INITIAL = 0.05
+#: The safety-net poll under NATS is due within ± this share of its interval.
+SAFETY_POLL_JITTER = 0.5
 #: Pauses between attempts at (re)connecting the LISTEN connection.
 LISTEN_RETRY = (0.1, 5.0)
 
@@ -86,6 +91,9 @@ class Tail:
         self.stats = TailStats()
         #: Identity of the database the watermark belongs to (see `rows.Head`).
         self.identity: str | None = None
+        #: The NATS change feed `run` follows, if any.
+        self.feed: ChangeFeed | None = None
+        self._wakeup = _Wakeup()
 
     @property
     def watermark(self) -> int | None:
@@ -96,8 +104,40 @@ class Tail:
         self.stats.watermark = revision
         self.identity = identity
 
+    def apply_pushed(self, identity: str, entry: LogEntry) -> bool:
+        """Apply an entry that arrived through NATS, without touching the database.
+
+        The entry right after the watermark is applied; one at or below it is a
+        duplicate (ignored); one further on, or from another database, wakes the tail
+        to read the database up to it (False: a gap). Nothing before the first view.
+        """
+        watermark = self.stats.watermark
+        if watermark is None or entry.revision <= watermark:
+            return True
+        if identity != self.identity or entry.revision != watermark + 1:
+            self.stats.push_gaps += 1
+            if identity != self.identity:
+                self._wakeup.catch_up = True
+            else:
+                self._wakeup.revision = max(self._wakeup.revision, entry.revision)
+            self._wakeup.event.set()
+            return False
+        if self.store.apply_entry(entry):
+            self.stats.changes_applied += 1
+        self.stats.watermark = entry.revision
+        self.stats.pushed += 1
+        self.stats.last_sync = self.monotonic()
+        return True
+
+    def _feed_health(self, healthy: bool) -> None:
+        """The feed connected or lost NATS: poll the database now (what was missed) and
+        let the loop pick the cadence that fits."""
+        self._wakeup.catch_up = True
+        self._wakeup.event.set()
+
     async def run(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
-                  listen: bool = True) -> None:
+                  listen: bool = True, feed: ChangeFeed | None = None,
+                  feed_poll_interval: float | None = None) -> None:
         """Announce every change other processes make, until cancelled.
 
         Starts from the view of the store's first `load_compiled` (or takes one now),
@@ -112,18 +152,33 @@ class Tail:
         straight from the change log (one statement), and one not past the watermark
         does nothing (`listen=False`: poll only, e.g. behind a pooler in transaction
         mode, which cannot carry LISTEN).
+
+        With a NATS `feed`, changes arrive pushed (`apply_pushed`) and the database is
+        polled every `feed_poll_interval` while the feed is healthy (the safety net),
+        every `poll_interval` while it is not; LISTEN is not used.
         """
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
-        wakeup = _Wakeup()
+        wakeup = self._wakeup = _Wakeup()
         listener: asyncio.Task[None] | None = None
-        if listen and self.repo.dialect == "postgresql":
+        feeder: asyncio.Task[None] | None = None
+        self.feed = feed
+        slow_interval = feed_poll_interval or poll_interval
+
+        def interval() -> float:
+            return slow_interval if feed is not None and feed.healthy else poll_interval
+
+        if feed is not None:
+            feeder = asyncio.get_running_loop().create_task(
+                feed.run(self, self._feed_health), name="decnet-ttp-feed")
+        elif listen and self.repo.dialect == "postgresql":
             listener = asyncio.get_running_loop().create_task(
                 self._listen(wakeup), name="decnet-ttp-listen")
         loop = asyncio.get_running_loop()
         due = loop.time()  # the first poll now
         timed_out = True
         backoff = Backoff(POLL_RETRY_INITIAL, max(POLL_RETRY_INITIAL, poll_interval))
+        current = interval()
         outage = Outage(log, "polling the rule database")
         try:
             while True:
@@ -132,6 +187,9 @@ class Tail:
                 wakeup.event.clear()
                 started = loop.time()
                 slot = timed_out or started >= due  # a poll of the cadence (not a wake-up)
+                if interval() != current:  # the feed came or went: a new cadence from now
+                    current = interval()
+                    due, slot = started, True
                 try:
                     async with asyncio.timeout(max(self.query_timeout, 2 * poll_interval)):
                         await self.repo.connect()
@@ -156,33 +214,40 @@ class Tail:
                     if outage.recovered(f"; caught up to revision {self.watermark}"):
                         due, slot = started, True
                     if slot:  # the next slot after this one (slots missed are skipped)
-                        missed = max(0, math.floor((started - due) / poll_interval))
-                        due += poll_interval * (missed + 1)
+                        missed = max(0, math.floor((started - due) / current))
+                        due += current * (missed + 1)
+                        if current == slow_interval and feed is not None:
+                            # a fleet that (re)connected at once must not poll at once
+                            due += current * random.uniform(-SAFETY_POLL_JITTER,
+                                                            SAFETY_POLL_JITTER)
                 timed_out = False
                 try:
                     await asyncio.wait_for(wakeup.event.wait(), max(0.0, due - loop.time()))
                 except TimeoutError:
                     timed_out = True
         finally:
-            await cancel_and_wait(listener, logger=log)
+            await cancel_and_wait(listener, feeder, logger=log)
 
     async def poll_once(self) -> int:
         """One poll: read the revision and apply what moved; how many changes it applied."""
         await self.store.ensure_view()
+        # the watermark before the read: entries pushed meanwhile (`apply_pushed`) may
+        # take it past the head this read returns, which is no step back
+        seen = self.stats.watermark
         current = await self.repo.head()
         head = current.revision
         self.stats.polls += 1
         applied = 0
-        assert self.stats.watermark is not None
+        assert self.stats.watermark is not None and seen is not None
         if current.identity != self.identity:
             log.warning("the rule database was replaced (identity %s, was %s); reloading "
                         "everything from the new one", current.identity, self.identity)
             self.stats.database_replacements += 1
             await self.resync()
             head = self.stats.watermark
-        elif head < self.stats.watermark:
+        elif head < seen:
             log.warning("rule database revision went back from %d to %d (restored or "
-                        "recreated?); reloading everything", self.stats.watermark, head)
+                        "recreated?); reloading everything", seen, head)
             await self.resync()
             head = self.stats.watermark
         applied, gap = await self._apply_up_to(head)
@@ -223,7 +288,8 @@ class Tail:
                 if self.store.apply_entry(entry):
                     applied += 1
                     self.stats.changes_applied += 1
-            self.stats.watermark = entries[-1].revision
+            # max: entries pushed meanwhile (`apply_pushed`) may have gone further
+            self.stats.watermark = max(self.stats.watermark, entries[-1].revision)
         return applied, False
 
     async def resync(self) -> None:

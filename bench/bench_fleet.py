@@ -1,0 +1,372 @@
+"""A fleet simulation: many lightweight workers (a `DatabaseRuleStore` tail each, many per
+process, a few processes) against one PostgreSQL and one NATS.
+
+The parent creates a database of its own, seeds it, runs the publisher (what the master
+holding the lease runs) and starts child processes, each with its share of simulated
+workers. Per fleet size it measures: `state set` → every worker applied (p50/p99/max),
+PostgreSQL transactions and tuples read per change (`pg_stat_database`, the idle rate of
+the same fleet over the same time subtracted), NATS deliveries per change, the catch-up
+time of workers that were offline across 50 changes, and memory per simulated worker.
+With NATS off (tails polling, LISTEN on PostgreSQL) the same at small sizes, for contrast.
+
+Run: python -m bench.bench_fleet [--sizes 10,100,1000] [--changes 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from bench.bench_swarm import pg_database
+from bench.synthetic import percentile
+from decnet.ttp.store.base import STATE, RuleState, StateName
+from decnet.ttp.store.database import DatabaseRuleStore
+from decnet.ttp.store.database.jetstream import ChangeFeed, ChangePublisher, NatsNames
+from decnet.ttp.store.sql import migrate
+from decnet.ttp.store.sql.repository import RuleRepository
+from tests.ttp.store.helpers import seed
+
+COMMAND = "python -m bench.bench_fleet"
+NATS_URL = os.environ.get("DECNET_TTP_NATS_URL") or "nats://127.0.0.1:4222"
+RULES = 20
+MARKER = "B0000"
+#: Simulated workers per child process at most.
+PER_PROCESS = 250
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# child: the simulated workers ------------------------------------------------------------
+
+async def child(url: str, prefix: str | None, count: int, poll: float) -> None:
+    """Run `count` workers; print `ready`, then one line per marker change all applied.
+
+    stdin commands: `pause K` stops the tails of the first K workers, `resume` starts
+    them again (the catch-up measurement); `stats` prints counters.
+    """
+    base_rss = rss_kb()
+    repo = RuleRepository(url)
+    names = None if prefix is None else NatsNames(prefix)
+    stores: list[DatabaseRuleStore] = []
+    seen: dict[str, list[float]] = {}
+    loop = asyncio.get_running_loop()
+
+    def emit(event: dict[str, Any]) -> None:
+        print(json.dumps(event), flush=True)
+
+    async def follow(store: DatabaseRuleStore) -> None:
+        async for change in store.subscribe_changes():
+            if change.change_kind == STATE and change.rule_id == MARKER:
+                assert isinstance(change.new_value, RuleState)
+                token = change.new_value.reason or ""
+                times = seen.setdefault(token, [])
+                times.append(time.time())
+                if len(times) == count:
+                    emit({"event": "applied", "token": token, "first": min(times),
+                          "last": max(times)})
+
+    feeds: list[ChangeFeed | None] = []
+    followers = []
+
+    def start_tail(store: DatabaseRuleStore, feed: ChangeFeed | None) -> None:
+        store.start_tail(poll, listen=feed is None, feed=feed, feed_poll_interval=30.0)
+
+    for _ in range(count):
+        store = DatabaseRuleStore(repo)
+        await store.start()
+        feed = None if names is None else ChangeFeed(NATS_URL, names)
+        stores.append(store)
+        feeds.append(feed)
+        followers.append(loop.create_task(follow(store)))
+        start_tail(store, feed)
+    while any(f is not None and not f.healthy for f in feeds):  # noqa: ASYNC110 (a poll)
+        await asyncio.sleep(0.05)
+    emit({"event": "ready", "rss_kb": rss_kb() - base_rss})
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        verb, _, arg = line.partition(" ")
+        if verb == "pause":
+            for store in stores[:int(arg)]:  # its tail stops; its view stays
+                task, store._tail_task = store._tail_task, None
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            emit({"event": "paused"})
+        elif verb == "resume":
+            for store in stores:
+                if store._tail_task is None:
+                    start_tail(store, None if names is None else ChangeFeed(NATS_URL, names))
+            emit({"event": "resumed"})
+        elif verb == "stats":
+            emit({"event": "stats", "received": sum(f.stats.received for f in feeds if f),
+                  "pushed": sum(s.tail.stats.pushed for s in stores),
+                  "polls": sum(s.tail.stats.polls for s in stores),
+                  "gaps": sum(s.tail.stats.push_gaps for s in stores),
+                  "notifications": sum(s.tail.stats.notifications for s in stores),
+                  "outages": sum(f.stats.outages for f in feeds if f),
+                  "resyncs": sum(s.tail.stats.resyncs for s in stores)})
+
+
+# parent ------------------------------------------------------------------------------
+
+@dataclass
+class Child:
+    process: asyncio.subprocess.Process
+    count: int
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+
+    async def read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            self.events.put_nowait(json.loads(raw))
+
+    async def expect(self, event: str, timeout: float = 120.0) -> dict[str, Any]:
+        while True:
+            got = await asyncio.wait_for(self.events.get(), timeout)
+            if got["event"] == event:
+                return got
+
+    async def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
+
+
+async def pg_counters(url: str) -> tuple[int, int]:
+    parsed = make_url(url)
+    conn = await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
+                                 password=parsed.password, database=parsed.database)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = await conn.fetchrow(
+            "SELECT xact_commit + xact_rollback AS x, tup_returned + tup_fetched AS t "
+            "FROM pg_stat_database WHERE datname = current_database()")
+        assert row is not None
+        return int(row["x"]), int(row["t"])
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Result:
+    label: str
+    workers: int
+    processes: int
+    p50: float
+    p99: float
+    worst: float
+    xact_per_change: float
+    idle_xact_per_change: float
+    tuples_per_change: float
+    worker_reads_per_change: float
+    deliveries_per_change: float | None
+    catch_up: float | None
+    kb_per_worker: float
+
+
+async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float) -> Result:
+    async with pg_database() as url:
+        await migrate.upgrade(url)
+        writer = DatabaseRuleStore(url)
+        await writer.start()
+        for n in range(RULES):
+            await seed(writer, f"B{n:04d}")
+        prefix = f"bench{uuid.uuid4().hex[:8]}" if nats else None
+        publisher_task = None
+        if prefix is not None:
+            publisher = ChangePublisher(writer.repo, NATS_URL, NatsNames(prefix))
+            publisher_task = asyncio.create_task(publisher.run())
+        processes = max(1, -(-workers // PER_PROCESS))
+        shares = [workers // processes + (1 if i < workers % processes else 0)
+                  for i in range(processes)]
+        children = []
+        for share in shares:
+            argv = [sys.executable, "-m", "bench.bench_fleet", "--child", url,
+                    "--prefix", prefix or "-", "--count", str(share)]
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            children.append(Child(proc, share))
+        readers = [asyncio.create_task(c.read()) for c in children]
+        try:
+            ready = [await c.expect("ready", timeout=300) for c in children]
+            kb_per_worker = sum(r["rss_kb"] for r in ready) / workers
+            # PostgreSQL backends report their counters lazily: let the start-up's settle
+            await asyncio.sleep(settle)
+            # the fleet's idle rate over a window as long as the measured one
+            window = changes * 0.1
+            idle0 = await pg_counters(url)
+            await asyncio.sleep(window)
+            idle1 = await pg_counters(url)
+            stats0 = [await _stats(c) for c in children]
+            before = await pg_counters(url)
+            started = time.monotonic()
+            latencies = []
+            for n in range(changes):
+                token = f"c{n}"
+                at = time.time()
+                await writer.set_state(MARKER, marker_state(n, token), "b")
+                lasts = [await c.expect("applied", timeout=60) for c in children]
+                latencies.append(max(event["last"] for event in lasts) - at)
+                await asyncio.sleep(max(0.0, started + (n + 1) * 0.1 - time.monotonic()))
+            after = await pg_counters(url)
+            stats1 = [await _stats(c) for c in children]
+            elapsed = time.monotonic() - started
+            idle_xps = (idle1[0] - idle0[0]) / window
+            xact = (after[0] - before[0]) / changes
+            tuples = (after[1] - before[1]) / changes
+            idle_per_change = idle_xps * elapsed / changes
+            def delta(key: str) -> int:
+                return sum(s[key] for s in stats1) - sum(s[key] for s in stats0)
+
+            # polls, reads on a notification (no NATS), reads of a gap (NATS)
+            worker_reads = (delta("polls") + delta("gaps") + delta("notifications")) / changes
+            log(f"during the changes: NATS outages {delta('outages')}, resyncs "
+                f"{delta('resyncs')}, gaps {delta('gaps')}, polls {delta('polls')}")
+            deliveries = None
+            if nats:
+                deliveries = (sum(s["received"] for s in stats1) -
+                              sum(s["received"] for s in stats0)) / changes
+            catch_up = await _catch_up(writer, children, workers)
+        finally:
+            for c in children:
+                if c.process.returncode is None:
+                    c.process.kill()
+                    await c.process.wait()
+            for r in readers:
+                r.cancel()
+            if publisher_task is not None:
+                publisher_task.cancel()
+                await asyncio.gather(publisher_task, return_exceptions=True)
+            await writer.stop()
+            await writer.repo.dispose()
+        latencies.sort()
+        return Result("NATS" if nats else "database only", workers, len(children),
+                      percentile(latencies, 50), percentile(latencies, 99), latencies[-1],
+                      xact, idle_per_change, tuples, worker_reads, deliveries, catch_up,
+                      kb_per_worker)
+
+
+def marker_state(n: int, token: str) -> RuleState:
+    """A state unlike the previous one (`token` in its reason): disabled, then clipped."""
+    if n % 2 == 0:
+        return RuleState(StateName.DISABLED, reason=token)
+    return RuleState(StateName.CLIPPED, confidence_max=0.5, reason=token)
+
+
+async def _stats(c: Child) -> dict[str, Any]:
+    await c.send("stats")
+    return await c.expect("stats")
+
+
+async def _catch_up(writer: DatabaseRuleStore, children: list[Child], workers: int,
+                    offline_changes: int = 50) -> float | None:
+    """Up to 100 workers (the first child's first ones) go offline across 50 changes:
+    seconds from their restart to all of them having applied the last change."""
+    first = children[0]
+    offline = min(100, first.count)
+    await first.send(f"pause {offline}")
+    await first.expect("paused")
+    for n in range(offline_changes):
+        await writer.set_state(MARKER, marker_state(n, f"off{n}"), "b")
+    last = f"off{offline_changes - 1}"
+    # the online workers apply the changes, the offline ones do not: the child reports a
+    # token once all its workers have it, so only the restart completes `last`
+    started = time.time()
+    await first.send("resume")
+    while True:
+        event = await first.expect("applied", timeout=60)
+        if event["token"] == last:
+            return float(event["last"] - started)
+
+
+def table(results: list[Result]) -> str:
+    def ms(value: float) -> str:
+        return f"{value * 1000:.0f} ms" if value >= 0.01 else f"{value * 1000:.1f} ms"
+
+    lines = ["| feed | workers (processes) | p50 | p99 | max | PG xact / change (of which "
+             "idle) | "
+             "PG tuples read / change | worker DB reads / change | "
+             "NATS deliveries / change | catch-up (≤100 offline, 50 changes) | RSS / worker |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.label} | {r.workers} ({r.processes}) | {ms(r.p50)} | {ms(r.p99)} | "
+            f"{ms(r.worst)} | {r.xact_per_change:.1f} ({r.idle_xact_per_change:.1f}) | "
+            f"{r.tuples_per_change:.0f} | {r.worker_reads_per_change:.2f} | "
+            f"{'-' if r.deliveries_per_change is None else f'{r.deliveries_per_change:.0f}'}"
+            f" | {'-' if r.catch_up is None else ms(r.catch_up)} | "
+            f"{r.kb_per_worker:.0f} KB |")
+    return "\n".join(lines)
+
+
+async def parent(sizes: list[int], off_sizes: list[int], changes: int,
+                 settle: float) -> None:
+    results = []
+    for size in sizes:
+        log(f"fleet of {size} through NATS ...")
+        results.append(await fleet_run(size, nats=True, changes=changes, settle=settle))
+        log(table(results[-1:]))
+    for size in off_sizes:
+        log(f"fleet of {size} without NATS ...")
+        results.append(await fleet_run(size, nats=False, changes=changes, settle=settle))
+        log(table(results[-1:]))
+    print("### Fleet simulation (NATS JetStream)\n")
+    print(f"`{COMMAND}` — simulated workers are tails in child processes "
+          f"(≤ {PER_PROCESS} per process, each with its own NATS connection, sharing its "
+          "process's PostgreSQL pool), one PostgreSQL, one NATS, the publisher in the parent. "
+          f"{changes} `state set` per size at 10/s; latency is from before the write to the "
+          "last worker's apply (wall clock, one host). PG figures are `pg_stat_database` "
+          "deltas (this database, every client) over the changes, divided by their number; "
+          "in brackets, what the same fleet committed idle over as long a time (workers' "
+          "30 s safety polls, the publisher's 1 s poll; without NATS, the 1 s polls). "
+          "Without NATS every worker tails with LISTEN and a 1 s poll.\n")
+    print(table(results))
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child")
+    parser.add_argument("--prefix")
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--off-sizes", default="10,50")
+    parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds between the fleet's start and the measurements")
+    args = parser.parse_args()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                                                resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    if args.child:
+        prefix = None if args.prefix == "-" else args.prefix
+        asyncio.run(child(args.child, prefix, args.count, 1.0))
+        return
+    asyncio.run(parent([int(s) for s in args.sizes.split(",") if s],
+                       [int(s) for s in args.off_sizes.split(",") if s], args.changes,
+                       args.settle))
+
+
+if __name__ == "__main__":
+    main()

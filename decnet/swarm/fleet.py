@@ -1,0 +1,225 @@
+"""The fleet's reports: what each worker runs, kept in a JetStream KV bucket with a TTL.
+
+A worker puts one JSON report under its id every report interval (`report_loop`);
+the bucket's TTL drops the reports of workers gone for good. `read_fleet` joins the
+reports with the database's head revision into a `FleetStatus` (what `decnet-ttp fleet
+status` prints and `fleet_metrics` exports for Prometheus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import socket
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig
+from nats.js.kv import KeyValue
+
+from decnet.swarm.live import LiveRules
+from decnet.ttp.constants import FLEET_REPORT_TTL, NATS_RETRY
+from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.store.database.jetstream import NatsNames, connect
+
+log = logging.getLogger(__name__)
+
+#: A worker's status in `fleet status`.
+OK, BEHIND, SILENT, DIVERGED = "ok", "behind", "silent", "diverged"
+
+
+def ruleset_sha256(rules: list[CompiledRule]) -> str:
+    """A hash of what a worker evaluates: every rule's id, version, match, emits and state."""
+    digest = hashlib.sha256()
+    for rule in sorted(rules, key=lambda r: r.rule_id):
+        state = rule.state
+        digest.update(json.dumps(
+            [rule.rule_id, rule.rule_version, rule.match_spec, rule.emits,
+             state.state.value, state.confidence_max], default=str, sort_keys=True).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def worker_report(live: LiveRules, worker_id: str, http: str,
+                  last_event_at: float | None = None) -> dict[str, Any]:
+    """What a worker reports about itself (`last_event_at`: wall-clock time an event was
+    last seen evaluated, None for none yet)."""
+    rules = list(live.engine.rules.values())
+    feed = getattr(live.store, "tail", None)
+    feed = getattr(feed, "feed", None)
+    return {
+        "worker_id": worker_id, "host": socket.gethostname(), "http": http,
+        "revision": live.revision, "ruleset_sha256": ruleset_sha256(rules),
+        "rules_loaded": len(rules), "last_event_at": last_event_at,
+        "nats": None if feed is None else feed.healthy, "reported_at": time.time(),
+    }
+
+
+async def fleet_bucket(nc: Client, names: NatsNames, *, create: bool = True) -> KeyValue:
+    """The fleet's KV bucket (created with its TTL when missing and `create`)."""
+    js = nc.jetstream()
+    try:
+        return await js.key_value(names.fleet_bucket)
+    except nats.js.errors.BucketNotFoundError:
+        if not create:
+            raise
+        return await js.create_key_value(KeyValueConfig(
+            bucket=names.fleet_bucket, ttl=FLEET_REPORT_TTL, history=1))
+
+
+async def report_loop(live: LiveRules, url: str, names: NatsNames, *, worker_id: str,
+                      http: str, interval: float) -> None:
+    """Put this worker's report every `interval` seconds until cancelled; NATS outages
+    are retried (reports are best effort, the rules never wait on them)."""
+    backoff = Backoff(*NATS_RETRY)
+    outage = Outage(log, "fleet reports to NATS")
+    seen_events, last_event_at = live.engine.events_evaluated, None
+    while True:
+        nc: Client | None = None
+        lost = asyncio.Event()
+        try:
+            nc = await connect(url, on_lost=lost.set)
+            bucket = await fleet_bucket(nc, names)
+            outage.recovered()
+            backoff.reset()
+            while not lost.is_set():
+                if live.engine.events_evaluated != seen_events:
+                    seen_events, last_event_at = live.engine.events_evaluated, time.time()
+                report = worker_report(live, worker_id, http, last_event_at)
+                await bucket.put(worker_id, json.dumps(report).encode())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), interval)
+            raise ConnectionError("NATS connection lost")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outage.failed(exc, "retrying")
+        finally:
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        await asyncio.sleep(backoff.failed())
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    worker_id: str
+    host: str
+    http: str
+    revision: int | None
+    ruleset_sha256: str
+    lag: int | None
+    age_s: float
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    head_revision: int | None
+    workers: list[WorkerStatus]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"head_revision": self.head_revision,
+                "workers": [asdict(worker) for worker in self.workers]}
+
+    def count(self, status: str) -> int:
+        return sum(1 for worker in self.workers if worker.status == status)
+
+
+def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: float,
+             now: float) -> FleetStatus:
+    """Each report's lag, age and status. A worker is `silent` past `stale_after`,
+    `diverged` when its ruleset hash is not the one most peers at its revision have,
+    `behind` when its revision is below the head, else `ok`."""
+    usual: dict[int | None, str] = {}
+    by_revision: dict[int | None, Counter[str]] = {}
+    for report in reports:
+        by_revision.setdefault(report.get("revision"), Counter())[
+            str(report.get("ruleset_sha256"))] += 1
+    for revision, hashes in by_revision.items():
+        (top, top_count), *rest = hashes.most_common()
+        if not rest or top_count > rest[0][1]:
+            usual[revision] = top
+    workers = []
+    for report in sorted(reports, key=lambda r: str(r.get("worker_id"))):
+        revision = report.get("revision")
+        age = max(0.0, now - float(report.get("reported_at") or 0.0))
+        lag = None if head is None or revision is None else max(0, head - int(revision))
+        sha = str(report.get("ruleset_sha256"))
+        if age > stale_after:
+            status = SILENT
+        elif (revision in usual and usual[revision] != sha) or \
+                (revision not in usual and len(by_revision[revision]) > 1):
+            status = DIVERGED
+        elif lag is None or lag > 0:
+            status = BEHIND
+        else:
+            status = OK
+        workers.append(WorkerStatus(
+            worker_id=str(report.get("worker_id")), host=str(report.get("host")),
+            http=str(report.get("http")), revision=revision, ruleset_sha256=sha,
+            lag=lag, age_s=round(age, 3), status=status))
+    return FleetStatus(head, workers)
+
+
+async def read_reports(url: str, names: NatsNames) -> list[dict[str, Any]]:
+    """Every report in the fleet bucket (none when the bucket does not exist yet)."""
+    nc = await connect(url)
+    try:
+        try:
+            bucket = await fleet_bucket(nc, names, create=False)
+        except nats.js.errors.BucketNotFoundError:
+            return []
+        try:
+            keys = await bucket.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        reports = []
+        for key in keys:
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError, ValueError):
+                entry = await bucket.get(key)
+                if entry.value:
+                    reports.append(json.loads(entry.value))
+        return reports
+    finally:
+        await nc.close()
+
+
+async def read_fleet(db_url: str, url: str, names: NatsNames, *,
+                     stale_after: float) -> FleetStatus:
+    """The fleet now: the database's head revision and every worker's report, classified."""
+    from decnet.ttp.store.sql.repository import RuleRepository  # SQLAlchemy: only here
+
+    repo = RuleRepository(db_url)
+    try:
+        head = await repo.head_revision()
+    finally:
+        await repo.dispose()
+    reports = await read_reports(url, names)
+    return classify(reports, head, stale_after=stale_after, now=time.time())
+
+
+def fleet_metrics(status: FleetStatus) -> str:
+    """The fleet's gauges in the Prometheus text format (for the master's /metrics)."""
+    lines = []
+    for name, value, help_text in (
+        ("decnet_ttp_fleet_workers", len(status.workers), "Workers that reported."),
+        ("decnet_ttp_fleet_workers_behind", status.count(BEHIND),
+         "Workers below the database's head revision."),
+        ("decnet_ttp_fleet_workers_silent", status.count(SILENT),
+         "Workers whose last report is older than --stale-after."),
+        ("decnet_ttp_fleet_workers_diverged", status.count(DIVERGED),
+         "Workers whose ruleset hash differs from their peers' at the same revision."),
+        ("decnet_ttp_fleet_head_revision", status.head_revision or 0,
+         "The database's head revision."),
+    ):
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
