@@ -39,8 +39,9 @@ from decnet.ttp.constants import (
     TAIL_POLL_INTERVAL,
 )
 from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
-from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule, StoredState
-from decnet.vocabulary import ChangeKind, RuleState
+from decnet.ttp.store.codec import scoped_to_dict, state_from_dict
+from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule, StoredScoped, StoredState
+from decnet.vocabulary import ChangeKind, RuleState, Scope, ScopedState
 
 if TYPE_CHECKING:
     from decnet.ttp.store.database.tail import Tail
@@ -105,6 +106,9 @@ def encode_entry(entry: LogEntry, identity: str) -> bytes:
             "expires_at": _time(stored.state.expires_at), "reason": stored.state.reason,
             "set_by": stored.state.set_by, "set_at": _time(stored.state.set_at)},
     }
+    if entry.scoped is not None:
+        body["scoped"] = {"revision": entry.scoped.revision,
+                          "states": [scoped_to_dict(item) for item in entry.scoped.states]}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -125,10 +129,20 @@ def decode_entry(data: bytes) -> tuple[str, LogEntry]:
                 state=stored["state"], confidence_max=stored["confidence_max"],
                 expires_at=_parse_time(stored["expires_at"]), reason=stored["reason"],
                 set_by=stored["set_by"], set_at=_parse_time(stored["set_at"]))),
+            scoped=_scoped(body.get("scoped")),
+            database=str(body["db"]),
         )
         return str(body["db"]), entry
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a change message: {exc}") from None
+
+
+def _scoped(data: Any) -> StoredScoped | None:
+    if data is None:
+        return None
+    return StoredScoped(int(data["revision"]), tuple(
+        ScopedState(Scope(frozenset(item["deckies"]), frozenset(item["sensors"])),
+                    state_from_dict(item)) for item in data["states"]))
 
 
 # connection --------------------------------------------------------------------------
