@@ -293,5 +293,9 @@ CONSOLE_SESSION_MAX_AGE: Final = 12 * 3600
 CONSOLE_MAX_SESSIONS: Final = 10_000
 #: A silence whose end is this close (seconds) is listed as about to expire on the overview.
 CONSOLE_EXPIRING_SOON: Final = 3600
-#: Rows the rules and history pages show at most (the filters narrow the rest).
+#: Rows the history page shows at most (the filters narrow the rest).
 CONSOLE_MAX_ROWS: Final = 1_000
+#: Rules per page of the console's rules table.
+CONSOLE_RULES_PER_PAGE: Final = 200
+#: Rule ids a coverage cell names in its tooltip (the drill-down lists them all).
+CONSOLE_CELL_RULE_IDS: Final = 20

@@ -10,7 +10,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from decnet.ttp.constants import CONSOLE_EXPIRING_SOON, CONSOLE_MAX_ROWS, ENTERPRISE_TACTICS
+from decnet.ttp.constants import (
+    CONSOLE_CELL_RULE_IDS,
+    CONSOLE_EXPIRING_SOON,
+    CONSOLE_MAX_ROWS,
+    CONSOLE_RULES_PER_PAGE,
+    ENTERPRISE_TACTICS,
+)
 from decnet.ttp.coverage.tactics import covered
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.vocabulary import HistoryEntry, RuleState, StateName
@@ -54,6 +60,9 @@ class RuleTable:
     filters: dict[str, str]
     tactics: list[str]
     kinds: list[str]
+    page: int
+    pages: int
+    first: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +76,9 @@ class Silence:
 @dataclass(frozen=True, slots=True)
 class HeatCell:
     technique: str
-    rules: tuple[str, ...]
+    count: int
+    #: the first `CONSOLE_CELL_RULE_IDS` rule ids (a tooltip's worth)
+    some_rules: tuple[str, ...]
     heat: int
 
 
@@ -117,13 +128,20 @@ def _wanted(rule: CompiledRule, f: Mapping[str, str], now: datetime) -> bool:
 
 def rule_table(rules: Sequence[CompiledRule], filters: Mapping[str, str],
                now: datetime) -> RuleTable:
-    """The rules that pass `filters`, by rule id, at most `CONSOLE_MAX_ROWS` of them."""
+    """Page `filters["page"]` (from 1) of the rules that pass `filters`, by rule id,
+    `CONSOLE_RULES_PER_PAGE` a page."""
     clean = {k: filters[k].strip() for k in RULE_FILTERS if filters.get(k, "").strip()}
     matched = [r for r in rules if _wanted(r, clean, now)]
     matched.sort(key=lambda r: r.rule_id)
+    pages = max(1, -(-len(matched) // CONSOLE_RULES_PER_PAGE))
+    wanted = filters.get("page", "1").strip()
+    page = min(pages, int(wanted)) if wanted.isascii() and wanted.isdigit() and \
+        int(wanted) >= 1 else 1
+    first = (page - 1) * CONSOLE_RULES_PER_PAGE
     kinds = sorted({k for r in rules for k in r.applies_to})
-    return RuleTable([rule_row(r, now) for r in matched[:CONSOLE_MAX_ROWS]], len(rules),
-                     len(matched), clean, list(ENTERPRISE_TACTICS), kinds)
+    return RuleTable([rule_row(r, now) for r in matched[first:first + CONSOLE_RULES_PER_PAGE]],
+                     len(rules), len(matched), clean, list(ENTERPRISE_TACTICS), kinds,
+                     page, pages, first)
 
 
 def expiring(rules: Iterable[CompiledRule], now: datetime,
@@ -153,7 +171,7 @@ def heatmap(rules: Iterable[CompiledRule], now: datetime) -> list[HeatColumn]:
         count = len(ids)
         heat = 1 if count == 1 else 2 if count == 2 else 3 if count <= 4 else \
             4 if count <= 9 else 5
-        column.cells.append(HeatCell(entry.technique, ids, heat))
+        column.cells.append(HeatCell(entry.technique, count, ids[:CONSOLE_CELL_RULE_IDS], heat))
     return list(columns.values())
 
 
