@@ -5,6 +5,8 @@ keyboard. Screenshots of each page go to docs/screenshots/."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from tests.swarm.swarm import Swarm, Worker
 from tests.ttp.store.helpers import rule_yaml
 from tests.waiting import poll
 
+SHIPPED = Path(__file__).resolve().parents[3] / "rules" / "ttp"
 pytestmark = pytest.mark.parametrize("database", database_params("postgres"), indirect=True)
 
 PWNED = "window.__pwned === undefined"
@@ -37,8 +40,13 @@ tests:
 """
 
 
-async def start(swarm: Swarm) -> tuple[str, dict[str, str]]:
-    """A master serving the console over R0001 and R0666; its base URL and two tokens."""
+async def start(swarm: Swarm, *, pack: bool = False) -> tuple[str, dict[str, str]]:
+    """A master serving the console over R0001 and R0666 (and with `pack` the rest of the
+    shipped pack, for screenshots that look like a real day); its URL and two tokens."""
+    if pack:
+        for path in SHIPPED.glob("*.yaml"):
+            if path.name != "R0001.yaml":
+                shutil.copy(path, swarm.rules_dir / path.name)
     (swarm.rules_dir / "R0001.yaml").write_text(rule_yaml("R0001"), encoding="utf-8")
     (swarm.rules_dir / "R0666.yaml").write_text(HOSTILE, encoding="utf-8")
     await swarm.upgrade()
@@ -83,7 +91,7 @@ async def tagging(worker: Worker, decky: str, expected: bool) -> None:
 
 
 async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
-    base, tokens = await start(swarm)
+    base, tokens = await start(swarm, pack=True)
     [worker] = await swarm.start_workers(1)
     await tagging(worker, "decky-03", True)
     async with browser_page() as page:
@@ -91,7 +99,6 @@ async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
         await screenshot(page, "overview")
         await page.click("nav >> text=Rules")
         await page.wait_for_selector("#rules")
-        await screenshot(page, "rules")
         await page.click("#rules >> text=R0001")
         await page.wait_for_selector("#silence")
 
@@ -119,6 +126,9 @@ async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
         assert "disabled" in await row.inner_text()
         assert "INC-1182" in await row.inner_text()
         await screenshot(page, "rule")
+        await page.goto(f"{base}/ui/rules")
+        await page.locator('#rules tr[data-rule="R0001"] .scope').wait_for()
+        await screenshot(page, "rules")
 
         await tagging(worker, "decky-03", False)
         assert "R0001" in await tags_for(worker, "decky-04")
@@ -143,7 +153,8 @@ async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
         await screenshot(page, "coverage")
         await page.click('#matrix a[href*="technique=T1082"]')
         await page.wait_for_selector("#rules")
-        assert await page.locator("#rules tbody tr").count() == 1
+        assert await page.locator('#rules tr[data-rule="R0001"]').count() == 1
+        assert await page.locator('#rules tr[data-rule="R0666"]').count() == 0
         assert await page.evaluate(PWNED) and page.dialogs == []
 
 
