@@ -102,6 +102,13 @@ async def test_the_session_cookie_and_the_security_headers(console: Console) -> 
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_the_cookie_is_secure_over_https(console: Console) -> None:
+    transport = httpx.ASGITransport(app=create_master_app(console.store))
+    async with httpx.AsyncClient(transport=transport, base_url="https://master") as client:
+        reply = await client.get("/ui/login")
+        assert "secure" in reply.headers["set-cookie"].lower()
+
+
 async def test_sign_in_rotates_the_session_and_sign_out_ends_it(console: Console) -> None:
     await console.client.get("/ui/login")
     before = console.client.cookies["dttp_console"]

@@ -65,9 +65,11 @@ async def start(swarm: Swarm, *, pack: bool = False) -> tuple[str, dict[str, str
     return str(admin["url"]).removesuffix("/api/v1"), tokens
 
 
-async def sign_in(page: Any, base: str, token: str) -> None:
+async def sign_in(page: Any, base: str, token: str, *, shot: bool = False) -> None:
     await page.goto(f"{base}/ui/")
     assert page.url == f"{base}/ui/login"
+    if shot:
+        await screenshot(page, "login")
     await page.fill("#token", token)
     await page.press("#token", "Enter")
     await page.wait_for_url(f"{base}/ui/")
@@ -161,7 +163,7 @@ async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
 async def test_a_viewer_cannot_reach_the_forms(swarm: Swarm) -> None:
     base, tokens = await start(swarm)
     async with browser_page() as page:
-        await sign_in(page, base, tokens["viewer"])
+        await sign_in(page, base, tokens["viewer"], shot=True)
         await page.goto(f"{base}/ui/rules/R0001")
         await page.wait_for_selector("#states")
         assert await page.locator("#silence").count() == 0
