@@ -21,8 +21,10 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from bench.synthetic import percentile, rule_id, rule_yaml  # noqa: E402
-from decnet.swarm.console.fleet import fleet_rows  # noqa: E402
+from decnet.swarm.console.app import templates  # noqa: E402
+from decnet.swarm.console.fleet import FleetRow, fleet_rows  # noqa: E402
 from decnet.swarm.console.mount import create_master_app  # noqa: E402
+from decnet.swarm.console.sessions import Sessions  # noqa: E402
 from decnet.ttp.rules.compiler import compile_rule  # noqa: E402
 from decnet.ttp.store.database import DatabaseRuleStore  # noqa: E402
 from decnet.ttp.store.sql.tokens import TokenTable  # noqa: E402
@@ -95,6 +97,27 @@ async def measure(store: DatabaseRuleStore, seeding: float) -> None:
                 size = len(reply.content)
             print(f"| `{path}` | {percentile(samples, 50) * 1e3:,.0f} ms | "
                   f"{percentile(samples, 95) * 1e3:,.0f} ms | {size:,} |")
+        if workers == 0:
+            samples = fleet_template(1_000)
+            print(f"| (overview template alone, 1,000 synthetic worker rows) | "
+                  f"{percentile(samples, 50) * 1e3:,.0f} ms | "
+                  f"{percentile(samples, 95) * 1e3:,.0f} ms | |")
+
+
+def fleet_template(workers: int) -> list[float]:
+    """Render times of the overview's template alone with `workers` synthetic reports."""
+    now = utcnow()
+    fleet = [FleetRow(f"worker-{n:04d}", 1000 - n % 7, n % 7, f"{n:064x}",
+                      now - timedelta(seconds=n % 30)) for n in range(workers)]
+    template = templates().get_template("overview.html")
+    session = Sessions().new("bench", "admin")
+    samples = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        template.render(session=session, path="/ui/", now=now, head=1000, rule_count=RULES,
+                        silences=[], fleet=fleet)
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 async def main() -> None:

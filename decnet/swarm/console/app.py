@@ -157,7 +157,8 @@ def create_console_app(store: DatabaseRuleStore) -> Starlette:
     async def login_page(request: Request) -> Response:
         session = sessions.get(request.cookies.get(COOKIE))
         if session is not None and session.signed_in:
-            return RedirectResponse(f"{request.scope.get('root_path', '')}/", 303)
+            return RedirectResponse(f"{request.scope.get('root_path', '')}/", 303,
+                                    headers=SECURITY_HEADERS)
         session = session or sessions.new()
         return cookie(request, render(request, session, "login.html"), session)
 
