@@ -15,7 +15,7 @@ from pathlib import Path
 MODULES = ("bench.bench_filesystem", "bench.bench_engine", "bench.bench_correlation",
            "bench.bench_database", "bench.bench_swarm", "bench.bench_rule_tests",
            "bench.bench_fallback", "bench.bench_attack", "bench.bench_inputs",
-           "bench.bench_fleet")
+           "bench.bench_fleet", "bench.bench_console")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -69,8 +69,9 @@ async def run_master(
     try:
         if admin_http is not None:
             from decnet.swarm.admin.server import AdminServer  # Starlette: with --http only
+            from decnet.swarm.console.mount import create_master_app
 
-            admin = AdminServer(db_store, *admin_http)
+            admin = AdminServer(db_store, *admin_http, app=create_master_app)
         if not await start_store(db_store, stop):
             code = 0
             return code

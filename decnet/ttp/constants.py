@@ -304,3 +304,20 @@ TOKEN_PREFIX: Final = "dttp_"
 MAX_ADMIN_BODY_BYTES: Final = 128 * 1024
 #: Most history entries one `GET /api/v1/history` returns.
 MAX_HISTORY_PAGE: Final = 10_000
+
+# Operator console (`/ui/` on the master's --http port) -----------------------------------
+
+#: How long a console sign-in lasts without use before it must be made again.
+CONSOLE_SESSION_IDLE: Final = 8 * 3600
+#: How long a console sign-in lasts at most, used or not.
+CONSOLE_SESSION_MAX_AGE: Final = 12 * 3600
+#: Sessions kept in memory at most (signed in or on the sign-in page); the stalest go first.
+CONSOLE_MAX_SESSIONS: Final = 10_000
+#: A silence whose end is this close (seconds) is listed as about to expire on the overview.
+CONSOLE_EXPIRING_SOON: Final = 3600
+#: Rows the history page shows at most (the filters narrow the rest).
+CONSOLE_MAX_ROWS: Final = 1_000
+#: Rules per page of the console's rules table.
+CONSOLE_RULES_PER_PAGE: Final = 200
+#: Rule ids a coverage cell names in its tooltip (the drill-down lists them all).
+CONSOLE_CELL_RULE_IDS: Final = 20

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from decnet.swarm.admin.app import create_admin_app
 from decnet.swarm.process import announce
@@ -30,13 +31,15 @@ class _Server(uvicorn.Server):
 
 class AdminServer:
     """Listens on `host:port` at construction (a bad address fails the start at once)
-    and serves the admin API over `store` from `start()` to `stop()`."""
+    and serves the admin API over `store` from `start()` to `stop()`; `app` builds what
+    is served (the admin API alone by default)."""
 
-    def __init__(self, store: RuleStore, host: str, port: int) -> None:
+    def __init__(self, store: RuleStore, host: str, port: int, *,
+                 app: Callable[[DatabaseRuleStore], ASGIApp] = create_admin_app) -> None:
         if not isinstance(store, DatabaseRuleStore):
             raise ConfigError("the admin API needs the database store")
         self.sock = bind(host, port)
-        self.app = create_admin_app(store)
+        self.app = app(store)
         self.server = _Server(uvicorn.Config(
             self.app, lifespan="off", log_config=None, log_level="warning",
             access_log=False, timeout_keep_alive=5, timeout_graceful_shutdown=5,
