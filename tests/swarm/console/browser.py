@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+#: Set to 1 to refresh the README's screenshots; otherwise they go to a temporary folder,
+#: so a test run never changes the working tree.
+SCREENSHOTS_ENV = "DECNET_TTP_UPDATE_SCREENSHOTS"
 VIEWPORT = {"width": 1200, "height": 760}
 
 
@@ -57,6 +61,11 @@ async def browser_page() -> AsyncIterator[Any]:
 
 
 async def screenshot(page: Any, name: str) -> None:
-    """Save what the page shows as docs/screenshots/NAME.png (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    """Take NAME.png of what the page shows: into docs/screenshots/ (the README shows them)
+    with DECNET_TTP_UPDATE_SCREENSHOTS=1, else into a temporary folder."""
+    folder = DOCS_SCREENSHOTS if os.environ.get(SCREENSHOTS_ENV) == "1" else \
+        Path(tempfile.gettempdir()) / "decnet-ttp-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path))
+    assert path.stat().st_size > 1000, f"{name}.png is empty"
