@@ -9,7 +9,7 @@ import typer
 
 from decnet.cli.common import EXIT_FAILURE, cli_errors, console, db_url, fail, run, safe_text
 from decnet.cli.swarm import DbOption, NatsPrefixOption, check_prefix
-from decnet.ttp.constants import ENV_NATS_URL, FLEET_REPORT_INTERVAL, NATS_DEFAULT_PREFIX
+from decnet.ttp.constants import ENV_NATS_URL, FLEET_STALE_AFTER, NATS_DEFAULT_PREFIX
 
 app = typer.Typer(help="The fleet of workers: what each one runs.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def status(
     stale_after: Annotated[float, typer.Option(
         "--stale-after", min=0.0,
         help="A report older than this many seconds is silent (default 3 report intervals).")
-    ] = 3 * FLEET_REPORT_INTERVAL,
+    ] = FLEET_STALE_AFTER,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """List the workers' reports: revision, lag behind the database, age, status."""

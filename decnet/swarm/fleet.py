@@ -25,7 +25,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
 from decnet.swarm.live import LiveRules
-from decnet.ttp.constants import FLEET_REPORT_TTL, NATS_RETRY
+from decnet.ttp.constants import FLEET_REPORT_TTL, FLEET_STALE_AFTER, NATS_RETRY
 from decnet.ttp.loops import Backoff, Outage
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database.jetstream import NatsNames, connect
@@ -205,6 +205,20 @@ async def read_fleet(db_url: str, url: str, names: NatsNames, *,
         await repo.dispose()
     reports = await read_reports(url, names)
     return classify(reports, head, stale_after=stale_after, now=time.time())
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSource:
+    """Where the master reads the workers' reports (its `--nats`), and when one is stale."""
+
+    url: str
+    names: NatsNames
+    stale_after: float = FLEET_STALE_AFTER
+
+    async def status(self, head: int | None) -> FleetStatus:
+        """Every report now, classified against the database's `head` revision."""
+        return classify(await read_reports(self.url, self.names), head,
+                        stale_after=self.stale_after, now=time.time())
 
 
 def fleet_metrics(status: FleetStatus) -> str:

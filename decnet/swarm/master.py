@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,7 @@ from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 
 if TYPE_CHECKING:
     from decnet.swarm.admin.server import AdminServer
+    from decnet.swarm.fleet import FleetSource
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,13 @@ async def run_master(
     *,
     stop: asyncio.Event | None = None,
     admin_http: tuple[str, int] | None = None,
+    fleet: FleetSource | None = None,
 ) -> int:
     """Project `fs_store` into `db_store` until `stop` (or SIGTERM/SIGINT); the exit code.
 
-    With `admin_http` = (host, port), the admin API is served there too (see
-    `decnet.swarm.admin`)."""
+    With `admin_http` = (host, port), the admin API, the console and `/metrics` are served
+    there too (see `decnet.swarm.admin`, `decnet.swarm.console`); `fleet`: where the
+    workers report, for the console's overview and `/metrics`."""
     own_signals = stop is None
     stop = stop or asyncio.Event()
     if own_signals:
@@ -71,7 +75,8 @@ async def run_master(
             from decnet.swarm.admin.server import AdminServer  # Starlette: with --http only
             from decnet.swarm.console.mount import create_master_app
 
-            admin = AdminServer(db_store, *admin_http, app=create_master_app)
+            admin = AdminServer(db_store, *admin_http,
+                                app=functools.partial(create_master_app, fleet=fleet))
         if not await start_store(db_store, stop):
             code = 0
             return code
@@ -158,5 +163,12 @@ async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,
                      nats_prefix: str = NATS_DEFAULT_PREFIX) -> int:
     fs_store = filesystem_store(rules_dir)
     db_store = database_store(db_url)
+    fleet = None
+    if nats_url is not None:
+        from decnet.swarm.fleet import FleetSource  # nats-py: with --nats only
+        from decnet.ttp.store.database.jetstream import NatsNames
+
+        fleet = FleetSource(nats_url, NatsNames(nats_prefix))
     return await run_master(fs_store, db_store, database_sync(
-        updated_by, nats_url=nats_url, nats_prefix=nats_prefix), admin_http=admin_http)
+        updated_by, nats_url=nats_url, nats_prefix=nats_prefix), admin_http=admin_http,
+        fleet=fleet)

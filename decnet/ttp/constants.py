@@ -130,6 +130,8 @@ PUBLISH_POLL_INTERVAL: Final = 0.02
 NATS_SAFETY_POLL_INTERVAL: Final = 30.0
 #: Seconds between a worker's fleet reports.
 FLEET_REPORT_INTERVAL: Final = 5.0
+#: A worker whose last report is older than this is `silent` (three report intervals).
+FLEET_STALE_AFTER: Final = 3 * FLEET_REPORT_INTERVAL
 #: Seconds a fleet report is kept in the bucket after the worker's last one.
 FLEET_REPORT_TTL: Final = 120.0
 

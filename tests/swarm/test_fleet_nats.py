@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import nats
 import nats.js.errors
 import pytest
@@ -104,6 +105,7 @@ async def test_scripted_operations_converge_through_nats(swarm: Swarm, shared_na
     database's truth with their safety-net poll at 30 s, having read nothing per change;
     `fleet status` shows them all at the head revision with one ruleset hash."""
     prefix = use_nats(swarm, shared_nats)
+    swarm.master_args += ["--http", "127.0.0.1:0"]
     rules = initial_rules(6, 10)
     await start(swarm, rules)
     await all_feeds(swarm, "nats")
@@ -134,6 +136,18 @@ async def test_scripted_operations_converge_through_nats(swarm: Swarm, shared_na
     assert len({w["ruleset_sha256"] for w in workers}) == 1
     assert {w["lag"] for w in workers} == {0}
     assert {w["http"] for w in workers} == {w.url for w in swarm.workers}
+
+    admin = await swarm.masters[0].wait_event("admin")
+    master_url = f"http://{admin['host']}:{admin['port']}"
+    async with httpx.AsyncClient(base_url=master_url, timeout=10) as client:
+        async def master_sees_the_fleet() -> bool:
+            text = (await client.get("/metrics")).text
+            return ("decnet_ttp_fleet_workers 3\n" in text
+                    and "decnet_ttp_fleet_workers_behind 0\n" in text
+                    and "decnet_ttp_fleet_workers_silent 0\n" in text)
+
+        await poll(master_sees_the_fleet, timeout=10, interval=0.2,
+                   message="the master's /metrics counting three workers, none behind")
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

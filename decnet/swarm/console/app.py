@@ -35,6 +35,7 @@ from decnet.swarm.console.views import (
     rule_table,
     state_view,
 )
+from decnet.swarm.fleet import FleetSource
 from decnet.ttp.constants import MAX_ADMIN_BODY_BYTES, MAX_HISTORY_PAGE
 from decnet.ttp.coverage import layer_from_rules
 from decnet.ttp.errors import InvalidRuleId, InvalidScopeError, InvalidStateError, StoreError
@@ -96,8 +97,8 @@ async def form_fields(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def create_console_app(store: DatabaseRuleStore) -> Starlette:
-    """The console over `store`; mount it at `/ui`."""
+def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = None) -> Starlette:
+    """The console over `store`; mount it at `/ui`. `fleet`: where workers report."""
     env = templates()
     sessions = Sessions()
     tokens = TokenTable(store.repo)
@@ -195,9 +196,11 @@ def create_console_app(store: DatabaseRuleStore) -> Starlette:
     async def overview(request: Request, session: Session) -> Response:
         rules = await store.load_compiled()
         now = store.clock()
+        head = await store.repo.head_revision()
         return render(request, session, "overview.html",
-                      head=await store.repo.head_revision(), rule_count=len(rules),
-                      silences=expiring(rules, now), fleet=await fleet_rows(store))
+                      head=head, rule_count=len(rules),
+                      silences=expiring(rules, now), fleet=await fleet_rows(fleet, head),
+                      fleet_wired=fleet is not None)
 
     async def rules_page(request: Request, session: Session) -> Response:
         rules = await store.load_compiled()

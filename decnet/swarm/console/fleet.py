@@ -1,15 +1,18 @@
-"""The fleet table of the overview page, from whatever reports the workers' revisions.
+"""The fleet table of the overview page: the workers' reports, when the master has them.
 
-`fleet_rows` is the one place the console asks about workers: it returns an empty list
-until a fleet-status module is wired in here.
+The master reads them from NATS (`master --nats`); without it there is no fleet to show
+and the table is empty (the page says so).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from decnet.ttp.store.database import DatabaseRuleStore
+from decnet.swarm.fleet import FleetSource
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +24,20 @@ class FleetRow:
     lag: int | None
     ruleset_hash: str | None
     last_report: datetime | None
+    status: str = "ok"
 
 
-async def fleet_rows(store: DatabaseRuleStore) -> list[FleetRow]:
-    """Every worker's last report, behind first; empty while no fleet status exists."""
-    return []
+async def fleet_rows(source: FleetSource | None, head: int | None) -> list[FleetRow]:
+    """Every worker's last report, the ones behind or silent first; empty without a
+    source, or while NATS cannot be reached (logged)."""
+    if source is None:
+        return []
+    try:
+        status = await source.status(head)
+    except Exception as exc:  # NATS away: the page still renders, without its fleet
+        log.warning("fleet reports unavailable: %s", type(exc).__name__)
+        return []
+    now = datetime.now(UTC)
+    rows = [FleetRow(w.worker_id, w.revision, w.lag, w.ruleset_sha256,
+                     now - timedelta(seconds=w.age_s), w.status) for w in status.workers]
+    return sorted(rows, key=lambda row: (row.status == "ok", -(row.lag or 0), row.worker))

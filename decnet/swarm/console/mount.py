@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -9,11 +10,26 @@ from starlette.routing import Mount, Route
 
 from decnet.swarm.admin.app import create_admin_app
 from decnet.swarm.console.app import create_console_app
+from decnet.swarm.fleet import FleetSource, FleetStatus, fleet_metrics
 from decnet.ttp.store.database import DatabaseRuleStore
 
 
-def create_master_app(store: DatabaseRuleStore) -> Starlette:
-    """The admin API with the console beside it (`/` and `/ui` lead to `/ui/`)."""
+def create_master_app(store: DatabaseRuleStore, fleet: FleetSource | None = None) -> Starlette:
+    """The admin API with the console beside it (`/` and `/ui` lead to `/ui/`), and
+    `/metrics`: the database head revision and, with `fleet`, the workers' status."""
+
+    async def metrics(request: Request) -> Response:
+        head = await store.repo.head_revision()
+        if fleet is None:
+            status = FleetStatus(head, [])
+        else:
+            try:
+                status = await fleet.status(head)
+            except Exception as exc:  # NATS away: the head still scrapes
+                return Response(f"# fleet reports unavailable: {type(exc).__name__}\n"
+                                + fleet_metrics(FleetStatus(head, [])),
+                                media_type=CONTENT_TYPE_LATEST)
+        return Response(fleet_metrics(status), media_type=CONTENT_TYPE_LATEST)
 
     async def to_console(request: Request) -> Response:
         return RedirectResponse("/ui/", 307)
@@ -21,6 +37,7 @@ def create_master_app(store: DatabaseRuleStore) -> Starlette:
     return Starlette(routes=[
         Route("/", to_console, methods=["GET"]),
         Route("/ui", to_console, methods=["GET"]),
-        Mount("/ui", create_console_app(store)),
+        Route("/metrics", metrics, methods=["GET"]),
+        Mount("/ui", create_console_app(store, fleet)),
         Mount("/", create_admin_app(store)),
     ])
