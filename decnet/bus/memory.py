@@ -11,15 +11,14 @@ in CPython. Use the bus from the thread running its event loop.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import weakref
-from collections import deque
 
 from decnet.bus.base import Bus, BusMessage, BusSubscription
 from decnet.bus.errors import BusClosedError
 from decnet.bus.matching import match_tokens, pattern_tokens, topic_tokens
+from decnet.inbox import Inbox
 
 __all__ = ["DEFAULT_MAX_PENDING", "InProcessBus", "InProcessSubscription"]
 
@@ -35,41 +34,24 @@ class _Channel:
     abandoned subscription alive.
     """
 
-    __slots__ = (
-        "bursting",
-        "closed",
-        "dropped",
-        "items",
-        "max_pending",
-        "pattern",
-        "tokens",
-        "waiter",
-    )
+    __slots__ = ("bursting", "dropped", "inbox", "pattern", "tokens")
 
     def __init__(self, pattern: str, tokens: tuple[str, ...], max_pending: int) -> None:
         self.pattern = pattern
         self.tokens = tokens
-        self.max_pending = max_pending
-        self.items: deque[BusMessage] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.closed = False
+        self.inbox: Inbox[BusMessage] = Inbox(max_pending)
         self.dropped = 0
         self.bursting = 0  # drops in the current burst; 0 when not bursting
 
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def offer(self, message: BusMessage) -> bool:
         """Enqueue without blocking; False (and counted) when the queue is full."""
-        if len(self.items) >= self.max_pending:
+        if self.inbox.full:
             self.dropped += 1
             if not self.bursting:
                 logger.warning(
                     "bus subscriber on %r is full (%d pending): dropping messages",
                     self.pattern,
-                    self.max_pending,
+                    self.inbox.bound,
                 )
             self.bursting += 1
             return False
@@ -80,21 +62,14 @@ class _Channel:
                 self.bursting,
             )
             self.bursting = 0
-        self.items.append(message)
-        self.wake()
+        self.inbox.put(message)
         return True
-
-    def shut(self, *, discard: bool) -> None:
-        self.closed = True
-        if discard:
-            self.items.clear()
-        self.wake()
 
 
 def _unregister(registry: dict[int, _Channel], key: int) -> None:
     channel = registry.pop(key, None)
     if channel is not None:
-        channel.shut(discard=True)
+        channel.inbox.close(discard=True)
 
 
 class InProcessSubscription(BusSubscription):
@@ -116,29 +91,17 @@ class InProcessSubscription(BusSubscription):
     @property
     def pending(self) -> int:
         """Messages queued and not yet taken."""
-        return len(self._channel.items)
+        return len(self._channel.inbox)
 
     @property
     def closed(self) -> bool:
-        return self._channel.closed
+        return self._channel.inbox.closed
 
     def __aiter__(self) -> InProcessSubscription:
         return self
 
     async def __anext__(self) -> BusMessage:
-        channel = self._channel
-        while not channel.items:
-            if channel.closed:
-                raise StopAsyncIteration
-            if channel.waiter is not None and not channel.waiter.done():
-                raise RuntimeError("another task is already waiting on this subscription")
-            waiter = asyncio.get_running_loop().create_future()
-            channel.waiter = waiter
-            try:
-                await waiter
-            finally:
-                channel.waiter = None
-        return channel.items.popleft()
+        return await self._channel.inbox.get()
 
     async def aclose(self) -> None:
         """Unsubscribe and discard what is still queued. Idempotent."""
@@ -201,4 +164,4 @@ class InProcessBus(Bus):
         channels = list(self._registry.values())
         self._registry.clear()
         for channel in channels:
-            channel.shut(discard=False)
+            channel.inbox.close()

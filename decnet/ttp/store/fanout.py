@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator
 
+from decnet.inbox import Inbox
 from decnet.ttp.constants import SUBSCRIBER_QUEUE_BOUND
 from decnet.vocabulary import RESYNC, RuleChange
 
@@ -16,41 +15,10 @@ log = logging.getLogger(__name__)
 _RESYNC_CHANGE = RuleChange(RESYNC, "*", None)
 
 
-class _Inbox:
-    """Pending changes of one subscriber; past the bound they collapse into one resync."""
-
-    __slots__ = ("bound", "changes", "closed", "lagged", "waiter")
-
-    def __init__(self, bound: int) -> None:
-        self.bound = bound
-        self.changes: deque[RuleChange] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.closed = False
-        self.lagged = 0
-
-    def push(self, change: RuleChange) -> None:
-        if len(self.changes) >= self.bound:
-            self.changes.clear()
-            self.changes.append(_RESYNC_CHANGE)
-            self.lagged += 1
-        else:
-            self.changes.append(change)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
 class Subscription(AsyncIterator[RuleChange]):
     """Async iterator over one subscriber's changes; `aclose()` (or GC) unsubscribes."""
 
-    def __init__(self, fanout: ChangeFanout, inbox: _Inbox) -> None:
+    def __init__(self, fanout: ChangeFanout, inbox: Inbox[RuleChange]) -> None:
         self._fanout = fanout
         self._inbox = inbox
         self._finalizer = weakref.finalize(self, fanout._discard, inbox)
@@ -59,23 +27,13 @@ class Subscription(AsyncIterator[RuleChange]):
         return self
 
     async def __anext__(self) -> RuleChange:
-        inbox = self._inbox
-        while not inbox.changes:
-            if inbox.closed:
-                raise StopAsyncIteration
-            inbox.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await inbox.waiter
-            finally:
-                inbox.waiter = None
-        return inbox.changes.popleft()
+        return await self._inbox.get()
 
     def pending(self) -> int:
-        return len(self._inbox.changes)
+        return len(self._inbox)
 
     async def aclose(self) -> None:
-        self._inbox.changes.clear()
-        self._inbox.close()
+        self._inbox.close(discard=True)
         self._finalizer()
 
     async def __aenter__(self) -> Subscription:
@@ -95,19 +53,20 @@ class ChangeFanout:
 
     def __init__(self, bound: int = SUBSCRIBER_QUEUE_BOUND) -> None:
         self._bound = bound
-        self._inboxes: set[_Inbox] = set()
+        self._inboxes: set[Inbox[RuleChange]] = set()
 
     def subscribe(self) -> Subscription:
-        inbox = _Inbox(self._bound)
+        inbox: Inbox[RuleChange] = Inbox(self._bound)
         self._inboxes.add(inbox)
         return Subscription(self, inbox)
 
     def publish(self, change: RuleChange) -> None:
         for inbox in tuple(self._inboxes):
-            before = inbox.lagged
-            inbox.push(change)
-            if inbox.lagged != before:
+            if inbox.full:
+                inbox.replace(_RESYNC_CHANGE)
                 log.warning("subscriber lagged past %d changes; told to resync", self._bound)
+            else:
+                inbox.put(change)
 
     def close(self) -> None:
         for inbox in tuple(self._inboxes):
@@ -118,5 +77,5 @@ class ChangeFanout:
     def subscriber_count(self) -> int:
         return len(self._inboxes)
 
-    def _discard(self, inbox: _Inbox) -> None:
+    def _discard(self, inbox: Inbox[RuleChange]) -> None:
         self._inboxes.discard(inbox)
