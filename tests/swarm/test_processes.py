@@ -107,9 +107,19 @@ async def test_postgres_notifications_wake_workers_unless_no_listen(swarm: Swarm
     [listening] = await swarm.start_workers(1, poll_interval=5.0)
     [polling] = await swarm.start_workers(1, poll_interval=0.1, listen=False)
     await swarm.wait_converged()
-    write_rule(swarm.rules_dir, "S0001", rule_yaml("S0001", 3, 1))
-    await swarm.wait_converged()  # within 20 s: the 5 s poll alone could also make it
-    assert (await listening.status())["notifications"] > 0
+    version = 0
+
+    async def woken_by_a_notification() -> bool:
+        # the worker's LISTEN connection comes up beside its first load: an edit saved
+        # before it listens is found by the poll, so edit until one is notified
+        nonlocal version
+        version += 1
+        write_rule(swarm.rules_dir, "S0001", rule_yaml("S0001", 3, version))
+        await swarm.wait_converged()  # within 20 s: the 5 s poll alone could also make it
+        return bool((await listening.status())["notifications"] > 0)
+
+    await poll(woken_by_a_notification, timeout=60, interval=0.2,
+               message="a notification to wake the listening worker")
     assert (await polling.status())["notifications"] == 0
     response = await listening.client.get("/rules")  # type: ignore[union-attr]
     assert int(response.headers["X-Decnet-TTP-Revision"]) == \
