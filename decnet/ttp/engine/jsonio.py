@@ -183,6 +183,20 @@ def dump_tag(tag: Tag) -> bytes:
     return data if data is not None else orjson.dumps(_bounded_tag(tag, Budget(fragments=True)))
 
 
+def dump_tag_within(tag: Tag, max_bytes: int) -> bytes:
+    """One tag as JSON bytes within about `max_bytes` (1 KiB or more): its texts and
+    evidence cut with visible markers, down to markers only when even that does not fit
+    (a tag's fixed fields and markers take under 1 KiB). For samples of tags; never raises."""
+    plain = _fits(_plain(tag))
+    if plain is not None and len(plain) <= max_bytes:
+        return plain
+    data = orjson.dumps(_bounded_tag(tag, Budget(left=max(0, max_bytes - 768),
+                                                  fragments=True)))
+    if len(data) <= max_bytes:
+        return data
+    return orjson.dumps(_bounded_tag(tag, Budget(left=0, fragments=True)))
+
+
 def dump_tags(tags: Iterable[Tag]) -> bytes:
     """A JSON array of tags (each bounded as by `dump_tag`); never raises."""
     return b"[" + b",".join(dump_tag(tag) for tag in tags) + b"]"
