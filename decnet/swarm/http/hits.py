@@ -1,5 +1,5 @@
-"""What a worker tagged: tags per minute, per rule and per technique over the last hour
-and day, and the latest few tags of each technique as samples.
+"""What a worker tagged: tags per minute, hits per rule (events it tagged) and tags per
+technique over the last hour and day, and the latest few tags of each technique as samples.
 
 The evaluation thread counts one request's tags in a `TagTally` (no lock), then adds it
 to the worker's `TagHits` under a lock taken once per request; the fleet report reads a
@@ -40,7 +40,7 @@ def technique_key(tag: Tag) -> str:
 
 
 class TagTally:
-    """One request's tags, counted by the evaluation thread as they are emitted."""
+    """One request's tags, counted by the evaluation thread event by event."""
 
     __slots__ = ("latest", "rules", "tags", "techniques")
 
@@ -52,11 +52,14 @@ class TagTally:
         self.latest: dict[str, Tag] = {}
 
     def add(self, tags: list[Tag]) -> None:
+        """Count one event's tags: a hit for each rule that tagged it (however many
+        techniques it emits), a tag for each technique."""
         for tag in tags:
             key = technique_key(tag)
-            self.rules[tag.rule_id] += 1
             self.techniques[key] += 1
             self.latest[key] = tag
+        for rule_id in {tag.rule_id for tag in tags}:
+            self.rules[rule_id] += 1
         self.tags += len(tags)
 
 

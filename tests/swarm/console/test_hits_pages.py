@@ -44,7 +44,8 @@ def tags_report(worker: str, tags: list[Tag], at: float) -> dict[str, Any]:
     """A worker's report whose counters saw `tags` at `at` (the worker's own code)."""
     hits = TagHits()
     tally = TagTally()
-    tally.add(tags)
+    for one in tags:  # one event each
+        tally.add([one])
     hits.record(tally, at)
     return {"worker_id": worker, "host": "h", "http": "http://h", "revision": 1,
             "ruleset_sha256": "a", "reported_at": time.time(),

@@ -40,8 +40,10 @@ def tag(rule_id: str = "R0001", technique: str = "T1082", tactic: str = "TA0007"
 
 
 def record(hits: TagHits, tags: list[Tag], now: float = T0) -> None:
+    """One request of one event per tag."""
     tally = TagTally()
-    tally.add(tags)
+    for one in tags:
+        tally.add([one])
     hits.record(tally, now)
 
 
@@ -64,6 +66,13 @@ def test_the_report_counts_tags_per_minute_rule_and_technique() -> None:
     assert report(hits, T0 + 2 * 86_400) == {
         "per_minute": [], "rules": {}, "techniques": {},
         "omitted": {"rules": [0, 0, 0], "techniques": [0, 0, 0]}, "samples": []}
+
+
+def test_a_rule_hits_once_per_event_whatever_it_emits() -> None:
+    tally = TagTally()
+    tally.add([tag(), tag(technique="T1548.001", tactic="TA0004"), tag("R0002")])
+    assert (tally.tags, dict(tally.rules)) == (3, {"R0001": 1, "R0002": 1})
+    assert dict(tally.techniques) == {"TA0007/T1082": 2, "TA0004/T1548.001": 1}
 
 
 def test_a_request_without_tags_adds_nothing() -> None:
