@@ -147,7 +147,7 @@ HITS_MAX_TECHNIQUE_KEYS: Final = 2_000
 #: Rules itemized in one fleet report (most hits over the day first); the rest are
 #: summed as `omitted`. Bounds the report's rule part to ~110 KB (64-character ids).
 FLEET_REPORT_MAX_RULES: Final = 1_000
-#: Tactic/technique pairs itemized in one fleet report (~40 bytes each).
+#: Tactic/technique pairs itemized in one fleet report (~50 bytes each).
 FLEET_REPORT_MAX_TECHNIQUES: Final = 1_000
 #: Latest tags a worker keeps per technique as samples, each serialized within
 #: `HITS_SAMPLE_MAX_BYTES` (evidence cut with a visible marker); samples older than a day go.

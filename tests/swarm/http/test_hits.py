@@ -28,7 +28,7 @@ from decnet.ttp.rules.loader import load_directory
 SHIPPED = Path(__file__).resolve().parents[3] / "rules" / "ttp"
 T0 = 1_800_000_000.0
 #: The documented bound of a report's `tags` member with every cap reached.
-REPORT_TAGS_BOUND = 180 * 1024
+REPORT_TAGS_BOUND = 200 * 1024
 
 
 def tag(rule_id: str = "R0001", technique: str = "T1082", tactic: str = "TA0007",
