@@ -8,6 +8,7 @@ write the fleet bucket may write them — and within the report bounds.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,14 +59,14 @@ class FleetHits:
     per_minute: list[int] = field(default_factory=lambda: [0] * HITS_MINUTE_BUCKETS)
     rules: dict[str, Hits] = field(default_factory=dict)
     techniques: dict[tuple[str, str], Hits] = field(default_factory=dict)
-    #: (tactic, technique) -> samples, newest first
-    samples: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)
     #: hits of rules the reports did not itemize (each report names its most hit ones)
     omitted: Hits = field(default_factory=Hits)
     #: reports that carried tag counts
     workers: int = 0
     #: the epoch minute of `per_minute[0]`
     first_minute: int = 0
+    #: (worker id, its report's `samples`), read only by `samples_of`
+    sample_lists: list[tuple[str, list[Any]]] = field(default_factory=list)
 
     def rule(self, rule_id: str) -> Hits:
         return self.rules.get(rule_id, Hits())
@@ -86,8 +87,19 @@ class FleetHits:
 
     def samples_of(self, tactic: str, technique: str, period: str,
                    now: float) -> list[Sample]:
+        """The newest `CONSOLE_SAMPLE_TAGS` samples of `technique` under `tactic` seen
+        over `period`, across the fleet."""
         since = now - PERIODS.get(period, PERIODS["hour"])
-        return [s for s in self.samples.get((tactic, technique), []) if s.at >= since]
+        found = []
+        for worker_id, items in self.sample_lists:
+            for item in items[:_MAX_SAMPLES_PER_REPORT]:
+                sample = _sample(item, worker_id)
+                if sample is not None and sample.at >= since and \
+                        sample.tag.get("tactic") == tactic and \
+                        _technique_of(sample.tag) == technique:
+                    found.append(sample)
+        found.sort(key=lambda s: -s.at)
+        return found[:CONSOLE_SAMPLE_TAGS]
 
 
 def sum_hits(reports: Iterable[Mapping[str, Any]], now: float) -> FleetHits:
@@ -95,6 +107,10 @@ def sum_hits(reports: Iterable[Mapping[str, Any]], now: float) -> FleetHits:
     add nothing)."""
     first = int(now // 60) - HITS_MINUTE_BUCKETS + 1
     fleet = FleetHits(first_minute=first)
+    rules: dict[str, list[int]] = {}
+    techniques: dict[str, list[int]] = {}
+    valid_rules: dict[str, bool] = {}
+    valid_techniques: dict[str, tuple[str, str] | None] = {}
     omitted_hour = omitted_day = 0
     for report in reports:
         tags = report.get("tags")
@@ -105,9 +121,18 @@ def sum_hits(reports: Iterable[Mapping[str, Any]], now: float) -> FleetHits:
             minute, count = _pair(pair)
             if 0 <= minute - first < HITS_MINUTE_BUCKETS:
                 fleet.per_minute[minute - first] += count
-        _add(fleet.rules, _entries(tags.get("rules"), FLEET_REPORT_MAX_RULES), _rule_key)
-        _add(fleet.techniques, _entries(tags.get("techniques"), FLEET_REPORT_MAX_TECHNIQUES),
-             _technique_key)
+        for key, value in _entries(tags.get("rules"), FLEET_REPORT_MAX_RULES):
+            ok = valid_rules.get(key)
+            if ok is None:
+                ok = valid_rules[key] = isinstance(key, str) and \
+                    RULE_ID_RE.fullmatch(key) is not None
+            if ok:
+                _add(rules, key, value)
+        for key, value in _entries(tags.get("techniques"), FLEET_REPORT_MAX_TECHNIQUES):
+            if key not in valid_techniques:
+                valid_techniques[key] = _technique_key(key) if isinstance(key, str) else None
+            if valid_techniques[key] is not None:
+                _add(techniques, key, value)
         omitted = tags.get("omitted")
         if isinstance(omitted, Mapping):
             rules_omitted = omitted.get("rules")
@@ -115,16 +140,13 @@ def sum_hits(reports: Iterable[Mapping[str, Any]], now: float) -> FleetHits:
                 hour, day = _pair(rules_omitted[1:])
                 omitted_hour += hour
                 omitted_day += day
-        worker_id = str(report.get("worker_id"))[:200]
-        for item in _items(tags.get("samples"), _MAX_SAMPLES_PER_REPORT):
-            sample = _sample(item, worker_id)
-            if sample is not None:
-                key = (str(sample.tag["tactic"]), _technique_of(sample.tag))
-                fleet.samples.setdefault(key, []).append(sample)
+        samples = tags.get("samples")
+        if isinstance(samples, list) and samples:
+            fleet.sample_lists.append((str(report.get("worker_id"))[:200], samples))
+    fleet.rules = {key: Hits(hour, day) for key, (hour, day) in rules.items()}
+    fleet.techniques = {valid: Hits(hour, day) for key, (hour, day) in techniques.items()
+                        if (valid := valid_techniques[key]) is not None}
     fleet.omitted = Hits(omitted_hour, omitted_day)
-    for key, found in fleet.samples.items():
-        found.sort(key=lambda s: -s.at)
-        fleet.samples[key] = found[:CONSOLE_SAMPLE_TAGS]
     return fleet
 
 
@@ -132,10 +154,10 @@ def _items(value: Any, cap: int) -> list[Any]:
     return value[:cap] if isinstance(value, list) else []
 
 
-def _entries(value: Any, cap: int) -> list[tuple[str, Any]]:
+def _entries(value: Any, cap: int) -> Iterable[tuple[str, Any]]:
     if not isinstance(value, Mapping):
-        return []
-    return [item for _, item in zip(range(cap), value.items(), strict=False)]
+        return ()
+    return itertools.islice(value.items(), cap)
 
 
 def _count(value: Any) -> int:
@@ -147,23 +169,22 @@ def _count(value: Any) -> int:
 
 def _pair(value: Any) -> tuple[int, int]:
     if isinstance(value, list) and len(value) == 2:
-        return _count(value[0]), _count(value[1])
+        first, second = value
+        if type(first) is int and type(second) is int and first >= 0 and second >= 0:
+            return first, second  # the common case, without the checks of `_count`
+        return _count(first), _count(second)
     return 0, 0
 
 
-def _add(into: dict[Any, Hits], entries: list[tuple[str, Any]], key_of: Any) -> None:
-    for raw, value in entries:
-        key = key_of(raw)
-        if key is None:
-            continue
-        hour, day = _pair(value)
-        if hour or day:
-            was = into.get(key, Hits())
-            into[key] = Hits(was.hour + hour, was.day + day)
-
-
-def _rule_key(raw: str) -> str | None:
-    return raw if RULE_ID_RE.fullmatch(raw) else None
+def _add(into: dict[str, list[int]], key: str, value: Any) -> None:
+    hour, day = _pair(value)
+    if hour or day:
+        was = into.get(key)
+        if was is None:
+            into[key] = [hour, day]
+        else:
+            was[0] += hour
+            was[1] += day
 
 
 def _technique_key(raw: str) -> tuple[str, str] | None:

@@ -157,6 +157,8 @@ HITS_SAMPLE_MAX_BYTES: Final = 2_048
 FLEET_REPORT_SAMPLE_BYTES: Final = 32 * 1024
 #: Samples the console shows for one technique (newest first, across the fleet).
 CONSOLE_SAMPLE_TAGS: Final = 10
+#: Seconds the console reuses its sum of the fleet's tag counts (reports come every 5 s).
+CONSOLE_HITS_MAX_AGE: Final = 2.0
 
 # Operator commands -----------------------------------------------------------
 

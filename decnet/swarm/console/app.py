@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from decnet.swarm.admin.requests import BadRequest, parse_scope, parse_state_request
 from decnet.swarm.console.fleet import fleet_rows
-from decnet.swarm.console.hits import fleet_hits, period_of
+from decnet.swarm.console.hits import FleetHitsView, period_of
 from decnet.swarm.console.sessions import Session, Sessions
 from decnet.swarm.console.views import (
     expiring,
@@ -111,6 +111,8 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
     """The console over `store`; mount it at `/ui`. `fleet`: where workers report."""
     env = templates()
     sessions = Sessions()
+    counts = FleetHitsView(fleet)
+    fleet_hits = counts.get
     tokens = TokenTable(store.repo)
 
     def render(request: Request, session: Session | None, name: str, status: int = 200,
@@ -210,12 +212,12 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         return render(request, session, "overview.html",
                       head=head, rule_count=len(rules),
                       silences=expiring(rules, now), fleet=await fleet_rows(fleet, head),
-                      fleet_wired=fleet is not None, hits=await fleet_hits(fleet))
+                      fleet_wired=fleet is not None, hits=await fleet_hits())
 
     async def rules_page(request: Request, session: Session) -> Response:
         rules = await store.load_compiled()
         table = rule_table(rules, dict(request.query_params), store.clock(),
-                           await fleet_hits(fleet))
+                           await fleet_hits())
         return render(request, session, "rules.html", table=table)
 
     async def find_rule(rule_id: str) -> tuple[CompiledRule | None, list[CompiledRule]]:
@@ -235,7 +237,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
             report = run_rule_tests([rule, *helpers])
             report.results = [r for r in report.results if r.rule_id == rule_id]
         now = store.clock()
-        hits = await fleet_hits(fleet)
+        hits = await fleet_hits()
         return render(request, session, "rule.html", status, rule=rule,
                       hits=None if hits is None else hits.rule(rule_id),
                       state=state_view(rule.state.effective(now)),
@@ -315,7 +317,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         rules = await store.load_compiled()
         period = period_of(request.query_params.get("period"))
         shade = "observed" if request.query_params.get("shade") == "observed" else "covered"
-        hits = await fleet_hits(fleet)
+        hits = await fleet_hits()
         observed = None if hits is None else hits.observed(period)
         columns = heatmap(rules, store.clock(), observed, shade)
         return render(request, session, "coverage.html", columns=columns,
@@ -331,7 +333,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
                 TECHNIQUE_ID_RE.fullmatch(technique) or SUB_TECHNIQUE_ID_RE.fullmatch(technique)):
             raise BadRequest("expected a tactic such as TA0007 and a technique such as T1083")
         period = period_of(request.query_params.get("period"))
-        hits = await fleet_hits(fleet)
+        hits = await fleet_hits()
         view = technique_view(await store.load_compiled(), tactic, technique, store.clock(),
                               hits, period)
         samples = [] if hits is None else hits.samples_of(tactic, technique, period,
@@ -342,7 +344,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
     async def coverage_layer(request: Request, session: Session) -> Response:
         if request.query_params.get("layer") == "observed":
             period = period_of(request.query_params.get("period"))
-            hits = await fleet_hits(fleet)
+            hits = await fleet_hits()
             counts: dict[str, int] = {}
             for (_, technique), count in (hits.observed(period) if hits else {}).items():
                 counts[technique] = counts.get(technique, 0) + count
