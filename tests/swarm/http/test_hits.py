@@ -4,6 +4,7 @@ evaluation path that feeds them."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,30 @@ def test_the_evaluation_path_counts_every_tag_even_past_the_response_caps(
     assert outcome.tags_omitted == 3
     assert (tally.tags, dict(tally.rules), dict(tally.techniques)) == (
         5, {"R0001": 5}, {"TA0007/T1082": 5})
+
+
+def test_reports_read_while_the_evaluation_thread_records() -> None:
+    """The report (the loop's thread) and `record` (the evaluation thread) share the
+    counters under one lock: reads never fail and the final counts are exact."""
+    hits = TagHits()
+    requests = 2_000
+    rules = [f"R{n:04d}" for n in range(50)]
+
+    def evaluate() -> None:
+        for n in range(requests):
+            tally = TagTally()
+            tally.add([tag(rules[n % len(rules)], f"T{1000 + n % 7}")])
+            hits.record(tally, T0 + n * 0.01)
+
+    thread = threading.Thread(target=evaluate)
+    thread.start()
+    reads = 0
+    while thread.is_alive():
+        hits.report_fields(T0 + 1)
+        reads += 1
+    thread.join()
+    fields = report(hits, T0 + 30)
+    assert reads > 0
+    assert sum(day for _, day in fields["rules"].values()) == requests
+    assert sum(day for _, day in fields["techniques"].values()) == requests
+    assert sum(count for _, count in fields["per_minute"]) == requests
