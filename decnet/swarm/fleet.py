@@ -4,6 +4,10 @@ A worker puts one JSON report under its id every report interval (`report_loop`)
 the bucket's TTL drops the reports of workers gone for good. `read_fleet` joins the
 reports with the database's head revision into a `FleetStatus` (what `decnet-ttp fleet
 status` prints and `fleet_metrics` exports for Prometheus).
+
+A report is one plain JSON object (`worker_report`); its `tags` member holds what the
+worker tagged (`decnet.swarm.http.hits.TagHits.report_fields`), which
+`decnet.swarm.fleet_hits` sums across the fleet.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import nats.js.errors
+import orjson
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
@@ -51,16 +56,24 @@ def ruleset_sha256(rules: list[CompiledRule]) -> str:
 def worker_report(live: LiveRules, worker_id: str, http: str,
                   last_event_at: float | None = None) -> dict[str, Any]:
     """What a worker reports about itself (`last_event_at`: wall-clock time an event was
-    last seen evaluated, None for none yet)."""
+    last seen evaluated, None for none yet; `tags`: what it tagged in the last hour and
+    day). Write it with `encode_report` (the tag samples are raw JSON)."""
     rules = list(live.engine.rules.values())
     feed = getattr(live.store, "tail", None)
     feed = getattr(feed, "feed", None)
+    now = time.time()
     return {
         "worker_id": worker_id, "host": socket.gethostname(), "http": http,
         "revision": live.revision, "ruleset_sha256": ruleset_sha256(rules),
         "rules_loaded": len(rules), "last_event_at": last_event_at,
-        "nats": None if feed is None else feed.healthy, "reported_at": time.time(),
+        "nats": None if feed is None else feed.healthy, "reported_at": now,
+        "tags": live.hits.report_fields(now),
     }
+
+
+def encode_report(report: dict[str, Any]) -> bytes:
+    """A report as the JSON bytes put in the fleet bucket."""
+    return orjson.dumps(report)
 
 
 async def fleet_bucket(nc: Client, names: NatsNames, *, create: bool = True) -> KeyValue:
@@ -94,7 +107,7 @@ async def report_loop(live: LiveRules, url: str, names: NatsNames, *, worker_id:
                 if live.engine.events_evaluated != seen_events:
                     seen_events, last_event_at = live.engine.events_evaluated, time.time()
                 report = worker_report(live, worker_id, http, last_event_at)
-                await bucket.put(worker_id, json.dumps(report).encode())
+                await bucket.put(worker_id, encode_report(report))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), interval)
             raise ConnectionError("NATS connection lost")
@@ -215,9 +228,13 @@ class FleetSource:
     names: NatsNames
     stale_after: float = FLEET_STALE_AFTER
 
+    async def reports(self) -> list[dict[str, Any]]:
+        """Every worker's last report, as the plain JSON object it put."""
+        return await read_reports(self.url, self.names)
+
     async def status(self, head: int | None) -> FleetStatus:
         """Every report now, classified against the database's `head` revision."""
-        return classify(await read_reports(self.url, self.names), head,
+        return classify(await self.reports(), head,
                         stale_after=self.stale_after, now=time.time())
 
 

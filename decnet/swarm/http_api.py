@@ -307,7 +307,7 @@ def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
     limits = limits or HttpLimits()
     if max_body_bytes is not None:
         limits = dataclasses.replace(limits, max_body_bytes=max_body_bytes)
-    evaluator = Evaluator(lambda: live.engine, limits)
+    evaluator = Evaluator(lambda: live.engine, limits, live.hits)
     registry = metrics_registry(live, HttpCollector(evaluator, guard))
 
     async def healthz(request: Request) -> Response:

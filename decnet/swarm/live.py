@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from decnet.swarm.http.hits import TagHits
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.loops import Backoff, Outage
 from decnet.ttp.store.base import RuleStore, Subscription, SyncStats
@@ -55,6 +56,8 @@ class LiveRules:
         self.loaded_at: float | None = None
         self._ready_event = asyncio.Event()
         self._no_sync = SyncStats()
+        #: what the worker's evaluation tagged (reported with the fleet report)
+        self.hits = TagHits()
 
     @property
     def sync(self) -> SyncStats:

@@ -135,6 +135,31 @@ FLEET_STALE_AFTER: Final = 3 * FLEET_REPORT_INTERVAL
 #: Seconds a fleet report is kept in the bucket after the worker's last one.
 FLEET_REPORT_TTL: Final = 120.0
 
+# Tag counters of a worker, reported with its fleet report --------------------------
+#: "Last hour" counts one bucket a minute (the current minute and the 59 before it);
+#: "last day" one bucket an hour (the current hour and the 23 before it).
+HITS_MINUTE_BUCKETS: Final = 60
+HITS_HOUR_BUCKETS: Final = 24
+#: Keys (rule ids; tactic/technique pairs) a worker counts at most; tags of a key past
+#: the cap are counted as omitted. A key costs ~0.8 KB (its 86 counters).
+HITS_MAX_RULE_KEYS: Final = 20_000
+HITS_MAX_TECHNIQUE_KEYS: Final = 2_000
+#: Rules itemized in one fleet report (most hits over the day first); the rest are
+#: summed as `omitted`. Bounds the report's rule part to ~110 KB (64-character ids).
+FLEET_REPORT_MAX_RULES: Final = 1_000
+#: Tactic/technique pairs itemized in one fleet report (~50 bytes each).
+FLEET_REPORT_MAX_TECHNIQUES: Final = 1_000
+#: Latest tags a worker keeps per technique as samples, each serialized within
+#: `HITS_SAMPLE_MAX_BYTES` (evidence cut with a visible marker); samples older than a day go.
+HITS_SAMPLES_PER_TECHNIQUE: Final = 3
+HITS_SAMPLE_MAX_BYTES: Final = 2_048
+#: Bytes of samples one fleet report carries at most (the newest of each technique first).
+FLEET_REPORT_SAMPLE_BYTES: Final = 32 * 1024
+#: Samples the console shows for one technique (newest first, across the fleet).
+CONSOLE_SAMPLE_TAGS: Final = 10
+#: Seconds the console reuses its sum of the fleet's tag counts (reports come every 5 s).
+CONSOLE_HITS_MAX_AGE: Final = 2.0
+
 # Operator commands -----------------------------------------------------------
 
 #: Longest `--by` of `decnet-ttp state set|clear`: the width of `ttp_rule_state.set_by`

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -245,3 +246,50 @@ async def test_a_stalled_worker_catches_up(swarm: Swarm, private_nats: NatsServe
     await swarm.wait_converged(expected=model.expected(), timeout=30)
     status = await swarm.workers[0].status()
     assert status["full_loads"] == 1, status
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_the_master_shows_what_the_workers_tagged(swarm: Swarm, shared_nats: str) -> None:
+    """Real workers count the tags of the events posted to them and report the counts;
+    the master's console sums them: rule hits, tags per minute, the observed technique
+    and a sample tag, with the attacker's text escaped."""
+    use_nats(swarm, shared_nats)
+    swarm.master_args += ["--http", "127.0.0.1:0"]
+    shipped = Path(__file__).resolve().parents[2] / "rules" / "ttp" / "R0001.yaml"
+    await start(swarm, {"R0001": shipped.read_text(encoding="utf-8")}, workers=2)
+    _, out, _ = await swarm.cli("token", "create", "--role", "viewer", "--name", "analyst",
+                                "--db", swarm.db_url, "--json")
+    token = json.loads(out)["token"]
+    for n, worker in enumerate(swarm.workers):
+        assert worker.client is not None
+        events = [{"source_kind": "command", "source_id": f"w{n}-{k}", "decky_id": "decky-03",
+                   "payload": {"command_text": f"uname -a; echo <b>{n}</b>"}}
+                  for k in range(n + 2)]  # 2 + 3 tags
+        reply = await worker.client.post("/events", json=events)
+        assert [t["rule_id"] for t in reply.json()] == ["R0001"] * (n + 2)
+        await worker.client.post("/events", json={"source_kind": "command", "source_id": "q",
+                                                  "payload": {"command_text": "ls"}})
+
+    admin = await swarm.masters[0].wait_event("admin")
+    async with httpx.AsyncClient(base_url=f"http://{admin['host']}:{admin['port']}",
+                                 timeout=10) as client:
+        login = await client.get("/ui/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert csrf is not None
+        await client.post("/ui/login", data={"token": token, "csrf_token": csrf.group(1)})
+
+        async def counted() -> str | None:
+            page = (await client.get("/ui/rules")).text
+            row = re.search(r'<tr data-rule="R0001">.*?</tr>', page, re.S)
+            assert row is not None, page
+            done = 'hits-hour">5<' in row.group(0) and 'hits-day">5<' in row.group(0)
+            return page if done else None
+
+        await poll(counted, timeout=15, interval=0.2, message="R0001 with 5 hits on the master")
+        overview = (await client.get("/ui/")).text
+        assert 'id="tags-last-hour">5' in overview
+        coverage = (await client.get("/ui/coverage?shade=observed")).text
+        assert 'data-technique="T1082" data-observed="5"' in coverage
+        drill = (await client.get("/ui/coverage/TA0007/T1082")).text
+        assert drill.count('class="sample"') == 2  # the latest of each worker
+        assert "uname -a; echo &lt;b&gt;1&lt;/b&gt;" in drill and "<b>1</b>" not in drill

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from decnet.swarm.admin.requests import BadRequest, parse_scope, parse_state_request
 from decnet.swarm.console.fleet import fleet_rows
+from decnet.swarm.console.hits import FleetHitsView, period_of
 from decnet.swarm.console.sessions import Session, Sessions
 from decnet.swarm.console.views import (
     expiring,
@@ -34,10 +35,17 @@ from decnet.swarm.console.views import (
     history_filtered,
     rule_table,
     state_view,
+    technique_view,
 )
 from decnet.swarm.fleet import FleetSource
-from decnet.ttp.constants import MAX_ADMIN_BODY_BYTES, MAX_HISTORY_PAGE
-from decnet.ttp.coverage import layer_from_rules
+from decnet.ttp.constants import (
+    MAX_ADMIN_BODY_BYTES,
+    MAX_HISTORY_PAGE,
+    SUB_TECHNIQUE_ID_RE,
+    TACTIC_ID_RE,
+    TECHNIQUE_ID_RE,
+)
+from decnet.ttp.coverage import layer_from_counts, layer_from_rules
 from decnet.ttp.errors import InvalidRuleId, InvalidScopeError, InvalidStateError, StoreError
 from decnet.ttp.jobs.rule_tests import rule_tests, run_rule_tests
 from decnet.ttp.rules.compiled import CompiledRule
@@ -71,6 +79,8 @@ def templates() -> Environment:
                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["iso"] = lambda t: t.isoformat(timespec="seconds") if t else ""
     env.filters["q"] = lambda s: quote(str(s), safe="")
+    env.filters["minute"] = lambda m: datetime.fromtimestamp(m * 60, UTC).strftime("%H:%M")
+    env.filters["at"] = lambda t: datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
     # plain text, escaped like any other (Jinja's `tojson` marks its output safe)
     env.filters["json"] = lambda v: orjson.dumps(v, option=orjson.OPT_INDENT_2,
                                                  default=str).decode()
@@ -101,6 +111,8 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
     """The console over `store`; mount it at `/ui`. `fleet`: where workers report."""
     env = templates()
     sessions = Sessions()
+    counts = FleetHitsView(fleet)
+    fleet_hits = counts.get
     tokens = TokenTable(store.repo)
 
     def render(request: Request, session: Session | None, name: str, status: int = 200,
@@ -200,11 +212,12 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         return render(request, session, "overview.html",
                       head=head, rule_count=len(rules),
                       silences=expiring(rules, now), fleet=await fleet_rows(fleet, head),
-                      fleet_wired=fleet is not None)
+                      fleet_wired=fleet is not None, hits=await fleet_hits())
 
     async def rules_page(request: Request, session: Session) -> Response:
         rules = await store.load_compiled()
-        table = rule_table(rules, dict(request.query_params), store.clock())
+        table = rule_table(rules, dict(request.query_params), store.clock(),
+                           await fleet_hits())
         return render(request, session, "rules.html", table=table)
 
     async def find_rule(rule_id: str) -> tuple[CompiledRule | None, list[CompiledRule]]:
@@ -224,7 +237,9 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
             report = run_rule_tests([rule, *helpers])
             report.results = [r for r in report.results if r.rule_id == rule_id]
         now = store.clock()
+        hits = await fleet_hits()
         return render(request, session, "rule.html", status, rule=rule,
+                      hits=None if hits is None else hits.rule(rule_id),
                       state=state_view(rule.state.effective(now)),
                       scopes=[state_view(s.state, s.scope.key) for s in rule.scoped
                               if not s.state.is_expired(now)],
@@ -300,17 +315,49 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
 
     async def coverage_page(request: Request, session: Session) -> Response:
         rules = await store.load_compiled()
-        columns = heatmap(rules, store.clock())
+        period = period_of(request.query_params.get("period"))
+        shade = "observed" if request.query_params.get("shade") == "observed" else "covered"
+        hits = await fleet_hits()
+        observed = None if hits is None else hits.observed(period)
+        columns = heatmap(rules, store.clock(), observed, shade)
         return render(request, session, "coverage.html", columns=columns,
-                      covered=sum(len(c.cells) for c in columns))
+                      covered=sum(1 for c in columns for cell in c.cells if cell.count),
+                      observed=None if observed is None else len(observed),
+                      tags=None if observed is None else sum(observed.values()),
+                      period=period, shade=shade, fleet_wired=fleet is not None)
+
+    async def technique_page(request: Request, session: Session) -> Response:
+        tactic = request.path_params["tactic"]
+        technique = request.path_params["technique"]
+        if not TACTIC_ID_RE.fullmatch(tactic) or not (
+                TECHNIQUE_ID_RE.fullmatch(technique) or SUB_TECHNIQUE_ID_RE.fullmatch(technique)):
+            raise BadRequest("expected a tactic such as TA0007 and a technique such as T1083")
+        period = period_of(request.query_params.get("period"))
+        hits = await fleet_hits()
+        view = technique_view(await store.load_compiled(), tactic, technique, store.clock(),
+                              hits, period)
+        samples = [] if hits is None else hits.samples_of(tactic, technique, period,
+                                                          store.clock().timestamp())
+        return render(request, session, "technique.html", view=view, period=period,
+                      samples=samples, fleet_wired=fleet is not None)
 
     async def coverage_layer(request: Request, session: Session) -> Response:
-        layer = layer_from_rules(await store.load_compiled())
+        if request.query_params.get("layer") == "observed":
+            period = period_of(request.query_params.get("period"))
+            hits = await fleet_hits()
+            counts: dict[str, int] = {}
+            for (_, technique), count in (hits.observed(period) if hits else {}).items():
+                counts[technique] = counts.get(technique, 0) + count
+            layer = layer_from_counts(
+                counts, name=f"decnet-ttp observed techniques (last {period})")
+            filename = f"decnet-ttp-observed-{period}.json"
+        else:
+            layer = layer_from_rules(await store.load_compiled())
+            filename = "decnet-ttp-coverage.json"
         return Response(orjson.dumps(layer, option=orjson.OPT_INDENT_2),
                         media_type="application/json", headers={
                             **SECURITY_HEADERS,
-                            "Content-Disposition":
-                                'attachment; filename="decnet-ttp-coverage.json"'})
+                            "Content-Disposition": f'attachment; filename="{filename}"'})
 
     return Starlette(routes=[
         Route("/", page(overview), methods=["GET"]),
@@ -324,6 +371,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         Route("/history", page(history_page), methods=["GET"]),
         Route("/coverage", page(coverage_page), methods=["GET"]),
         Route("/coverage/layer.json", page(coverage_layer), methods=["GET"]),
+        Route("/coverage/{tactic}/{technique}", page(technique_page), methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ])
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from decnet.swarm.http.hits import TagTally
 from decnet.swarm.http.limits import HttpLimits
 from decnet.ttp.constants import MAX_EVENT_ERROR_CHARS
 from decnet.ttp.engine.engine import RuleEngine
@@ -53,14 +54,16 @@ def refusal(status: int, reason: str, **extra: Any) -> BatchOutcome:
 
 
 def evaluate_body(engine: RuleEngine, body: bytes, limits: HttpLimits,
-                  log_format: str | None = None) -> BatchOutcome:
-    """Decode, validate, evaluate and encode one request body within `limits`.
+                  log_format: str | None = None,
+                  tally: TagTally | None = None) -> BatchOutcome:
+    """Decode, validate, evaluate and encode one request body within `limits`; every tag
+    emitted (in the response or past its caps) is counted in `tally`.
 
     With `log_format` the body is honeypot log records (`decnet.ttp.inputs`): the answer
     is always the object form, with `skipped` (unknown record kinds and their counts).
     """
     if log_format is not None:
-        return _evaluate_records(engine, body, limits, log_format)
+        return _evaluate_records(engine, body, limits, log_format, tally)
     try:
         data = parse_json(body)
     except JSONInputError as exc:
@@ -75,24 +78,26 @@ def evaluate_body(engine: RuleEngine, body: bytes, limits: HttpLimits,
         return refusal(413, f"{len(data)} events; at most {limits.max_events} per request")
     else:
         items = data
-    return _evaluate_items(engine, items, limits)
+    return _evaluate_items(engine, items, limits, tally=tally)
 
 
 def _evaluate_records(engine: RuleEngine, body: bytes, limits: HttpLimits,
-                      log_format: str) -> BatchOutcome:
+                      log_format: str, tally: TagTally | None) -> BatchOutcome:
     parsed = parse_body(body, log_format)
     if len(parsed.events) > limits.max_events:
         return refusal(413, f"{len(parsed.events)} events; at most {limits.max_events} "
                             "per request")
     outcome = _evaluate_items(engine, parsed.events, limits, always_object=True,
                               skipped=dict(parsed.unknown),
-                              read_errors=[e.as_dict() for e in parsed.errors])
+                              read_errors=[e.as_dict() for e in parsed.errors],
+                              tally=tally)
     return outcome
 
 
 def _evaluate_items(engine: RuleEngine, items: list[Any], limits: HttpLimits, *,
                     always_object: bool = False, skipped: dict[str, int] | None = None,
-                    read_errors: list[dict[str, Any]] | None = None) -> BatchOutcome:
+                    read_errors: list[dict[str, Any]] | None = None,
+                    tally: TagTally | None = None) -> BatchOutcome:
     outcome = BatchOutcome(200, b"", events=len(items))
     if read_errors:
         outcome.errors.extend(read_errors)
@@ -112,6 +117,8 @@ def _evaluate_items(engine: RuleEngine, items: list[Any], limits: HttpLimits, *,
             outcome.evaluation_failures += 1
             _fail(outcome, index, f"evaluation failed: {type(exc).__name__}")
             continue
+        if tally is not None and tags:
+            tally.add(tags)
         for tag in tags:
             if first_omitted is not None or len(parts) >= limits.max_response_tags:
                 first_omitted = index if first_omitted is None else first_omitted

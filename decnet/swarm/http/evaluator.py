@@ -13,11 +13,13 @@ than queued without bound.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from decnet.swarm.http.batch import BatchOutcome, evaluate_body
+from decnet.swarm.http.hits import TagHits, TagTally
 from decnet.swarm.http.limits import HttpLimits
 from decnet.ttp.engine.engine import RuleEngine
 
@@ -61,11 +63,14 @@ class EventStats:
 
 
 class Evaluator:
-    """Runs `evaluate_body` on its own thread for the requests a `Gate` admitted."""
+    """Runs `evaluate_body` on its own thread for the requests a `Gate` admitted, and
+    counts their tags in `hits` there (one lock a request)."""
 
-    def __init__(self, engine: Callable[[], RuleEngine], limits: HttpLimits) -> None:
+    def __init__(self, engine: Callable[[], RuleEngine], limits: HttpLimits,
+                 hits: TagHits | None = None) -> None:
         self._engine = engine
         self.limits = limits
+        self.hits = hits if hits is not None else TagHits()
         self.gate = Gate(limits.max_pending)
         self.stats = EventStats()
         self._executor: ThreadPoolExecutor | None = None
@@ -85,7 +90,10 @@ class Evaluator:
     def _evaluate(self, body: bytes, log_format: str | None) -> BatchOutcome:
         self.evaluating = 1
         try:
-            return evaluate_body(self._engine(), body, self.limits, log_format)
+            tally = TagTally()
+            outcome = evaluate_body(self._engine(), body, self.limits, log_format, tally)
+            self.hits.record(tally, time.time())
+            return outcome
         finally:
             self.evaluating = 0
 

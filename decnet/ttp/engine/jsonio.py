@@ -183,6 +183,49 @@ def dump_tag(tag: Tag) -> bytes:
     return data if data is not None else orjson.dumps(_bounded_tag(tag, Budget(fragments=True)))
 
 
+def dump_tag_within(tag: Tag, max_bytes: int) -> bytes:
+    """One tag as JSON bytes within `max_bytes` (2 KiB or more), for samples kept beside
+    counters: its identifying texts cut short, its evidence given the rest, each cut
+    with a visible marker (and `evidence_truncated`); never raises."""
+    plain = _fits(_plain(tag))
+    if plain is not None and len(plain) <= max_bytes:
+        return plain
+    data = b""
+    for field_bytes, evidence_bytes in ((128, max_bytes - 1536), (32, max_bytes // 4), (8, 0)):
+        data = orjson.dumps(_sample_tag(tag, field_bytes, max(0, evidence_bytes)))
+        if len(data) <= max_bytes:
+            break
+    return data
+
+
+def _sample_tag(tag: Tag, field_bytes: int, evidence_bytes: int) -> dict[str, Any]:
+    cut = False
+
+    def short(value: str | None) -> str | None:
+        nonlocal cut
+        if value is None:
+            return None
+        budget = Budget(left=field_bytes)
+        text = bounded_text(value, budget)
+        cut = cut or budget.truncated
+        return text
+
+    budget = Budget(left=evidence_bytes, fragments=True)
+    out: dict[str, Any] = {
+        "uuid": tag.uuid, "source_kind": short(tag.source_kind),
+        "source_id": short(tag.source_id), "rule_id": tag.rule_id,
+        "rule_version": tag.rule_version, "tactic": tag.tactic,
+        "technique_id": tag.technique_id, "sub_technique_id": tag.sub_technique_id,
+        "confidence": tag.confidence, "evidence": _mapping(tag.evidence, budget, 0),
+        "attack_release": tag.attack_release,
+    }
+    for name in ("attacker_uuid", "session_id", "decky_id", "src_ip", "sensor"):
+        out[name] = short(getattr(tag, name))
+    if cut or budget.truncated:
+        out["evidence_truncated"] = True
+    return out
+
+
 def dump_tags(tags: Iterable[Tag]) -> bytes:
     """A JSON array of tags (each bounded as by `dump_tag`); never raises."""
     return b"[" + b",".join(dump_tag(tag) for tag in tags) + b"]"

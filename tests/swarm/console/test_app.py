@@ -206,7 +206,13 @@ async def test_rules_filters_and_coverage_drill_down(console: Console) -> None:
     table = (await console.client.get("/ui/rules?scoped=yes")).text
     assert "data-rule=" not in table
     coverage = (await console.client.get("/ui/coverage")).text
-    assert "/ui/rules?tactic=TA0007&amp;technique=T1082" in coverage
+    assert 'href="/ui/coverage/TA0007/T1082?period=hour"' in coverage
+    assert "start the master with <code>--nats URL</code>" in coverage
+    drill = (await console.client.get("/ui/coverage/TA0007/T1082")).text
+    assert "/ui/rules?tactic=TA0007&amp;technique=T1082" in drill
+    assert 'data-rule="R0001"' in drill and 'data-rule="R0666"' not in drill
+    bad = await console.client.get("/ui/coverage/TA0007/T1082%3Cx%3E")
+    assert bad.status_code == 422 and "<x>" not in bad.text
     layer = await console.client.get("/ui/coverage/layer.json")
     assert layer.headers["content-disposition"].startswith("attachment")
     assert {t["techniqueID"] for t in layer.json()["techniques"]} >= {"T1082", "T1059"}

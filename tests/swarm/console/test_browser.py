@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.swarm.console.browser import browser_page, screenshot
 from tests.swarm.databases import database_params
 from tests.swarm.harness import cli_command
 from tests.swarm.swarm import Swarm, Worker
+from tests.swarm.test_fleet_nats import (  # noqa: F401 (shared_nats: a fixture)
+    SHARED_NATS,
+    shared_nats,
+    use_nats,
+)
 from tests.ttp.store.helpers import rule_yaml
 from tests.waiting import poll
 
@@ -22,6 +28,7 @@ SHIPPED = Path(__file__).resolve().parents[3] / "rules" / "ttp"
 pytestmark = pytest.mark.parametrize("database", database_params("postgres"), indirect=True)
 
 PWNED = "window.__pwned === undefined"
+EVIL_COMMAND = "uname -a; echo '<img src=x onerror=\"window.__pwned=1\">'"
 HOSTILE = """\
 rule_id: R0666
 rule_version: 1
@@ -52,7 +59,7 @@ async def start(swarm: Swarm, *, pack: bool = False) -> tuple[str, dict[str, str
     await swarm.upgrade()
     proc = swarm.group.add("master", cli_command(
         "master", "--rules", str(swarm.rules_dir), "--db", swarm.db_url,
-        "--http", "127.0.0.1:0"))
+        "--http", "127.0.0.1:0", *swarm.master_args))
     swarm.masters.append(proc)
     await proc.start()
     admin = await proc.wait_event("admin")
@@ -84,6 +91,33 @@ async def tags_for(worker: Worker, decky: str) -> list[str]:
     return [t["rule_id"] for t in reply.json()]
 
 
+async def a_day_of_events(worker: Worker) -> None:
+    """The events of every shipped rule's `tests: fires:` (a day's worth of hits across the
+    pack, for the screenshots)."""
+    assert worker.client is not None
+    events = []
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        tests = (yaml.safe_load(path.read_text(encoding="utf-8")).get("tests") or {})
+        for n, case in enumerate(tests.get("fires") or []):
+            event = dict(case["event"])
+            event.setdefault("source_id", f"{path.stem}-{n}")
+            event.setdefault("decky_id", f"decky-{n % 4 + 1:02d}")
+            events.append(event)
+    reply = await worker.client.post("/events", json=events)
+    assert reply.status_code in (200, 207), reply.text
+
+
+async def reload_until(page: Any, url: str, selector: str, wanted: str) -> None:
+    """Load `url` until the element at `selector` holds `wanted` (the workers report
+    every 0.3 s here)."""
+    async def shown() -> bool:
+        await page.goto(url)
+        found = page.locator(selector)
+        return await found.count() > 0 and wanted in await found.first.inner_text()
+
+    await poll(shown, timeout=15, interval=0.3, message=f"{selector} showing {wanted!r}")
+
+
 async def tagging(worker: Worker, decky: str, expected: bool) -> None:
     async def right() -> bool:
         return ("R0001" in await tags_for(worker, decky)) is expected
@@ -92,12 +126,17 @@ async def tagging(worker: Worker, decky: str, expected: bool) -> None:
                message=f"R0001 {'' if expected else 'not '}tagging {decky}")
 
 
+@pytest.mark.usefixtures("shared_nats")
 async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
+    use_nats(swarm, SHARED_NATS)
     base, tokens = await start(swarm, pack=True)
     [worker] = await swarm.start_workers(1)
     await tagging(worker, "decky-03", True)
+    await a_day_of_events(worker)
     async with browser_page() as page:
         await sign_in(page, base, tokens["admin"])
+        await page.locator("#tags-last-hour").wait_for()
+        await reload_until(page, f"{base}/ui/", "#fleet", "ok")
         await screenshot(page, "overview")
         await page.click("nav >> text=Rules")
         await page.wait_for_selector("#rules")
@@ -149,14 +188,40 @@ async def test_silence_a_rule_for_one_decky_from_the_page(swarm: Swarm) -> None:
         await page.locator('#states tr[data-scope="decky=decky-03"]').wait_for(
             state="detached")
         await tagging(worker, "decky-03", True)
+        assert worker.client is not None
+        evil = await worker.client.post("/events", json={
+            "source_kind": "command", "source_id": "evil", "decky_id": "decky-04",
+            "payload": {"command_text": EVIL_COMMAND}})
+        assert {t["rule_id"] for t in evil.json()} == {"R0001"}
+
+        # what the worker tagged: hits on the rules page, sortable and filterable
+        await page.goto(f"{base}/ui/rules?hits=day&sort=day")
+        hits = page.locator('#rules tr[data-rule="R0001"] .hits-day')
+        assert int(await hits.inner_text()) >= 3
+        assert await page.locator('#rules tr[data-rule="R0666"]').count() == 0
+        await screenshot(page, "rules-hits")
 
         await page.click("nav >> text=Coverage")
         await page.wait_for_selector("#matrix")
         await screenshot(page, "coverage")
-        await page.click('#matrix a[href*="technique=T1082"]')
+        await page.click("text=tags observed")
+        await page.wait_for_selector('#matrix[data-shade="observed"]')
+        cell = page.locator('#matrix a[data-technique="T1082"]').first
+        assert int(await cell.get_attribute("data-observed") or 0) >= 3
+        await screenshot(page, "coverage-observed")
+        await cell.click()
+        await page.wait_for_selector("#technique-rules")
+        assert await page.locator('#technique-rules tr[data-rule="R0001"]').count() == 1
+        assert await page.locator('#technique-rules tr[data-rule="R0666"]').count() == 0
+        # the newest sample is the hostile event's, its text shown as text
+        await reload_until(page, page.url, "#samples .sample pre", "onerror")
+        newest = page.locator("#samples .sample pre").first
+        assert EVIL_COMMAND.replace('"', '\\"') in await newest.inner_text()
+        assert await page.locator("#samples img, #samples script").count() == 0
+        await screenshot(page, "technique")
+        await page.click("text=open them in the rules table")
         await page.wait_for_selector("#rules")
         assert await page.locator('#rules tr[data-rule="R0001"]').count() == 1
-        assert await page.locator('#rules tr[data-rule="R0666"]').count() == 0
         assert await page.evaluate(PWNED) and page.dialogs == []
 
 

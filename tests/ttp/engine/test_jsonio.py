@@ -19,7 +19,14 @@ from decnet.ttp.constants import (
 )
 from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.events import Event, EventError, Tag
-from decnet.ttp.engine.jsonio import TAG_MAX_BYTES, JSONInputError, dump_tag, dump_tags, parse_json
+from decnet.ttp.engine.jsonio import (
+    TAG_MAX_BYTES,
+    JSONInputError,
+    dump_tag,
+    dump_tag_within,
+    dump_tags,
+    parse_json,
+)
 from decnet.ttp.jobs.tagging import tag_stream
 from tests.ttp.engine.strategies import make_rule
 
@@ -170,6 +177,28 @@ def test_any_evidence_serializes_within_the_bound(
     decoded = json.loads(data)
     assert decoded["sensor"] == "s\ufffd"
     assert set(decoded["evidence"]) <= {*(k for k in evidence), "…"}
+
+
+@SETTINGS
+@given(evidence=st.dictionaries(st.text(max_size=8), PYTHON_VALUES, max_size=6),
+       depth=st.sampled_from([0, 40, 300]), repeat=st.sampled_from([1, 100, 5000]),
+       text=st.text(st.characters(), min_size=1, max_size=30))
+def test_a_sample_fits_its_bytes_whatever_the_tag_holds(
+        evidence: dict[str, Any], depth: int, repeat: int, text: str) -> None:
+    """`dump_tag_within`: within the bytes asked (2 KiB here), valid JSON, the fixed fields
+    intact and cuts marked, even with every text long or escaping to six bytes a character."""
+    evidence["deep"] = _deep(evidence.get("deep"), depth)
+    long = text * repeat
+    tag = Tag("u", long, long, "R0001", 1, "TA0007", "T1082", None, 0.5,
+              {**evidence, "t": long}, attacker_uuid=long, session_id=long, decky_id=long,
+              src_ip=long, sensor=long)
+    data = dump_tag_within(tag, 2048)
+    assert len(data) <= 2048
+    decoded = json.loads(data)
+    assert (decoded["rule_id"], decoded["technique_id"], decoded["tactic"]) == (
+        "R0001", "T1082", "TA0007")
+    if len(dump_tag(tag)) > 2048:
+        assert decoded["evidence_truncated"] is True
 
 
 @SETTINGS
