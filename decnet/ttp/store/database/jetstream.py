@@ -78,6 +78,11 @@ class NatsNames:
     def fleet_bucket(self) -> str:
         return f"{self.prefix}_fleet"
 
+    @property
+    def bus_stream(self) -> str:
+        """The stream keeping the bus's rule topics (`{prefix}.ttp.rule.>`)."""
+        return f"{self.prefix}_bus"
+
 
 # wire format ---------------------------------------------------------------------------
 
