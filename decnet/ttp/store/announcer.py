@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from decnet.bus.base import Bus
 from decnet.bus.topics import ttp_rule_reloaded, ttp_rule_state
 from decnet.ttp.constants import BUS_OUTBOX_BOUND
@@ -12,8 +10,6 @@ from decnet.ttp.store.fanout import ChangeFanout, Subscription
 from decnet.ttp.store.outbox import BusOutbox
 from decnet.ttp.telemetry import get_tracer
 from decnet.vocabulary import RESYNC, SCOPED, STATE, RuleChange
-
-log = logging.getLogger(__name__)
 
 
 def topic_for(change: RuleChange) -> str:
