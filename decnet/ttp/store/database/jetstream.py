@@ -333,22 +333,22 @@ class ChangePublisher:
         head = await self.repo.head()
         last_seq, published = await self._stream_tail(nc, head)
         self.published_revision = published
-        read_head, recheck = True, False
+        read_head = True
         while not lost.is_set():
             raise_if_cancelled()
             hint, self._hint = self._hint, 0
-            read_head, self._read_head = read_head or self._read_head, False
+            woken, self._read_head = self._read_head, False
             self._wake.clear()
-            if read_head or hint <= published:
-                before = head.revision
+            recheck = False
+            if read_head or woken:
                 head = await self.repo.head()
                 if head.revision < published:  # database restored or replaced
                     last_seq, published = await self._stream_tail(nc, head)
                 target = head.revision
-                # a file written before its commit is visible: look again shortly
-                recheck = self._file_watched and read_head and target == before
+                # a file written just before its commit is visible: look again once
+                recheck = woken and self._file_watched and target == published
             else:
-                target, recheck = hint, False
+                target = max(hint, published)
             read_head = False
             while published < target:
                 entries = await self.repo.changes_since(published, target, self.batch)

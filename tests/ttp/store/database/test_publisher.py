@@ -142,3 +142,23 @@ def test_an_in_memory_database_is_written_by_this_process_only() -> None:
     store = DatabaseRuleStore()
     publisher = ChangePublisher(store.repo, NATS_URL, NatsNames("x"))
     assert publisher.poll_interval == TAIL_POLL_INTERVAL  # its commits wake it: a safety net
+
+
+async def test_an_idle_publisher_on_a_watched_file_reads_the_database_rarely(
+        db_url: str, names: NatsNames) -> None:
+    """Once a write was published, the file's later events (and none) cost at most a
+    read or two, not a loop: its poll is the 1 s safety net."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the file watch is SQLite's")
+    async with open_store(db_url) as writer, open_store(db_url) as master:
+        publisher = ChangePublisher(master.repo, NATS_URL, names)
+        async with publishing(publisher):
+            await poll(lambda: publisher.poll_interval == TAIL_POLL_INTERVAL, timeout=5,
+                       message="the file watched")
+            await writer.set_state("R0001", RuleState(StateName.DISABLED), "t")
+            head = await writer.repo.head_revision()
+            await poll(lambda: publisher.published_revision == head, timeout=10,
+                       message="published")
+            before = master.repo.statements
+            await asyncio.sleep(0.5)  # a quiet window: what does the publisher read?
+            assert master.repo.statements - before <= 2
