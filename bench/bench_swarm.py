@@ -417,6 +417,12 @@ NATS_TARGETS = {"postgres": 0.020, "sqlite": 0.050, "mariadb": 0.050}
 PLAIN_POLL = 1.0
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} / {five:.2f}"
@@ -456,9 +462,12 @@ async def nats_swarm(database: str, count: int, prefix: str | None, url: str, ro
                 workers += await swarm.start_workers(min(4, count - len(workers)))
             await swarm.wait_converged(timeout=120)
             jitter = 0.05 if prefix is not None or database == "postgres" else PLAIN_POLL
+            before = [cpu_seconds(w.proc.pid) for w in workers]
             lat = await measure(swarm, workers, writer, Sampler(), samples=samples,
                                 jitter=jitter, seed=seed)
-            return lat, load()
+            spent = [cpu_seconds(w.proc.pid) - b for w, b in zip(workers, before, strict=True)]
+            per_change = sum(spent) / len(spent) / (2 * samples)
+            return lat, f"{load()}, {per_change * 1000:.1f} ms CPU"
         finally:
             await writer.stop()
             await swarm.aclose()
@@ -526,9 +535,11 @@ async def run_nats(quick: bool, config: NatsRun) -> list[str]:
            "and the same swarm without NATS right after it (PostgreSQL: LISTEN/NOTIFY; "
            f"SQLite file and MariaDB: polling every {PLAIN_POLL:g} s, the default). "
            "Latency to the last worker, ms; load average (1 / 5 min) at the end of "
-           "each swarm.\n",
+           "each swarm (with NATS; without) and the CPU a worker spent per change "
+           "(its whole process: the apply, its HTTP answers to the benchmark's looks, "
+           "its safety poll and reports).\n",
            "| database | workers | path | NATS p50 | NATS p99 | NATS max | "
-           "without p50 | without p99 | target p99 (NATS) | | load |",
+           "without p50 | without p99 | target p99 (NATS) | | load, worker CPU/change |",
            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     splits = ["| database | workers | path | save/call → row stamped | "
               "stamped → first worker | stamped → last worker |",
