@@ -23,7 +23,7 @@ from decnet.bus.errors import BusError
 from decnet.bus.nats import NatsBus
 from decnet.bus.topics import ttp_rule_reloaded, ttp_rule_state
 from decnet.ttp.constants import NATS_RETRY, NATS_STREAM_MAX_MSGS
-from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.loops import Backoff, Outage, raise_if_cancelled
 from decnet.ttp.store.codec import scoped_to_dict, state_to_dict
 from decnet.ttp.store.database.jetstream import NatsNames
 from decnet.ttp.store.outbox import BusOutbox
@@ -89,6 +89,7 @@ class RuleTopics:
                 except BusError as exc:
                     outage.failed(exc, "changes are not announced on the bus meanwhile")
                     await asyncio.sleep(backoff.failed())
+            raise_if_cancelled()  # connect's wait_for may have swallowed a cancel
             outage.recovered()
             self.outbox = BusOutbox(bus)
             await asyncio.Event().wait()
