@@ -68,6 +68,7 @@ async def listen_for_commits(repo: RuleRepository, *, what: str,
             backoff.reset()
             on_connected()
             while not lost.is_set():
+                raise_if_cancelled()  # a wait_for here or in asyncpg may swallow one
                 try:
                     await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
                 except TimeoutError:
