@@ -16,10 +16,17 @@ through `GET /rules/{id}` after the fact, so how often it looks does not change 
 figure. The start time is taken just before the save (or the `set_state` call), and
 a random pause before each sample keeps the saves from locking onto the poll phase.
 
-Run: python -m bench.bench_swarm [--quick]
+With `--nats [URL]`: the fleet through NATS JetStream instead. For each database
+(PostgreSQL, SQLite file, MariaDB) and worker count, a master and real workers with
+`--nats` propagate saved files and `set_state` calls (p50/p99/max to the last worker),
+and the same swarm without NATS (LISTEN on PostgreSQL, polling elsewhere) in the same
+run, for contrast. Every stream the run makes is named by `--nats-prefix` (unique per
+run by default) and deleted afterwards.
+
+Run: python -m bench.bench_swarm [--quick] [--nats [URL] [--databases ...] [--workers ...]]
 Needs PostgreSQL (DECNET_TTP_TEST_POSTGRES_URL, default
 postgresql+asyncpg://postgres@127.0.0.1:5432/test); a database of its own is created
-and dropped.
+and dropped (with `--nats`, MariaDB too: DECNET_TTP_TEST_MARIADB_URL).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from decnet.ttp.store.base import RuleState, StateName
 from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql.models import ChangeLogRow, RevisionRow, RuleRow
 from decnet.ttp.store.sql.repository import RuleRepository
+from tests.swarm.databases import DATABASES
 from tests.swarm.harness import ProcessGroup, run_cli
 from tests.swarm.scenario import initial_rules, rule_yaml, seed_directory, write_rule
 from tests.swarm.swarm import Swarm, Worker
@@ -60,6 +68,8 @@ POSTGRES_URL = os.environ.get(
 RULES = 20
 #: How often the benchmark asks a worker whether it has applied a change yet.
 LOOK_INTERVAL = 0.025
+#: When it first asks (the figure is the worker's own stamp: asking later changes nothing).
+FIRST_LOOK = 0.03
 
 
 def log(message: str) -> None:
@@ -90,6 +100,9 @@ async def applied_at(worker: Worker, rule_id: str, ok: Callable[[dict[str, Any]]
     """The worker's own `applied_at` of `rule_id`, once `ok(entry)` holds."""
     assert worker.client is not None
     deadline = time.monotonic() + timeout
+    # most changes have arrived by the first look: 16 workers asked every 25 ms from
+    # the start would load the machine the workers share
+    await asyncio.sleep(FIRST_LOOK)
     while True:
         response = await worker.client.get(f"/rules/{rule_id}")
         if response.status_code == 200:
@@ -389,11 +402,217 @@ async def run(quick: bool) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class NatsRun:
+    url: str
+    prefix: str
+    databases: tuple[str, ...]
+    workers: tuple[int, ...]
+    samples: int
+
+
+#: Propagation targets (p99 seconds) of issue 11 with NATS, per database.
+NATS_TARGETS = {"postgres": 0.020, "sqlite": 0.050, "mariadb": 0.050}
+#: The poll interval of the swarms without NATS (LISTEN wakes PostgreSQL's at once).
+PLAIN_POLL = 1.0
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f} / {five:.2f}"
+
+
+async def delete_streams(url: str, prefixes: Sequence[str]) -> None:
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for prefix in prefixes:
+            for stream in (f"{prefix}_changes", f"KV_{prefix}_fleet", f"{prefix}_bus"):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+async def nats_swarm(database: str, count: int, prefix: str | None, url: str, root: Path,
+                     samples: int, seed: int) -> tuple[Latencies, str]:
+    """One swarm (`prefix` None: without NATS): its latencies and the load meanwhile."""
+    async with DATABASES[database](root) as db_url:
+        swarm = Swarm(ProcessGroup(root), root, db_url, PLAIN_POLL)
+        if prefix is not None:
+            swarm.master_args += ["--nats", url, "--nats-prefix", prefix]
+            swarm.worker_args += ["--nats", url, "--nats-prefix", prefix]
+        writer = DatabaseRuleStore(db_url)
+        try:
+            await swarm.upgrade()
+            seed_directory(swarm.rules_dir, initial_rules(RULES, 0))
+            await swarm.start_master()
+            await writer.start()
+            workers: list[Worker] = []
+            while len(workers) < count:  # a few at a time: 16 starting at once time out
+                workers += await swarm.start_workers(min(4, count - len(workers)))
+            await swarm.wait_converged(timeout=120)
+            jitter = 0.05 if prefix is not None or database == "postgres" else PLAIN_POLL
+            before = [cpu_seconds(w.proc.pid) for w in workers]
+            lat = await measure(swarm, workers, writer, Sampler(), samples=samples,
+                                jitter=jitter, seed=seed)
+            spent = [cpu_seconds(w.proc.pid) - b for w, b in zip(workers, before, strict=True)]
+            per_change = sum(spent) / len(spent) / (2 * samples)
+            return lat, f"{load()}, {per_change * 1000:.1f} ms CPU"
+        finally:
+            await writer.stop()
+            await swarm.aclose()
+
+
+async def publisher_latency(database: str, url: str, prefix: str, root: Path,
+                            samples: int) -> list[float]:
+    """Seconds from just before another writer's `set_state` to its revision arriving
+    on the stream (a NATS subscriber here), through a `ChangePublisher` in this process."""
+    import nats
+
+    from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames, decode_entry
+
+    names = NatsNames(prefix)
+    arrived: dict[int, float] = {}
+    rng = random.Random(len(database))
+    async with DATABASES[database](root) as db_url:
+        await run_cli("db", "upgrade", "--db", db_url)
+        writer, repo = DatabaseRuleStore(db_url), RuleRepository(db_url)
+        nc = await nats.connect(url)
+        publishing: asyncio.Task[None] | None = None
+        try:
+            await writer.start()
+
+            async def received(msg: Any) -> None:
+                arrived[decode_entry(msg.data)[1].revision] = time.time()
+
+            await nc.subscribe(names.subject, cb=received)
+            publisher = ChangePublisher(repo, url, names)
+            publishing = asyncio.create_task(publisher.run())
+            await nc.flush()
+            deadline = time.monotonic() + 10
+            while publisher.published_revision is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the publisher did not start")
+                await asyncio.sleep(0.01)
+            latencies = []
+            for i in range(samples + 1):
+                await asyncio.sleep(rng.uniform(0.01, 0.05))
+                start = time.time()
+                await writer.set_state("P0001", RuleState(
+                    StateName.DISABLED, reason=f"publisher {i}"), "bench")
+                revision = await writer.repo.head_revision()
+                deadline = time.monotonic() + 10
+                while revision not in arrived:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"revision {revision} never reached the stream")
+                    await asyncio.sleep(0.002)
+                if i:  # the first one may find the LISTEN (or file watch) coming up
+                    latencies.append(arrived[revision] - start)
+            return latencies
+        finally:
+            if publishing is not None:
+                publishing.cancel()
+                await asyncio.gather(publishing, return_exceptions=True)
+            await nc.close()
+            await writer.stop()
+            await repo.dispose()
+
+
+async def run_nats(quick: bool, config: NatsRun) -> list[str]:
+    out = ["### Swarm through NATS JetStream (real processes)\n",
+           f"Command: `{COMMAND} --nats{' --quick' if quick else ''}`. A master and "
+           "N workers on this host with `--nats` (each swarm under a prefix of its own), "
+           "and the same swarm without NATS right after it (PostgreSQL: LISTEN/NOTIFY; "
+           f"SQLite file and MariaDB: polling every {PLAIN_POLL:g} s, the default). "
+           "Latency to the last worker, ms; load average (1 / 5 min) at the end of "
+           "each swarm (with NATS; without) and the CPU a worker spent per change "
+           "(its whole process: the apply, its HTTP answers to the benchmark's looks, "
+           "its safety poll and reports).\n",
+           "| database | workers | path | NATS p50 | NATS p99 | NATS max | "
+           "without p50 | without p99 | target p99 (NATS) | | load, worker CPU/change |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    splits = ["| database | workers | path | save/call → row stamped | "
+              "stamped → first worker | stamped → last worker |",
+              "|---|---:|---|---:|---:|---:|"]
+    used: list[str] = []
+    try:
+        for database in config.databases:
+            for count in config.workers:
+                prefix = f"{config.prefix}_{database}{count}"
+                used.append(prefix)
+                plain_samples = config.samples if database == "postgres" else max(
+                    5, config.samples // 4)
+                with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
+                    log(f"swarm: {database}, {count} workers, NATS, {config.samples} samples")
+                    pushed, pushed_load = await nats_swarm(
+                        database, count, prefix, config.url, Path(tmp) / "nats",
+                        config.samples, seed=count)
+                    log(f"swarm: {database}, {count} workers, no NATS, {plain_samples}")
+                    plain, plain_load = await nats_swarm(
+                        database, count, None, config.url, Path(tmp) / "plain",
+                        plain_samples, seed=count)
+                target = NATS_TARGETS[database]
+                for path, with_nats, without in (
+                        ("file saved", pushed.file, plain.file),
+                        ("`set_state`", pushed.state, plain.state)):
+                    p99 = percentile(with_nats, 99)
+                    verdict = "met" if p99 <= target else "**missed**"
+                    out.append(
+                        f"| {database} | {count} | {path} | {ms(percentile(with_nats, 50))} | "
+                        f"{ms(p99)} | {ms(max(with_nats))} | "
+                        f"{ms(percentile(without, 50))} | {ms(percentile(without, 99))} | "
+                        f"≤ {ms(target)} | {verdict} | {pushed_load}; {plain_load} |")
+                splits.append(split(f"{database} | {count} | file saved", pushed.file_split))
+                splits.append(split(f"{database} | {count} | `set_state`", pushed.state_split))
+        publisher = ["| database | n | p50 | p99 | max | load |", "|---|---:|---:|---:|---:|---|"]
+        for database in config.databases:
+            prefix = f"{config.prefix}_{database}pub"
+            used.append(prefix)
+            log(f"publisher: {database}")
+            with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
+                lat = await publisher_latency(database, config.url, prefix, Path(tmp),
+                                              config.samples * 2)
+            publisher.append(f"| {database} | {len(lat)} | {ms(percentile(lat, 50))} | "
+                             f"{ms(percentile(lat, 99))} | {ms(max(lat))} | {load()} |")
+    finally:
+        await delete_streams(config.url, used)
+    return [*out, "", "Where the time goes with NATS, p50 / p99 ms:\n", *splits, "",
+            "The publisher alone: from just before another writer's `set_state` to the "
+            "revision's message arriving at a NATS subscriber (the publisher and the "
+            "subscriber in the benchmark's process; the writer on its own connection, so "
+            "it is NOTIFY, the SQLite file's inotify watch or MariaDB's 20 ms poll that "
+            "wakes the publisher), ms:\n", *publisher, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument("--nats", nargs="?", const="nats://127.0.0.1:4222", default=None,
+                        metavar="URL", help="the fleet through NATS JetStream at URL")
+    parser.add_argument("--nats-prefix", default=f"bench_{uuid.uuid4().hex[:8]}",
+                        help="names of this run's streams (unique per run by default)")
+    parser.add_argument("--databases", nargs="+", choices=sorted(DATABASES),
+                        default=["postgres", "sqlite", "mariadb"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[3, 16])
+    parser.add_argument("--samples", type=int, default=None,
+                        help="samples per swarm (default 100, 30 with --quick)")
     args = parser.parse_args()
-    print("\n".join(asyncio.run(run(args.quick))))
+    if args.nats is None:
+        print("\n".join(asyncio.run(run(args.quick))))
+        return
+    config = NatsRun(args.nats, args.nats_prefix, tuple(args.databases), tuple(args.workers),
+                     args.samples or (30 if args.quick else 100))
+    print("\n".join(asyncio.run(run_nats(args.quick, config))))
 
 
 if __name__ == "__main__":

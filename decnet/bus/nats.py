@@ -15,6 +15,10 @@
 - With `durable_prefix` set at connect, every JetStream subscription is durable: an
   explicit name becomes `{prefix}_{durable}`, and a subscription without one gets a
   name derived from its pattern, so `Bus.subscribe(pattern)` resumes across restarts.
+- With `namespace` set at connect, every topic travels as `{namespace}.{topic}` (and the
+  stream captures `{namespace}.ttp.rule.>`): deployments sharing one NATS server keep
+  apart, and their code still names the topics of `decnet.bus.topics`. `max_msgs`
+  bounds what the stream keeps (the oldest go first).
 """
 
 from __future__ import annotations
@@ -105,8 +109,10 @@ class NatsSubscription(BusSubscription):
         jetstream: bool,
         durable: str | None,
         tasks: set[asyncio.Task[None]],
+        namespace: str | None = None,
     ) -> None:
         self._sub = sub
+        self._strip = 0 if namespace is None else len(namespace) + 1
         self._messages = sub.messages
         self._pattern = pattern
         self._jetstream = jetstream
@@ -158,7 +164,7 @@ class NatsSubscription(BusSubscription):
                 if JetStreamContext.is_status_msg(msg):  # heartbeat / flow control
                     continue
                 self._unacked = msg
-            return BusMessage(msg.subject, msg.data)
+            return BusMessage(msg.subject[self._strip:], msg.data)
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -192,7 +198,9 @@ class NatsBus(Bus):
         url: str,
         stream: str,
         durable_prefix: str | None,
+        namespace: str | None = None,
     ) -> None:
+        self._namespace = namespace
         self._nc = nc
         self._js = js
         self._url = url
@@ -213,14 +221,19 @@ class NatsBus(Bus):
         reconnect_wait: float = 0.5,
         pending_size: int = 2 * 1024 * 1024,
         name: str | None = None,
+        namespace: str | None = None,
+        max_msgs: int | None = None,
     ) -> NatsBus:
         """Connect, reconnecting forever after any later loss, and ensure the stream.
 
         The first connection must succeed within `connect_timeout` seconds, else
         `BusUnavailableError`. `pending_size` bounds the bytes buffered while
         disconnected. `name` labels the connection in the server's monitoring.
+        `namespace` prefixes every subject on the wire; `max_msgs` bounds the stream.
         """
         _check_name(stream, "stream name")
+        if namespace is not None:
+            _check_name(namespace, "namespace")
         if durable_prefix is not None:
             _check_name(durable_prefix, "durable prefix")
         servers = [url] if isinstance(url, str) else list(url)
@@ -267,11 +280,12 @@ class NatsBus(Bus):
             raise BusUnavailableError(f"NATS not reachable at {shown}: {reason}") from exc
         js = nc.jetstream()
         try:
-            await _ensure_stream(js, stream)
+            await _ensure_stream(js, stream, _wire(namespace, RULE_TOPICS), max_msgs)
         except BaseException:
             await _close_quietly(nc)
             raise
-        return cls(nc, js, url=shown, stream=stream, durable_prefix=durable_prefix)
+        return cls(nc, js, url=shown, stream=stream, durable_prefix=durable_prefix,
+                   namespace=namespace)
 
     @property
     def stream(self) -> str:
@@ -298,7 +312,7 @@ class NatsBus(Bus):
         if self._closed:
             raise BusClosedError(f"cannot publish on {topic!r}: the bus is closed")
         try:
-            await self._nc.publish(topic, data)
+            await self._nc.publish(_wire(self._namespace, topic), data)
         except nats.errors.OutboundBufferLimitError as exc:
             raise BusUnavailableError(
                 f"cannot publish on {topic!r}: NATS at {self._url} is unreachable and the "
@@ -348,7 +362,7 @@ class NatsBus(Bus):
                     "for it, so durable= and deliver='all' do not apply"
                 )
             try:
-                sub = await self._nc.subscribe(pattern)
+                sub = await self._nc.subscribe(_wire(self._namespace, pattern))
             except _NATS_CLOSED as exc:
                 raise BusClosedError(f"cannot subscribe to {pattern!r}: connection closed") from exc
             return self._track(sub, pattern, jetstream=False, durable=None)
@@ -357,9 +371,9 @@ class NatsBus(Bus):
         policy = DeliverPolicy.ALL if deliver == "all" else DeliverPolicy.NEW
         try:
             if name is not None:
-                await self._check_durable(name, pattern)
+                await self._check_durable(name, _wire(self._namespace, pattern))
             js_sub = await self._js.subscribe(
-                pattern,
+                _wire(self._namespace, pattern),
                 stream=self._stream,
                 durable=name,
                 deliver_policy=policy,
@@ -384,7 +398,8 @@ class NatsBus(Bus):
         except nats.js.errors.NotFoundError:
             return
         config = info.config
-        filters = list(config.filter_subjects or []) or [config.filter_subject or RULE_TOPICS]
+        filters = list(config.filter_subjects or []) or [
+            config.filter_subject or _wire(self._namespace, RULE_TOPICS)]
         if filters != [pattern]:
             raise BusError(
                 f"durable consumer {name!r} of stream {self._stream!r} follows "
@@ -395,7 +410,8 @@ class NatsBus(Bus):
         self, sub: Subscription, pattern: str, *, jetstream: bool, durable: str | None
     ) -> NatsSubscription:
         wrapper = NatsSubscription(
-            sub, pattern, jetstream=jetstream, durable=durable, tasks=self._tasks
+            sub, pattern, jetstream=jetstream, durable=durable, tasks=self._tasks,
+            namespace=self._namespace,
         )
         self._subscriptions.add(wrapper)
         return wrapper
@@ -425,15 +441,23 @@ async def _close_quietly(nc: Client) -> None:
         logger.debug("NATS close: %r", exc)
 
 
-async def _ensure_stream(js: JetStreamContext, stream: str) -> None:
-    """Create `stream` capturing `ttp.rule.>`, or add that subject to an existing one."""
+def _wire(namespace: str | None, topic: str) -> str:
+    """The subject `topic` travels as."""
+    return topic if namespace is None else f"{namespace}.{topic}"
+
+
+async def _ensure_stream(js: JetStreamContext, stream: str, captured: str = RULE_TOPICS,
+                         max_msgs: int | None = None) -> None:
+    """Create `stream` capturing `captured` (`ttp.rule.>`, maybe namespaced), or add that
+    subject to an existing one."""
     try:
         try:
             info = await js.stream_info(stream)
         except nats.js.errors.NotFoundError:
             try:
-                await js.add_stream(StreamConfig(name=stream, subjects=[RULE_TOPICS]))
-                logger.info("created JetStream stream %s for %s", stream, RULE_TOPICS)
+                await js.add_stream(StreamConfig(
+                    name=stream, subjects=[captured], max_msgs=max_msgs))
+                logger.info("created JetStream stream %s for %s", stream, captured)
                 return
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _STREAM_NAME_IN_USE:  # else: created concurrently
@@ -441,11 +465,11 @@ async def _ensure_stream(js: JetStreamContext, stream: str) -> None:
             info = await js.stream_info(stream)
         config = info.config
         subjects = list(config.subjects or [])
-        if any(_covers_quietly(subject, RULE_TOPICS) for subject in subjects):
+        if any(_covers_quietly(subject, captured) for subject in subjects):
             return
-        config.subjects = [*subjects, RULE_TOPICS]
+        config.subjects = [*subjects, captured]
         await js.update_stream(config)
-        logger.info("added %s to JetStream stream %s", RULE_TOPICS, stream)
+        logger.info("added %s to JetStream stream %s", captured, stream)
     except _NATS_UNAVAILABLE as exc:
         raise BusUnavailableError(
             f"JetStream did not answer while ensuring stream {stream!r} "
@@ -453,7 +477,7 @@ async def _ensure_stream(js: JetStreamContext, stream: str) -> None:
         ) from exc
     except nats.js.errors.APIError as exc:
         raise BusError(
-            f"cannot create or update JetStream stream {stream!r} for {RULE_TOPICS!r}: "
+            f"cannot create or update JetStream stream {stream!r} for {captured!r}: "
             f"{exc.description} (error {exc.err_code})"
         ) from exc
 

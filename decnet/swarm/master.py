@@ -35,6 +35,7 @@ from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 if TYPE_CHECKING:
     from decnet.swarm.admin.server import AdminServer
     from decnet.swarm.fleet import FleetSource
+    from decnet.ttp.store.database.jetstream import NatsNames
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,11 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
     """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles.
 
     With `nats_url`, the lease holder also publishes every committed revision to the
-    JetStream change stream (`ChangePublisher`); a master standing by does not.
+    JetStream change stream (`ChangePublisher`) and announces it on the bus's rule topics
+    (`RuleTopics`); a master standing by does neither.
     """
     from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
-    from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames
+    from decnet.ttp.store.database.jetstream import NatsNames
 
     names = None if nats_url is None else NatsNames(nats_prefix)
 
@@ -138,8 +140,8 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
             if nats_url is None or names is None:
                 return
             if role == "active" and publishing is None:
-                publisher = ChangePublisher(db_store.repo, nats_url, names)
-                publishing = loop.create_task(publisher.run(), name="publish")
+                publishing = loop.create_task(publish(db_store, nats_url, names),
+                                              name="publish")
             elif role != "active" and publishing is not None:
                 publishing.cancel()
                 publishing = None
@@ -155,6 +157,25 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
             await cancel_and_wait(publishing, logger=log)
 
     return sync
+
+
+async def publish(db_store: RuleStore, nats_url: str, names: NatsNames) -> None:
+    """The lease holder's publishing: the change stream and the rule topics, until
+    cancelled."""
+    from decnet.swarm.rule_topics import RuleTopics  # nats-py: with --nats only
+    from decnet.ttp.store.database import DatabaseRuleStore
+    from decnet.ttp.store.database.jetstream import ChangePublisher
+
+    assert isinstance(db_store, DatabaseRuleStore)
+    topics = RuleTopics(nats_url, names)
+    publisher = ChangePublisher(db_store.repo, nats_url, names, announce=topics)
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(publisher.run(), name="publish-changes"),
+             loop.create_task(topics.run(), name="publish-rule-topics")]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await cancel_and_wait(*tasks, logger=log)
 
 
 async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,

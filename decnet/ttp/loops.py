@@ -1,6 +1,6 @@
 """What every background loop of this package shares: how long to wait before trying
 again (`Backoff`), how a run of failures is logged (`Outage`), how a task is stopped
-(`cancel_and_wait`). Imports nothing of the project."""
+(`cancel_and_wait`, `raise_if_cancelled`). Imports nothing of the project."""
 
 from __future__ import annotations
 
@@ -99,6 +99,19 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None,
         if not task.cancelled() and task.exception() is not None:
             (logger or _log).warning("task %s ended with %r while stopping", _name(task),
                                      task.exception())
+
+
+def raise_if_cancelled() -> None:
+    """Raise `CancelledError` when the running task was asked to stop but carries on.
+
+    On Python 3.11 `asyncio.wait_for` returns a result that arrived together with the
+    cancellation instead of raising it; nats-py waits for every request that way (a
+    JetStream publish and its acknowledgement, `stream_info`, ...). A loop calls this
+    after such awaits so that one cancel stops it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _name(task: asyncio.Future[Any]) -> str:

@@ -333,3 +333,46 @@ async def test_close_while_disconnected_returns(connect: Connect, nats_url: str)
         await asyncio.wait_for(bus.close(), 5)
         with pytest.raises(BusClosedError):
             await bus.publish(ttp_rule_state("R1"), b"x")
+
+
+async def test_two_namespaces_share_a_server_and_each_sees_the_design_topics(
+        nats_url: str, admin: JetStreamContext) -> None:
+    """Deployments with their own namespace: subjects `{namespace}.ttp.rule.…` on the
+    wire, each retained in its bounded stream, subscribers see `ttp.rule.…` only."""
+    spaces = [f"t{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    buses = [await NatsBus.connect(nats_url, stream=f"{space}_bus", namespace=space,
+                                   max_msgs=3) for space in spaces]
+    raw = await nats.connect(nats_url)
+    try:
+        wire = await raw.subscribe(f"{spaces[0]}.>")
+        live = await buses[0].subscribe("ttp.rule.state.*")
+        await buses[0].publish(ttp_rule_state("R0001"), b"a0")
+        assert (await next_change(live)) == BusMessage("ttp.rule.state.R0001", b"a0")
+        assert (await wire.next_msg(timeout=5)).subject == f"{spaces[0]}.ttp.rule.state.R0001"
+        for n in range(1, 5):
+            await buses[0].publish(ttp_rule_state("R0001"), f"a{n}".encode())
+        await buses[1].publish(ttp_rule_state("R0001"), b"b")
+        await _stored(admin, f"{spaces[1]}_bus", 1)
+
+        async def all_five_in() -> bool:
+            return (await admin.stream_info(f"{spaces[0]}_bus")).state.last_seq == 5
+
+        await poll(all_five_in, timeout=5, message="five messages through the stream")
+        info = await admin.stream_info(f"{spaces[0]}_bus")
+        assert info.config.subjects == [f"{spaces[0]}.{RULE_TOPICS}"]
+        assert info.state.messages == 3  # bounded: the oldest went first
+        async with await buses[1].subscribe(RULE_TOPICS, deliver="all") as retained:
+            assert (await next_change(retained)) == BusMessage("ttp.rule.state.R0001", b"b")
+        await live.aclose()
+    finally:
+        await raw.close()
+        for bus, space in zip(buses, spaces, strict=True):
+            await bus.close()
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await admin.delete_stream(f"{space}_bus")
+
+
+async def test_a_namespace_that_could_not_name_a_subject_token_is_refused(
+        nats_url: str) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        await NatsBus.connect(nats_url, namespace="a.b")

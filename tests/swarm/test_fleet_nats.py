@@ -49,7 +49,7 @@ async def delete_prefix(url: str, prefixes: list[str]) -> None:
         js = nc.jetstream()
         while prefixes:
             prefix = prefixes.pop()
-            for stream in (f"{prefix}_changes", f"KV_{prefix}_fleet"):
+            for stream in (f"{prefix}_changes", f"{prefix}_bus", f"KV_{prefix}_fleet"):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await js.delete_stream(stream)
     finally:

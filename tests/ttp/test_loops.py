@@ -1,4 +1,5 @@
-"""`Backoff`, `Outage` and `cancel_and_wait`: what every background loop shares."""
+"""`Backoff`, `Outage`, `cancel_and_wait` and `raise_if_cancelled`: what every
+background loop shares."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import pytest
 
 from decnet.ttp.constants import EXPIRY_RETRY_INITIAL, EXPIRY_RETRY_MAX
-from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
+from decnet.ttp.loops import Backoff, Outage, cancel_and_wait, raise_if_cancelled
 
 
 def test_expiry_retries_back_off_from_one_second_to_thirty() -> None:
@@ -59,3 +60,33 @@ async def test_cancel_and_wait_stops_everything_and_reports_errors(
     await cancel_and_wait(*tasks, None)
     assert all(task.done() for task in tasks)
     assert any("cleanup broke" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_cancel_swallowed_by_wait_for_still_stops_a_loop_that_checks() -> None:
+    """Python 3.11's `wait_for` returns a result that lands with the cancel (nats-py's
+    requests wait that way): the loop goes on, and `raise_if_cancelled` stops it."""
+    answers: list[asyncio.Future[int]] = []
+    waiting = asyncio.Event()
+    rounds = 0
+
+    async def loop() -> None:
+        nonlocal rounds
+        while True:
+            raise_if_cancelled()
+            rounds += 1
+            answer = asyncio.get_running_loop().create_future()
+            answers.append(answer)
+            waiting.set()
+            await asyncio.wait_for(answer, 5)
+
+    task = asyncio.create_task(loop())
+    await waiting.wait()
+    answers[0].set_result(1)  # the answer and the cancel land in one loop iteration
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert rounds in (1, 2)  # 2 where wait_for swallowed the cancel (Python 3.11)
+
+
+async def test_raise_if_cancelled_does_nothing_in_a_task_not_cancelled() -> None:
+    raise_if_cancelled()

@@ -29,17 +29,16 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, StreamConfig
 
 from decnet.ttp.constants import (
     CHANGE_LOG_BATCH,
-    DB_CONNECT_TIMEOUT,
-    LISTEN_KEEPALIVE,
     NATS_CONNECT_TIMEOUT,
     NATS_RETRY,
     NATS_STREAM_MAX_MSGS,
-    NOTIFY_CHANNEL,
     PUBLISH_POLL_INTERVAL,
     TAIL_POLL_INTERVAL,
 )
-from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
+from decnet.ttp.loops import Backoff, Outage, cancel_and_wait, raise_if_cancelled
 from decnet.ttp.store.codec import scoped_to_dict, state_from_dict
+from decnet.ttp.store.database.filewake import watch_commits
+from decnet.ttp.store.database.listen import listen_for_commits, notified_revision
 from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule, StoredScoped, StoredState
 from decnet.vocabulary import ChangeKind, RuleState, Scope, ScopedState
 
@@ -50,8 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: Pauses between attempts at (re)connecting the publisher's LISTEN connection.
-LISTEN_RETRY = (0.1, 5.0)
+#: Seconds before the publisher reads the revision row again when a SQLite file was
+#: written but its revision had not moved yet (the commit becomes visible just after).
+FILE_RECHECK = 0.005
 #: JetStream API error code: the expected last sequence did not match.
 _WRONG_LAST_SEQUENCE = 10071
 
@@ -77,6 +77,11 @@ class NatsNames:
     @property
     def fleet_bucket(self) -> str:
         return f"{self.prefix}_fleet"
+
+    @property
+    def bus_stream(self) -> str:
+        """The stream keeping the bus's rule topics (`{prefix}.ttp.rule.>`)."""
+        return f"{self.prefix}_bus"
 
 
 # wire format ---------------------------------------------------------------------------
@@ -197,69 +202,92 @@ class PublisherStats:
 class ChangePublisher:
     """Publishes each committed revision of `repo` to the stream, once and in order.
 
-    It reads the revision row every `poll_interval` seconds (one cheap query); on
-    PostgreSQL a LISTEN connection wakes it at each commit, and the poll (every
-    `TAIL_POLL_INTERVAL` there unless given) is only the safety net.
+    It learns of a commit as it happens wherever the database allows: this process's
+    own writes (the master's sync, `RuleRepository.on_commit`) wake it with their
+    revision; on PostgreSQL so does a LISTEN connection (`NOTIFY` names the revision);
+    on a SQLite file an inotify watch of the file's log (`filewake`) wakes it to read
+    the revision row. The revision row is also read every `poll_interval` seconds: the
+    safety net (`TAIL_POLL_INTERVAL` where a wake-up source covers every writer) or,
+    on MariaDB, how it learns of other processes' writes (`PUBLISH_POLL_INTERVAL`).
+
+    `announce(identity, entry)`, when given, is called after each entry is in the
+    stream (the master hands it to the rule topics of the bus); it must not block.
     """
 
     def __init__(self, repo: RuleRepository, url: str, names: NatsNames, *,
                  poll_interval: float | None = None,
-                 batch: int = CHANGE_LOG_BATCH) -> None:
+                 batch: int = CHANGE_LOG_BATCH,
+                 announce: Callable[[str, LogEntry], None] | None = None) -> None:
         self.repo = repo
         self.url = url
         self.names = names
         self.listens = repo.dialect == "postgresql"
-        self.poll_interval = poll_interval or (
-            TAIL_POLL_INTERVAL if self.listens else PUBLISH_POLL_INTERVAL)
+        self.watches_file = repo.engines.sqlite_path is not None
+        self._poll_interval = poll_interval
         self.batch = batch
+        self.announce = announce
         self.stats = PublisherStats()
         self.published_revision: int | None = None
         self._wake = asyncio.Event()
+        #: The highest revision a wake-up named since the loop last looked (0: none).
+        self._hint = 0
+        #: A wake-up that names no revision: read the revision row.
+        self._read_head = False
+        self._file_watched = False
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between reads of the revision row when nothing wakes the publisher."""
+        if self._poll_interval:
+            return self._poll_interval
+        covered = self.listens or self._file_watched or self.repo.is_memory
+        return TAIL_POLL_INTERVAL if covered else PUBLISH_POLL_INTERVAL
+
+    def wake(self, revision: int | None = None) -> None:
+        """A commit happened: `revision` when known (a hint), else the row is read."""
+        if revision is None:
+            self._read_head = True
+        else:
+            self._hint = max(self._hint, revision)
+        self._wake.set()
 
     async def run(self) -> None:
         """Publish until cancelled; NATS or database outages are retried with a backoff."""
-        listener = asyncio.get_running_loop().create_task(
-            self._listen(), name="decnet-ttp-publish-listen") if self.listens else None
+        loop = asyncio.get_running_loop()
+        helpers = []
+        if self.listens:
+            helpers.append(loop.create_task(listen_for_commits(
+                self.repo, what="the publisher's", on_connected=self.wake,
+                on_notify=lambda payload: self.wake(notified_revision(payload))),
+                name="decnet-ttp-publish-listen"))
+        if self.watches_file:
+            helpers.append(loop.create_task(self._watch_file(),
+                                            name="decnet-ttp-publish-filewake"))
+        forget = self.repo.on_commit(self.wake)
         try:
             await self._run()
         finally:
-            await cancel_and_wait(listener, logger=log)
+            forget()
+            await cancel_and_wait(*helpers, logger=log)
 
-    async def _listen(self) -> None:
-        """PostgreSQL: every notification of a commit wakes the publisher."""
-        import asyncpg  # PostgreSQL only
-
-        backoff = Backoff(*LISTEN_RETRY)
-        outage = Outage(log, f"the publisher's LISTEN {NOTIFY_CHANNEL}")
-        while True:
-            conn: Any = None
-            try:
-                conn = await asyncpg.connect(self.repo.asyncpg_dsn(), timeout=DB_CONNECT_TIMEOUT)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wake.set())
-                outage.recovered()
-                backoff.reset()
-                self._wake.set()  # whatever committed while not listening
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
-                    if not lost.is_set():
-                        await conn.execute("SELECT 1", timeout=DB_CONNECT_TIMEOUT)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outage.failed(exc, "polling continues")
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        conn.terminate()
-            await asyncio.sleep(backoff.failed())
+    async def _watch_file(self) -> None:
+        path = self.repo.engines.sqlite_path
+        assert path is not None
+        try:
+            self._file_watched = True
+            self.wake()
+            await watch_commits(path, self.wake)
+        except OSError as exc:
+            log.warning("cannot watch %s for commits (%s); reading its revision every %g s",
+                        path, exc, PUBLISH_POLL_INTERVAL)
+        finally:
+            self._file_watched = False
 
     async def _run(self) -> None:
         backoff = Backoff(*NATS_RETRY)
         outage = Outage(log, "publishing changes to NATS")
         while True:
+            raise_if_cancelled()
             nc: Client | None = None
             lost = asyncio.Event()
             try:
@@ -295,17 +323,42 @@ class ChangePublisher:
         return last_seq, head.revision  # empty, purged or another database: from now on
 
     async def _publish_loop(self, nc: Client, lost: asyncio.Event) -> None:
+        """Publish what committed past the stream, then wait for a wake-up or the poll.
+
+        A wake-up naming a revision is followed straight from the change log (one
+        statement, no read of the revision row); anything unexpected there (a gap, the
+        entries of another database) and every poll or unnamed wake-up read the row.
+        """
         js = nc.jetstream()
         head = await self.repo.head()
         last_seq, published = await self._stream_tail(nc, head)
         self.published_revision = published
+        read_head = True
         while not lost.is_set():
-            head = await self.repo.head()
-            if head.revision < published:  # database restored or replaced
-                last_seq, published = await self._stream_tail(nc, head)
-            while published < head.revision:
-                entries = await self.repo.changes_since(published, head.revision, self.batch)
+            raise_if_cancelled()
+            hint, self._hint = self._hint, 0
+            woken, self._read_head = self._read_head, False
+            self._wake.clear()
+            recheck = False
+            if read_head or woken:
+                head = await self.repo.head()
+                if head.revision < published:  # database restored or replaced
+                    last_seq, published = await self._stream_tail(nc, head)
+                target = head.revision
+                # a file written just before its commit is visible: look again once
+                recheck = woken and self._file_watched and target == published
+            else:
+                target = max(hint, published)
+            read_head = False
+            while published < target:
+                entries = await self.repo.changes_since(published, target, self.batch)
+                if entries and entries[0].database != head.identity:
+                    read_head = True  # another database behind the same URL
+                    break
                 if not entries or entries[0].revision != published + 1:
+                    if target != head.revision:  # a hint: the revision row decides
+                        read_head = True
+                        break
                     # Pruned from the log: the workers see the gap and read the database.
                     self.stats.skipped_gaps += 1
                     published = entries[0].revision - 1 if entries else head.revision
@@ -322,17 +375,24 @@ class ChangePublisher:
                         self.stats.conflicts += 1  # another publisher appended: re-read
                         last_seq, published = await self._stream_tail(nc, head)
                         break
+                    raise_if_cancelled()
                     last_seq, published = ack.seq, entry.revision
                     self.stats.published += 1
+                    if self.announce is not None:
+                        self.announce(head.identity, entry)
                 self.published_revision = published
-            self._wake.clear()
+            if read_head:
+                continue
             waits = [asyncio.ensure_future(lost.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
-                await asyncio.wait(waits, timeout=self.poll_interval,
+                await asyncio.wait(waits, timeout=min(self.poll_interval, FILE_RECHECK)
+                                   if recheck else self.poll_interval,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiting in waits:
                     waiting.cancel()
+            if not self._wake.is_set():
+                read_head = True  # the poll
         raise ConnectionError("NATS connection lost")
 
 

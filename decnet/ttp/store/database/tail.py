@@ -9,27 +9,23 @@ announces what it changes for this process's subscribers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from decnet.ttp.constants import (
     CHANGE_LOG_BATCH,
-    DB_CONNECT_TIMEOUT,
-    LISTEN_KEEPALIVE,
-    MAX_REVISION,
-    NOTIFY_CHANNEL,
     TAIL_POLL_INTERVAL,
     TAIL_QUERY_TIMEOUT,
 )
 from decnet.ttp.errors import DatabaseFileChanged
 from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
 from decnet.ttp.store.base import SyncStats
+from decnet.ttp.store.database.listen import listen_for_commits, notified_revision
 from decnet.ttp.store.sql.rows import LogEntry
 
 if TYPE_CHECKING:
@@ -42,8 +38,6 @@ log = logging.getLogger(__name__)
 POLL_RETRY_INITIAL = 0.05
 #: The safety-net poll under NATS is due within ± this share of its interval.
 SAFETY_POLL_JITTER = 0.5
-#: Pauses between attempts at (re)connecting the LISTEN connection.
-LISTEN_RETRY = (0.1, 5.0)
 
 
 #: The counters of a tail: the contract's `SyncStats`.
@@ -60,16 +54,6 @@ class _Wakeup:
     revision: int = 0
     #: A full poll is wanted (the listener (re)connected, or a payload was unreadable).
     catch_up: bool = False
-
-
-def notified_revision(payload: object) -> int | None:
-    """The revision a NOTIFY payload names, or None when it names none a revision column
-    can hold (anyone allowed to connect can NOTIFY on the channel: the payload is a hint)."""
-    text = str(payload)
-    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
-        return None
-    revision = int(text)
-    return revision if 0 < revision <= MAX_REVISION else None
 
 
 class Tail:
@@ -304,44 +288,18 @@ class Tail:
         The payload (the revision the write committed) is kept as a hint; a payload that
         is no revision, and every (re)connect, asks for a full poll instead.
         """
-        import asyncpg  # PostgreSQL only: the other dialects never load it
+        def notified(payload: object) -> None:
+            self.stats.notifications += 1
+            revision = notified_revision(payload)
+            if revision is None:
+                wakeup.catch_up = True
+            else:
+                wakeup.revision = max(wakeup.revision, revision)
+            wakeup.event.set()
 
-        backoff = Backoff(*LISTEN_RETRY)
-        outage = Outage(log, f"LISTEN {NOTIFY_CHANNEL}")
-        while True:
-            conn: Any = None
-            try:
-                conn = await asyncpg.connect(self.repo.asyncpg_dsn(),
-                                             timeout=DB_CONNECT_TIMEOUT)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+        def connected() -> None:
+            wakeup.catch_up = True  # whatever was missed while not listening
+            wakeup.event.set()
 
-                def notified(_conn: object, _pid: object, _channel: object,
-                             payload: object) -> None:
-                    self.stats.notifications += 1
-                    revision = notified_revision(payload)
-                    if revision is None:
-                        wakeup.catch_up = True
-                    else:
-                        wakeup.revision = max(wakeup.revision, revision)
-                    wakeup.event.set()
-
-                await conn.add_listener(NOTIFY_CHANNEL, notified)
-                outage.recovered()
-                backoff.reset()
-                wakeup.catch_up = True  # whatever was missed while not listening
-                wakeup.event.set()
-                while not lost.is_set():
-                    try:
-                        await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
-                    except TimeoutError:
-                        await conn.execute("SELECT 1", timeout=DB_CONNECT_TIMEOUT)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outage.failed(exc, "polling continues")
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        conn.terminate()
-            await asyncio.sleep(backoff.failed())
+        await listen_for_commits(self.repo, what="the tail's", on_notify=notified,
+                                 on_connected=connected)

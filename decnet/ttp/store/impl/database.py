@@ -13,7 +13,7 @@ from decnet.ttp.store.database import (
     Tail,
     TailStats,
 )
-from decnet.ttp.store.database.tail import notified_revision
+from decnet.ttp.store.database.listen import notified_revision
 from decnet.ttp.store.sql.repository import RuleRepository
 
 if TYPE_CHECKING:

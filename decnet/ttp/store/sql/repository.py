@@ -16,6 +16,7 @@ which hold the SQL itself).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
@@ -110,6 +111,7 @@ class RuleRepository:
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
+        self._commit_listeners: list[Callable[[int], None]] = []
 
     def __repr__(self) -> str:
         return f"RuleRepository({self.engines!r})"
@@ -143,6 +145,18 @@ class RuleRepository:
     async def dispose(self) -> None:
         await self.engines.dispose()
         self._ready = False
+
+    def on_commit(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call `listener(revision)` after each write this repository commits (this
+        process's writes: the master's publisher learns of them without a query); the
+        function returned removes it. A listener must not block or raise."""
+        self._commit_listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._commit_listeners.remove(listener)
+
+        return remove
 
     async def run(self, operation: Callable[[Connection], T]) -> T:
         """Run `operation(connection)` (for tests and tools); no error translation."""
@@ -388,6 +402,9 @@ class RuleRepository:
             else:
                 async with self._write_lock:
                     revision = await self.engines.run(transaction)
+            if revision is not None:
+                for listener in tuple(self._commit_listeners):
+                    listener(revision)
             if revision is not None and revision % self._prune_every == 0:
                 params = {"b_upto": revision - self.change_log_retention}
                 await self.engines.run(functools.partial(_prune_committed, params=params))
