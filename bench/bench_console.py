@@ -1,43 +1,64 @@
-"""The console's pages over 10,000 rules: server time per page, through the whole ASGI app
-(session and token check, store read, view, template), on an SQLite database store.
+"""The console's pages over 10,000 rules and 1,000 workers' reports: server time per page,
+through the whole ASGI app (session and token check, rules view, fleet mirror, view,
+template), on an SQLite database store, signed in as an admin.
 
-Run: python -m bench.bench_console
+The reports are real: 1,000 JSON reports put in a JetStream KV bucket of the local NATS
+(`DECNET_TTP_NATS_URL`, a fresh `--nats-prefix` deleted at the end), read by the master's
+`FleetSource` the way `master --nats` does.
+
+Run: python -m bench.bench_console [--runs N]
 Prints a Markdown section.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
+import os
 import re
 import sys
 import time
+import tracemalloc
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import nats  # noqa: E402
+import orjson  # noqa: E402
 
 from bench.synthetic import percentile, rule_id, rule_yaml  # noqa: E402
-from decnet.swarm.console.app import templates  # noqa: E402
-from decnet.swarm.console.fleet import FleetRow, fleet_rows  # noqa: E402
 from decnet.swarm.console.mount import create_master_app  # noqa: E402
-from decnet.swarm.console.sessions import Sessions  # noqa: E402
+from decnet.swarm.fleet import FleetSource, fleet_bucket  # noqa: E402
 from decnet.ttp.rules.compiler import compile_rule  # noqa: E402
 from decnet.ttp.store.database import DatabaseRuleStore  # noqa: E402
+from decnet.ttp.store.database.jetstream import NatsNames  # noqa: E402
 from decnet.ttp.store.sql.tokens import TokenTable  # noqa: E402
 from decnet.vocabulary import RuleState, Scope, StateName, utcnow  # noqa: E402
 
 COMMAND = "python -m bench.bench_console"
+NATS_URL = os.environ.get("DECNET_TTP_NATS_URL") or "nats://127.0.0.1:4222"
 RULES = 10_000
 SILENCED = 500
 SCOPED = 200
-RUNS = 15
+WORKERS = 1_000
+#: requests timed right after a state change (the view is loaded again)
+AFTER_CHANGE = 10
+#: pages timed right after a change: the cheapest and the costliest to derive
+CHANGED = ("/ui/rules", "/ui/coverage/layer.json")
 PAGES = ("/ui/", "/ui/rules", "/ui/rules?q=synthetic_99&state=enabled",
          "/ui/rules?scoped=yes", f"/ui/rules/{rule_id(42)}", "/ui/history",
          "/ui/coverage", "/ui/coverage/layer.json")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 async def seeded() -> DatabaseRuleStore:
@@ -59,72 +80,167 @@ async def seeded() -> DatabaseRuleStore:
     return store
 
 
-async def measure(store: DatabaseRuleStore, seeding: float) -> None:
-    transport = httpx.ASGITransport(app=create_master_app(store))
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        login = (await client.get("/ui/login")).text
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
-        assert csrf is not None
-        reply = await client.post("/ui/login", data={"token": "dttp_bench",
-                                                      "csrf_token": csrf.group(1)})
-        assert reply.status_code == 303, reply.text
-        workers = len(await fleet_rows(None, None))
-        print(f"### Console pages\n\n`{COMMAND}` (Python {sys.version.split()[0]}): "
-              f"{RULES:,} synthetic rules, {SILENCED} silenced with an end, "
-              f"{SCOPED} scoped clips, {SILENCED + SCOPED} history entries, on in-memory "
-              f"SQLite (seeded in {seeding:.0f} s); server time of {RUNS} requests per page "
-              "through the whole app, signed in as an admin. "
-              + ("No fleet status module is wired, so the overview shows no workers."
-                 if workers == 0 else f"{workers:,} workers' reports.") + "\n")
-        print("| page | median | p95 | bytes |")
-        print("|---|---:|---:|---:|")
-        floor = []
-        for _ in range(RUNS):
-            start = time.perf_counter()
-            await store.load_compiled()
-            floor.append(time.perf_counter() - start)
-        print(f"| (reference: `store.load_compiled()` alone) | "
-              f"{percentile(floor, 50) * 1e3:,.0f} ms | {percentile(floor, 95) * 1e3:,.0f} ms "
-              "| |")
-        for path in PAGES:
-            samples = []
-            size = 0
-            for _ in range(RUNS):
-                start = time.perf_counter()
-                reply = await client.get(path)
-                samples.append(time.perf_counter() - start)
-                assert reply.status_code == 200, (path, reply.status_code)
-                size = len(reply.content)
-            print(f"| `{path}` | {percentile(samples, 50) * 1e3:,.0f} ms | "
-                  f"{percentile(samples, 95) * 1e3:,.0f} ms | {size:,} |")
-        if workers == 0:
-            samples = fleet_template(1_000)
-            print(f"| (overview template alone, 1,000 synthetic worker rows) | "
-                  f"{percentile(samples, 50) * 1e3:,.0f} ms | "
-                  f"{percentile(samples, 95) * 1e3:,.0f} ms | |")
+def report(n: int, head: int) -> dict[str, Any]:
+    """A worker's report as `worker_report` writes it: most at the head, some behind,
+    some silent."""
+    behind = n % 33 == 0
+    silent = n % 50 == 1
+    return {"worker_id": f"worker-{n:04d}", "host": f"host-{n:04d}",
+            "http": f"http://10.0.{n // 250}.{n % 250}:8080", "revision": head - 3 if behind
+            else head, "ruleset_sha256": f"{(n % 3 if behind else 0):064x}",
+            "rules_loaded": RULES, "last_event_at": time.time() - n % 60, "nats": True,
+            "reported_at": time.time() - (120 if silent else n % 5)}
 
 
-def fleet_template(workers: int) -> list[float]:
-    """Render times of the overview's template alone with `workers` synthetic reports."""
-    now = utcnow()
-    fleet = [FleetRow(f"worker-{n:04d}", 1000 - n % 7, n % 7, f"{n:064x}",
-                      now - timedelta(seconds=n % 30)) for n in range(workers)]
-    template = templates().get_template("overview.html")
-    session = Sessions().new("bench", "admin")
-    samples = []
-    for _ in range(RUNS):
+async def put_reports(names: NatsNames, head: int) -> None:
+    nc = await nats.connect(NATS_URL)
+    try:
+        bucket = await fleet_bucket(nc, names)
+        for first in range(0, WORKERS, 100):
+            await asyncio.gather(*(bucket.put(f"worker-{n:04d}", orjson.dumps(report(n, head)))
+                                   for n in range(first, min(WORKERS, first + 100))))
+    finally:
+        await nc.close()
+
+
+async def per_key_read(names: NatsNames) -> float:
+    """The former per-page read: list the keys, then fetch each (for reference)."""
+    nc = await nats.connect(NATS_URL)
+    try:
+        bucket = await fleet_bucket(nc, names, create=False)
         start = time.perf_counter()
-        template.render(session=session, path="/ui/", now=now, head=1000, rule_count=RULES,
-                        silences=[], fleet=fleet)
-        samples.append(time.perf_counter() - start)
-    return samples
+        for key in await bucket.keys():
+            orjson.loads((await bucket.get(key)).value or b"{}")
+        return time.perf_counter() - start
+    finally:
+        await nc.close()
+
+
+async def drop_bucket(names: NatsNames) -> None:
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_key_value(names.fleet_bucket)
+    finally:
+        await nc.close()
+
+
+async def signed_in(client: httpx.AsyncClient) -> None:
+    login = (await client.get("/ui/login")).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
+    assert csrf is not None
+    reply = await client.post("/ui/login", data={"token": "dttp_bench",
+                                                  "csrf_token": csrf.group(1)})
+    assert reply.status_code == 303, reply.text
+
+
+def row(label: str, samples: list[float], size: int | None = None) -> str:
+    return (f"| {label} | {percentile(samples, 50) * 1e3:,.1f} ms | "
+            f"{percentile(samples, 95) * 1e3:,.1f} ms | {max(samples) * 1e3:,.1f} ms | "
+            f"{'' if size is None else f'{size:,}'} |")
+
+
+async def timed_get(client: httpx.AsyncClient, path: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    reply = await client.get(path)
+    elapsed = time.perf_counter() - start
+    assert reply.status_code == 200, (path, reply.status_code, reply.text[:300])
+    return elapsed, len(reply.content)
+
+
+async def memory_of_caches(store: DatabaseRuleStore, source: FleetSource,
+                           client: httpx.AsyncClient) -> tuple[float, float]:
+    """MB traced for a fresh rules view with every derived page, and for a fresh fleet
+    mirror of the bucket."""
+    gc.collect()
+    tracemalloc.start()
+    await store.set_state(rule_id(1), RuleState(StateName.DISABLED, reason="memory"), "bench")
+    for path in ("/ui/", "/ui/rules", "/ui/coverage", "/ui/coverage/layer.json",
+                 f"/ui/rules/{rule_id(42)}"):
+        await client.get(path)
+    gc.collect()
+    view_mb = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
+    fresh = FleetSource(source.url, source.names)
+    gc.collect()
+    tracemalloc.start()
+    await fresh.reports()
+    gc.collect()
+    mirror_mb = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
+    await fresh.close()
+    return view_mb, mirror_mb
+
+
+async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
+    names = NatsNames(f"bench{uuid.uuid4().hex[:8]}")
+    head = await store.repo.head_revision()
+    await put_reports(names, head)
+    source = FleetSource(NATS_URL, names)
+    transport = httpx.ASGITransport(app=create_master_app(store, fleet=source))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await signed_in(client)
+            overview = (await client.get("/ui/")).text  # first copy of the bucket
+            shown = overview.count("<tr") - overview.count("<thead><tr")
+            assert len(await source.reports()) == WORKERS, "the mirror misses reports"
+            lines = [row(f"`{path}`", *await page_samples(client, path, runs))
+                     for path in PAGES]
+            after: dict[str, list[float]] = {path: [] for path in CHANGED}
+            for n in range(AFTER_CHANGE):
+                for path in CHANGED:
+                    await store.set_state(rule_id(3 + n), RuleState(
+                        StateName.DISABLED, reason=f"bench change {n} {path}"), "bench")
+                    after[path].append((await timed_get(client, path))[0])
+            floor = []
+            for _ in range(AFTER_CHANGE):
+                start = time.perf_counter()
+                await store.load_compiled()
+                floor.append(time.perf_counter() - start)
+            per_key = [await per_key_read(names) for _ in range(3)]
+            view_mb, mirror_mb = await memory_of_caches(store, source, client)
+    finally:
+        await source.close()
+        await drop_bucket(names)
+    load = os.getloadavg()
+    print(f"### Console pages\n\n`{COMMAND}` (Python {sys.version.split()[0]}; load "
+          f"average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end): {RULES:,} "
+          f"synthetic rules, {SILENCED} silenced with an end, {SCOPED} scoped clips, on "
+          f"in-memory SQLite (seeded in {seeding:.0f} s); {WORKERS:,} workers' reports in a "
+          "JetStream KV bucket of the local NATS, read by the master's `FleetSource` (the "
+          f"overview listed {shown:,} table rows). Server time of {runs} requests per page "
+          "through the whole app, signed in as an admin, after one warm-up request.\n")
+    print("| page | median | p95 | max | bytes |")
+    print("|---|---:|---:|---:|---:|")
+    for line in lines:
+        print(line)
+    for path, samples in after.items():
+        print(row(f"`{path}` right after a `state set` (the view is loaded again)", samples))
+    print(row("(reference: `store.load_compiled()` alone)", floor))
+    print(row(f"(reference: listing and fetching the {WORKERS:,} keys, the former "
+              "per-page read)", per_key))
+    print(f"\nMemory traced for a fresh rules view with its derived pages: {view_mb:.1f} MB; "
+          f"for a fresh mirror of the {WORKERS:,} reports: {mirror_mb:.1f} MB.")
+
+
+async def page_samples(client: httpx.AsyncClient, path: str,
+                       runs: int) -> tuple[list[float], int]:
+    await timed_get(client, path)  # warm-up: a derived page is computed once per revision
+    samples, size = [], 0
+    for _ in range(runs):
+        elapsed, size = await timed_get(client, path)
+        samples.append(elapsed)
+    return samples, size
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
     started = time.perf_counter()
+    log(f"seeding {RULES:,} rules ...")
     store = await seeded()
     try:
-        await measure(store, time.perf_counter() - started)
+        await measure(store, time.perf_counter() - started, args.runs)
     finally:
         await store.stop()
 

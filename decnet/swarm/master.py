@@ -108,6 +108,8 @@ async def run_master(
             await fs_store.stop()
         with contextlib.suppress(Exception):
             await db_store.stop()
+        if fleet is not None:
+            await fleet.close()
         if own_signals:
             remove_stop_signals()
         announce("stopped", code=code)

@@ -27,19 +27,13 @@ from starlette.staticfiles import StaticFiles
 
 from decnet.swarm.admin.requests import BadRequest, parse_scope, parse_state_request
 from decnet.swarm.console.fleet import fleet_rows
+from decnet.swarm.console.rules_view import RulesCache, RulesView
 from decnet.swarm.console.sessions import Session, Sessions
-from decnet.swarm.console.views import (
-    expiring,
-    heatmap,
-    history_filtered,
-    rule_table,
-    state_view,
-)
+from decnet.swarm.console.views import history_filtered, rule_table, state_view
 from decnet.swarm.fleet import FleetSource
-from decnet.ttp.constants import MAX_ADMIN_BODY_BYTES, MAX_HISTORY_PAGE
-from decnet.ttp.coverage import layer_from_rules
+from decnet.swarm.kv_mirror import MirrorUnavailable
+from decnet.ttp.constants import CONSOLE_EXPIRING_SOON, MAX_ADMIN_BODY_BYTES, MAX_HISTORY_PAGE
 from decnet.ttp.errors import InvalidRuleId, InvalidScopeError, InvalidStateError, StoreError
-from decnet.ttp.jobs.rule_tests import rule_tests, run_rule_tests
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.sql.tokens import TokenTable
@@ -102,6 +96,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
     env = templates()
     sessions = Sessions()
     tokens = TokenTable(store.repo)
+    cache = RulesCache(store)
 
     def render(request: Request, session: Session | None, name: str, status: int = 200,
                **context: Any) -> Response:
@@ -194,35 +189,34 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         return response
 
     async def overview(request: Request, session: Session) -> Response:
-        rules = await store.load_compiled()
-        now = store.clock()
-        head = await store.repo.head_revision()
+        view = await cache.current()
+        head = view.head.revision
+        try:
+            workers, fleet_error = await fleet_rows(fleet, head), None
+        except MirrorUnavailable as exc:
+            workers, fleet_error = [], str(exc)
         return render(request, session, "overview.html",
-                      head=head, rule_count=len(rules),
-                      silences=expiring(rules, now), fleet=await fleet_rows(fleet, head),
-                      fleet_wired=fleet is not None)
+                      head=head, rule_count=len(view.rules),
+                      silences=view.expiring(store.clock(), CONSOLE_EXPIRING_SOON),
+                      fleet=workers, fleet_wired=fleet is not None, fleet_error=fleet_error)
 
     async def rules_page(request: Request, session: Session) -> Response:
-        rules = await store.load_compiled()
-        table = rule_table(rules, dict(request.query_params), store.clock())
+        view = await cache.current()
+        table = rule_table(view.rules, dict(request.query_params), store.clock(),
+                           kinds=view.kinds)
         return render(request, session, "rules.html", table=table)
 
-    async def find_rule(rule_id: str) -> tuple[CompiledRule | None, list[CompiledRule]]:
-        rules = await store.load_compiled()
-        return next((r for r in rules if r.rule_id == rule_id), None), rules
+    async def find_rule(rule_id: str) -> tuple[CompiledRule | None, RulesView]:
+        view = await cache.current()
+        return view.by_id.get(rule_id), view
 
     async def rule_page(request: Request, session: Session, *, status: int = 200,
                         error: str | None = None, notice: str | None = None) -> Response:
         rule_id = validate_rule_id(request.path_params["rule_id"])
-        rule, rules = await find_rule(rule_id)
+        rule, view = await find_rule(rule_id)
         if rule is None:
             return render(request, session, "error.html", 404, message=f"no rule {rule_id}")
-        tests, _ = rule_tests(rule)
-        report = None
-        if tests is not None:
-            helpers = [r for r in rules if r.rule_id in tests.with_rules]
-            report = run_rule_tests([rule, *helpers])
-            report.results = [r for r in report.results if r.rule_id == rule_id]
+        report = view.test_report(rule)
         now = store.clock()
         return render(request, session, "rule.html", status, rule=rule,
                       state=state_view(rule.state.effective(now)),
@@ -299,14 +293,12 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
                                "until": params.get("until", "")})
 
     async def coverage_page(request: Request, session: Session) -> Response:
-        rules = await store.load_compiled()
-        columns = heatmap(rules, store.clock())
+        columns = (await cache.current()).heatmap()
         return render(request, session, "coverage.html", columns=columns,
                       covered=sum(len(c.cells) for c in columns))
 
     async def coverage_layer(request: Request, session: Session) -> Response:
-        layer = layer_from_rules(await store.load_compiled())
-        return Response(orjson.dumps(layer, option=orjson.OPT_INDENT_2),
+        return Response((await cache.current()).layer_json(),
                         media_type="application/json", headers={
                             **SECURITY_HEADERS,
                             "Content-Disposition":

@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 from decnet.swarm.admin.app import create_admin_app
 from decnet.swarm.console.app import create_console_app
 from decnet.swarm.fleet import FleetSource, FleetStatus, fleet_metrics
+from decnet.swarm.kv_mirror import MirrorUnavailable
 from decnet.ttp.store.database import DatabaseRuleStore
 
 
@@ -25,8 +26,8 @@ def create_master_app(store: DatabaseRuleStore, fleet: FleetSource | None = None
         else:
             try:
                 status = await fleet.status(head)
-            except Exception as exc:  # NATS away: the head still scrapes
-                return Response(f"# fleet reports unavailable: {type(exc).__name__}\n"
+            except MirrorUnavailable as exc:  # NATS away: the head still scrapes
+                return Response(f"# fleet reports unavailable: {exc}\n"
                                 + fleet_metrics(FleetStatus(head, [])),
                                 media_type=CONTENT_TYPE_LATEST)
         return Response(fleet_metrics(status), media_type=CONTENT_TYPE_LATEST)

@@ -127,35 +127,42 @@ def _wanted(rule: CompiledRule, f: Mapping[str, str], now: datetime) -> bool:
 
 
 def rule_table(rules: Sequence[CompiledRule], filters: Mapping[str, str],
-               now: datetime) -> RuleTable:
+               now: datetime, *, kinds: list[str] | None = None) -> RuleTable:
     """Page `filters["page"]` (from 1) of the rules that pass `filters`, by rule id,
-    `CONSOLE_RULES_PER_PAGE` a page."""
+    `CONSOLE_RULES_PER_PAGE` a page; `kinds`: every source kind of `rules`, when known."""
     clean = {k: filters[k].strip() for k in RULE_FILTERS if filters.get(k, "").strip()}
-    matched = [r for r in rules if _wanted(r, clean, now)]
+    matched = [r for r in rules if _wanted(r, clean, now)] if clean else list(rules)
     matched.sort(key=lambda r: r.rule_id)
     pages = max(1, -(-len(matched) // CONSOLE_RULES_PER_PAGE))
     wanted = filters.get("page", "1").strip()
     page = min(pages, int(wanted)) if wanted.isascii() and wanted.isdigit() and \
         int(wanted) >= 1 else 1
     first = (page - 1) * CONSOLE_RULES_PER_PAGE
-    kinds = sorted({k for r in rules for k in r.applies_to})
+    if kinds is None:
+        kinds = sorted({k for r in rules for k in r.applies_to})
     return RuleTable([rule_row(r, now) for r in matched[first:first + CONSOLE_RULES_PER_PAGE]],
                      len(rules), len(matched), clean, list(ENTERPRISE_TACTICS), kinds,
                      page, pages, first)
+
+
+def upcoming_ends(rules: Iterable[CompiledRule], now: datetime) -> list[Silence]:
+    """Every state (unscoped or scoped) that ends after `now`, soonest first."""
+    found: list[Silence] = []
+    for rule in rules:
+        states = [(None, rule.state)] + [(s.scope.key, s.state) for s in rule.scoped]
+        for scope, state in states:
+            if state.expires_at is not None and now < state.expires_at:
+                found.append(Silence(rule.rule_id, state_view(state, scope)))
+    found.sort(key=lambda s: (s.view.expires_at or now, s.rule_id))
+    return found
 
 
 def expiring(rules: Iterable[CompiledRule], now: datetime,
              within: float = CONSOLE_EXPIRING_SOON) -> list[Silence]:
     """Unexpired states with an end within `within` seconds, soonest first."""
     horizon = now + timedelta(seconds=within)
-    found: list[Silence] = []
-    for rule in rules:
-        states = [(None, rule.state)] + [(s.scope.key, s.state) for s in rule.scoped]
-        for scope, state in states:
-            if state.expires_at is not None and now < state.expires_at <= horizon:
-                found.append(Silence(rule.rule_id, state_view(state, scope)))
-    found.sort(key=lambda s: (s.view.expires_at or now, s.rule_id))
-    return found
+    return [s for s in upcoming_ends(rules, now)
+            if s.view.expires_at is not None and s.view.expires_at <= horizon]
 
 
 def heatmap(rules: Iterable[CompiledRule], now: datetime) -> list[HeatColumn]:

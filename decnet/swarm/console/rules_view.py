@@ -1,0 +1,142 @@
+"""The console's view of the rules, kept per database revision.
+
+Every page needs the whole pack (10,000 rules is 80 ms of `load_compiled` and a burst of
+garbage), but the pack changes only with a revision. `RulesCache.current()` costs one
+cheap head query; the rules are loaded again only when the head (or the database's
+identity) moved, or when the earliest state end in the view has passed (an expired
+silence reads as enabled before any process reverts it). What pages derive from the
+whole pack (facets, ends, heatmap, Navigator layer, rule test reports) is computed at
+most once per view, on first use.
+
+Memory: one view at a time (a page that holds the previous one keeps it alive only
+while it renders): the compiled rules once more than the store's compile cache holds
+them, the layer's JSON (about 2.5 MB at 10,000 rules), and at most
+`CONSOLE_TEST_REPORTS` test reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import orjson
+
+from decnet.swarm.console.views import HeatColumn, Silence, heatmap, upcoming_ends
+from decnet.ttp.constants import CONSOLE_TEST_REPORTS
+from decnet.ttp.coverage import layer_from_rules
+from decnet.ttp.errors import StoreError
+from decnet.ttp.jobs.rule_tests import TestReport, rule_tests, run_rule_tests
+from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.store.database import DatabaseRuleStore
+from decnet.ttp.store.sql.rows import Head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RulesView:
+    """The rules at `head`, with effective states as of `built_at`, good until
+    `valid_until` (the earliest state end; None: no state ends)."""
+
+    head: Head
+    built_at: datetime
+    #: by rule id
+    rules: list[CompiledRule]
+    by_id: dict[str, CompiledRule]
+    #: every source kind a rule applies to (the rules page's filter)
+    kinds: list[str]
+    #: every unexpired state with an end, soonest first
+    ends: list[Silence]
+    _heatmap: list[HeatColumn] | None = None
+    _layer: bytes | None = None
+    _tests: OrderedDict[str, TestReport | None] = field(default_factory=OrderedDict)
+
+    @property
+    def valid_until(self) -> datetime | None:
+        return self.ends[0].view.expires_at if self.ends else None
+
+    def is_current(self, head: Head, now: datetime) -> bool:
+        until = self.valid_until
+        return head == self.head and (until is None or now < until)
+
+    def expiring(self, now: datetime, within: float) -> list[Silence]:
+        """The states that end after `now` and within `within` seconds, soonest first."""
+        horizon = now + timedelta(seconds=within)
+        return [s for s in self.ends
+                if s.view.expires_at is not None and now < s.view.expires_at <= horizon]
+
+    def heatmap(self) -> list[HeatColumn]:
+        if self._heatmap is None:
+            self._heatmap = heatmap(self.rules, self.built_at)
+        return self._heatmap
+
+    def layer_json(self) -> bytes:
+        """The Navigator layer of the rules, as indented JSON."""
+        if self._layer is None:
+            self._layer = orjson.dumps(layer_from_rules(self.rules, now=self.built_at),
+                                       option=orjson.OPT_INDENT_2)
+        return self._layer
+
+    def test_report(self, rule: CompiledRule) -> TestReport | None:
+        """The results of `rule`'s own tests (None: it has none), run with its helpers."""
+        if rule.rule_id in self._tests:
+            self._tests.move_to_end(rule.rule_id)
+            return self._tests[rule.rule_id]
+        tests, _ = rule_tests(rule)
+        report = None
+        if tests is not None:
+            helpers = [self.by_id[r] for r in tests.with_rules if r in self.by_id]
+            report = run_rule_tests([rule, *helpers])
+            report.results = [r for r in report.results if r.rule_id == rule.rule_id]
+        self._tests[rule.rule_id] = report
+        while len(self._tests) > CONSOLE_TEST_REPORTS:
+            self._tests.popitem(last=False)
+        return report
+
+
+def build_view(head: Head, rules: list[CompiledRule], now: datetime) -> RulesView:
+    ordered = sorted(rules, key=lambda r: r.rule_id)
+    return RulesView(head, now, ordered, {r.rule_id: r for r in ordered},
+                     sorted({k for r in ordered for k in r.applies_to}),
+                     upcoming_ends(ordered, now))
+
+
+class RulesCache:
+    """The current `RulesView` of `store`; one load at a time however many pages ask."""
+
+    def __init__(self, store: DatabaseRuleStore,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.clock = clock or store.clock
+        self._view: RulesView | None = None
+        self._lock = asyncio.Lock()
+        #: loads done (a test and the benchmark read it)
+        self.loads = 0
+
+    async def current(self) -> RulesView:
+        """The view at the database's head now. When the head cannot be read, the last
+        view (if any) is served, as `load_compiled` serves its last good rules."""
+        try:
+            head = await self.store.repo.head()
+        except StoreError:
+            if self._view is None:
+                raise
+            return self._view
+        view = self._view
+        if view is not None and view.is_current(head, self.clock()):
+            return view
+        async with self._lock:
+            view = self._view
+            if view is not None and view.is_current(head, self.clock()):
+                return view
+            # rows read after `head` are at least that new: a later head reloads again;
+            # ends counted from before the load: one passing meanwhile reloads again too
+            before = self.clock()
+            rules = await self.store.load_compiled()
+            self._view = view = build_view(head, rules, before)
+            self.loads += 1
+            return view
