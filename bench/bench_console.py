@@ -57,6 +57,22 @@ PAGES = ("/ui/", "/ui/rules", "/ui/rules?q=synthetic_99&state=enabled",
          "/ui/coverage", "/ui/coverage/layer.json")
 
 
+class Collections:
+    """Pauses of the garbage collector's full (generation 2) collections."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._start)
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -176,15 +192,19 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     head = await store.repo.head_revision()
     await put_reports(names, head)
     source = FleetSource(NATS_URL, names)
-    transport = httpx.ASGITransport(app=create_master_app(store, fleet=source))
+    transport = httpx.ASGITransport(app=create_master_app(store, fleet=source,
+                                                         freeze_gc=True))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await signed_in(client)
             overview = (await client.get("/ui/")).text  # first copy of the bucket
             shown = overview.count("<tr") - overview.count("<thead><tr")
             assert len(await source.reports()) == WORKERS, "the mirror misses reports"
+            collections = Collections()
+            gc.callbacks.append(collections)
             lines = [row(f"`{path}`", *await page_samples(client, path, runs))
                      for path in PAGES]
+            gc.callbacks.remove(collections)
             after: dict[str, list[float]] = {path: [] for path in CHANGED}
             for n in range(AFTER_CHANGE):
                 for path in CHANGED:
@@ -218,6 +238,10 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     print(row("(reference: `store.load_compiled()` alone)", floor))
     print(row(f"(reference: listing and fetching the {WORKERS:,} keys, the former "
               "per-page read)", per_key))
+    pauses = collections.pauses
+    print(f"\nFull garbage collections during the {runs * len(PAGES)} page requests above: "
+          f"{len(pauses)}" + (f", {percentile(pauses, 50) * 1e3:,.0f} ms median, "
+                              f"{max(pauses) * 1e3:,.0f} ms longest" if pauses else "") + ".")
     print(f"\nMemory traced for a fresh rules view with its derived pages: {view_mb:.1f} MB; "
           f"for a fresh mirror of the {WORKERS:,} reports: {mirror_mb:.1f} MB.")
 

@@ -76,7 +76,8 @@ async def run_master(
             from decnet.swarm.console.mount import create_master_app
 
             admin = AdminServer(db_store, *admin_http,
-                                app=functools.partial(create_master_app, fleet=fleet))
+                                app=functools.partial(create_master_app, fleet=fleet,
+                                                      freeze_gc=True))
         if not await start_store(db_store, stop):
             code = 0
             return code

@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from decnet.swarm.admin.requests import BadRequest, parse_scope, parse_state_request
 from decnet.swarm.console.fleet import fleet_rows
-from decnet.swarm.console.rules_view import RulesCache, RulesView
+from decnet.swarm.console.rules_view import HeapFreezer, RulesCache, RulesView
 from decnet.swarm.console.sessions import Session, Sessions
 from decnet.swarm.console.views import history_filtered, rule_table, state_view
 from decnet.swarm.fleet import FleetSource
@@ -91,12 +91,15 @@ async def form_fields(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = None) -> Starlette:
-    """The console over `store`; mount it at `/ui`. `fleet`: where workers report."""
+def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = None, *,
+                       freeze_gc: bool = False) -> Starlette:
+    """The console over `store`; mount it at `/ui`. `fleet`: where workers report;
+    `freeze_gc`: keep each new view of the rules out of full garbage collections (a
+    process-wide setting, for the master's process; see `HeapFreezer`)."""
     env = templates()
     sessions = Sessions()
     tokens = TokenTable(store.repo)
-    cache = RulesCache(store)
+    cache = RulesCache(store, freezer=HeapFreezer() if freeze_gc else None)
 
     def render(request: Request, session: Session | None, name: str, status: int = 200,
                **context: Any) -> Response:

@@ -15,9 +15,11 @@ from decnet.swarm.kv_mirror import MirrorUnavailable
 from decnet.ttp.store.database import DatabaseRuleStore
 
 
-def create_master_app(store: DatabaseRuleStore, fleet: FleetSource | None = None) -> Starlette:
+def create_master_app(store: DatabaseRuleStore, fleet: FleetSource | None = None, *,
+                      freeze_gc: bool = False) -> Starlette:
     """The admin API with the console beside it (`/` and `/ui` lead to `/ui/`), and
-    `/metrics`: the database head revision and, with `fleet`, the workers' status."""
+    `/metrics`: the database head revision and, with `fleet`, the workers' status.
+    `freeze_gc`: see `create_console_app` (the master process sets it)."""
 
     async def metrics(request: Request) -> Response:
         head = await store.repo.head_revision()
@@ -39,6 +41,6 @@ def create_master_app(store: DatabaseRuleStore, fleet: FleetSource | None = None
         Route("/", to_console, methods=["GET"]),
         Route("/ui", to_console, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Mount("/ui", create_console_app(store, fleet)),
+        Mount("/ui", create_console_app(store, fleet, freeze_gc=freeze_gc)),
         Mount("/", create_admin_app(store)),
     ])
