@@ -325,6 +325,8 @@ CONSOLE_RULES_PER_PAGE: Final = 200
 CONSOLE_CELL_RULE_IDS: Final = 20
 #: Rule test reports the console keeps per revision of the rules (the rule pages last seen).
 CONSOLE_TEST_REPORTS: Final = 256
+#: State changes past its view the console reads from the change log; more: a whole load.
+CONSOLE_ADVANCE_MAX: Final = 1_000
 #: The master's console collects frozen garbage (`gc.unfreeze`) at most this often, seconds.
 CONSOLE_GC_UNFREEZE: Final = 600.0
 

@@ -2,11 +2,12 @@
 
 Every page needs the whole pack (10,000 rules is 80 ms of `load_compiled` and a burst of
 garbage), but the pack changes only with a revision. `RulesCache.current()` costs one
-cheap head query; the rules are loaded again only when the head (or the database's
-identity) moved, or when the earliest state end in the view has passed (an expired
-silence reads as enabled before any process reverts it). What pages derive from the
-whole pack (facets, ends, heatmap, Navigator layer, rule test reports) is computed at
-most once per view, on first use.
+cheap head query while the head stays and no state in the view has ended (an expired
+silence reads as enabled before any process reverts it). When the head moved by state
+changes only, the view is brought forward from the change log (the changed rules alone);
+a definition added or removed, another database, or a gap loads the whole pack again.
+What pages derive from the whole pack (facets, ends, heatmap, Navigator layer, rule test
+reports) is computed at most once per view, on first use.
 
 Memory: one view at a time (a page that holds the previous one keeps it alive only
 while it renders): the compiled rules once more than the store's compile cache holds
@@ -28,13 +29,14 @@ from datetime import datetime, timedelta
 import orjson
 
 from decnet.swarm.console.views import HeatColumn, Silence, heatmap, upcoming_ends
-from decnet.ttp.constants import CONSOLE_GC_UNFREEZE, CONSOLE_TEST_REPORTS
+from decnet.ttp.constants import CONSOLE_ADVANCE_MAX, CONSOLE_GC_UNFREEZE, CONSOLE_TEST_REPORTS
 from decnet.ttp.coverage import layer_from_rules
 from decnet.ttp.errors import StoreError
 from decnet.ttp.jobs.rule_tests import TestReport, rule_tests, run_rule_tests
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database import DatabaseRuleStore
-from decnet.ttp.store.sql.rows import Head
+from decnet.ttp.store.sql.rows import Head, LogEntry
+from decnet.vocabulary import DEFAULT_STATE, SCOPED, STATE
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,47 @@ def build_view(head: Head, rules: list[CompiledRule], now: datetime) -> RulesVie
                      upcoming_ends(ordered, now))
 
 
+def _as_of(rule: CompiledRule, now: datetime) -> CompiledRule:
+    return rule.with_state(rule.state.effective(now)).with_scoped(
+        tuple(s for s in rule.scoped if not s.state.is_expired(now)))
+
+
+def advanced(view: RulesView, head: Head, entries: list[LogEntry],
+             now: datetime) -> RulesView | None:
+    """`view` brought to `head` by the change-log `entries` past it (each joined with its
+    rule's current rows), with the states that ended by `now` reverted; None when only a
+    full load can say: another database, a gap in the log, a definition added or removed.
+    """
+    if head.identity != view.head.identity or \
+            len(entries) != head.revision - view.head.revision:
+        return None
+    changed: dict[str, CompiledRule] = {}
+    for end in view.ends:
+        if end.view.expires_at is None or end.view.expires_at > now:
+            break
+        changed[end.rule_id] = _as_of(changed.get(end.rule_id) or view.by_id[end.rule_id],
+                                      now)
+    for entry in entries:
+        if entry.database != head.identity or entry.change_kind not in (STATE, SCOPED):
+            return None
+        rule = changed.get(entry.rule_id) or view.by_id.get(entry.rule_id)
+        if rule is None:
+            continue  # a state of a rule without definition: no page shows it
+        rule = rule.with_state(DEFAULT_STATE if entry.state is None
+                               else entry.state.state.effective(now))
+        if entry.scoped is not None:
+            rule = rule.with_scoped(tuple(s for s in entry.scoped.states
+                                          if not s.state.is_expired(now)))
+        changed[entry.rule_id] = rule
+    by_id = dict(view.by_id)
+    by_id.update(changed)
+    ends = [s for s in view.ends if s.rule_id not in changed and s.view.expires_at is not None
+            and now < s.view.expires_at] + upcoming_ends(changed.values(), now)
+    ends.sort(key=lambda s: (s.view.expires_at or now, s.rule_id))
+    return RulesView(head, now, [changed.get(r.rule_id, r) for r in view.rules], by_id,
+                     view.kinds, ends)
+
+
 class HeapFreezer:
     """Keeps the long-lived rules out of the garbage collector's full passes.
 
@@ -144,8 +187,9 @@ class RulesCache:
         self.freezer = freezer
         self._view: RulesView | None = None
         self._lock = asyncio.Lock()
-        #: loads done (a test and the benchmark read it)
+        #: whole loads, and views brought forward from the change log (tests read them)
         self.loads = 0
+        self.advances = 0
 
     async def current(self) -> RulesView:
         """The view at the database's head now. When the head cannot be read, the last
@@ -164,11 +208,24 @@ class RulesCache:
             if view is not None and view.is_current(head, self.clock()):
                 return view
             # rows read after `head` are at least that new: a later head reloads again;
-            # ends counted from before the load: one passing meanwhile reloads again too
+            # ends counted from before the read: one passing meanwhile reloads again too
             before = self.clock()
-            rules = await self.store.load_compiled()
-            self._view = view = build_view(head, rules, before)
-            self.loads += 1
+            new = None if view is None else await self._advance(view, head, before)
+            if new is None:
+                new = build_view(head, await self.store.load_compiled(), before)
+                self.loads += 1
+            else:
+                self.advances += 1
+            self._view = new
             if self.freezer is not None:
                 self.freezer.after_build()
-            return view
+            return new
+
+    async def _advance(self, view: RulesView, head: Head, now: datetime) -> RulesView | None:
+        """`view` at `head` from the change log alone, when it can be (see `advanced`)."""
+        behind = head.revision - view.head.revision
+        if head.identity != view.head.identity or not 0 <= behind <= CONSOLE_ADVANCE_MAX:
+            return None
+        entries = [] if behind == 0 else \
+            await self.store.repo.changes_since(view.head.revision, head.revision, behind)
+        return advanced(view, head, entries, now)

@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from decnet.swarm.console.mount import create_master_app
-from decnet.swarm.console.rules_view import HeapFreezer, RulesCache, build_view
+from decnet.swarm.console.rules_view import HeapFreezer, RulesCache, RulesView, build_view
 from decnet.ttp.constants import CONSOLE_TEST_REPORTS
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.sql.rows import Head
 from decnet.ttp.store.sql.tokens import TokenTable
-from decnet.vocabulary import RuleState, StateName
+from decnet.vocabulary import RuleState, Scope, StateName
 from tests.swarm.console.test_app import csrf_of
 from tests.ttp.store.databases import fresh_sqlite_file
 from tests.ttp.store.helpers import open_store, rule_yaml, seed
@@ -61,9 +61,53 @@ async def test_the_view_is_reused_until_the_head_moves() -> None:
         assert await cache.current() is first and cache.loads == 1
         await store.set_state("R0001", RuleState(StateName.DISABLED, reason="noisy"), "me")
         second = await cache.current()
-        assert second is not first and cache.loads == 2
+        assert second is not first and (cache.loads, cache.advances) == (1, 1)
         assert second.by_id["R0001"].state.state is StateName.DISABLED
         assert second.head.revision > first.head.revision
+
+
+def facts(view: RulesView) -> tuple[object, ...]:
+    return ([(r.rule_id, r.rule_version, r.state, r.scoped) for r in view.rules],
+            sorted(view.by_id), view.kinds, view.ends)
+
+
+async def test_state_changes_bring_the_view_forward_as_a_whole_load_would() -> None:
+    clock = Clock()
+    store = DatabaseRuleStore(clock=clock)
+    await store.start()
+    try:
+        for n in range(1, 6):
+            await seed(store, f"R000{n}")
+        cache = RulesCache(store)
+        await cache.current()
+        soon = T0 + timedelta(minutes=5)
+        await store.set_state("R0001", RuleState(StateName.DISABLED, expires_at=soon,
+                                                 reason="brief"), "me")
+        await store.set_scoped_state("R0002", Scope(frozenset({"decky-03"})), RuleState(
+            StateName.CLIPPED, confidence_max=0.2, expires_at=soon + timedelta(minutes=1),
+            reason="scoped"), "me")
+        await store.set_state("R0003", RuleState(StateName.CLIPPED, confidence_max=0.4,
+                                                 reason="ceiling"), "me")
+        await store.clear_state("R0003", "me")
+        await store.set_state("R0004", RuleState(StateName.DISABLED, reason="off"), "me")
+        view = await cache.current()
+        assert (cache.loads, cache.advances) == (1, 1)
+        whole = build_view(view.head, await store.load_compiled(), clock.now)
+        assert facts(view) == facts(whole)
+        assert [s.rule_id for s in view.ends] == ["R0001", "R0002"]
+
+        clock.now = soon + timedelta(seconds=30)  # R0001's end passed, nobody reverted it
+        later = await cache.current()
+        assert (cache.loads, cache.advances) == (1, 2)
+        assert later.by_id["R0001"].state.is_default and later.head == view.head
+        assert facts(later) == facts(build_view(later.head, await store.load_compiled(),
+                                                clock.now))
+
+        await seed(store, "R0001", version=2)  # a definition: the whole pack again
+        assert (await cache.current()).by_id["R0001"].rule_version == 2
+        assert cache.loads == 2
+    finally:
+        await store.stop()
 
 
 async def test_concurrent_pages_share_one_load() -> None:
