@@ -47,6 +47,8 @@ NATS_URL = os.environ.get("DECNET_TTP_NATS_URL") or "nats://127.0.0.1:4222"
 RULES = 10_000
 SILENCED = 500
 SCOPED = 200
+#: state history entries (the silences and clips above, then changes made and cleared)
+HISTORY = 5_000
 WORKERS = 1_000
 #: requests timed right after a state change (the view is loaded again)
 AFTER_CHANGE = 10
@@ -54,7 +56,7 @@ AFTER_CHANGE = 10
 CHANGED = ("/ui/rules", "/ui/coverage/layer.json")
 PAGES = ("/ui/", "/ui/rules", "/ui/rules?q=synthetic_99&state=enabled",
          "/ui/rules?scoped=yes", f"/ui/rules/{rule_id(42)}", "/ui/history",
-         "/ui/coverage", "/ui/coverage/layer.json")
+         "/ui/history?by=bench-ops", "/ui/coverage", "/ui/coverage/layer.json")
 
 
 class Collections:
@@ -92,6 +94,13 @@ async def seeded() -> DatabaseRuleStore:
         await store.set_scoped_state(rule_id(n * 11), Scope(frozenset({f"decky-{n:03d}"})),
                                      RuleState(StateName.CLIPPED, confidence_max=0.3,
                                                reason="bench clip"), "bench")
+    for n in range(HISTORY - SILENCED - SCOPED):  # an audit log of some weeks: on, off
+        rule = rule_id(5_000 + n // 2)
+        if n % 2:
+            await store.clear_state(rule, "bench-ops", reason="done")
+        else:
+            await store.set_state(rule, RuleState(StateName.CLIPPED, confidence_max=0.5,
+                                                  reason=f"bench change {n}"), "bench-ops")
     await TokenTable(store.repo).create("bench", "admin", "dttp_bench", None)
     return store
 
@@ -224,9 +233,10 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     load = os.getloadavg()
     print(f"### Console pages\n\n`{COMMAND}` (Python {sys.version.split()[0]}; load "
           f"average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end): {RULES:,} "
-          f"synthetic rules, {SILENCED} silenced with an end, {SCOPED} scoped clips, on "
-          f"in-memory SQLite (seeded in {seeding:.0f} s); {WORKERS:,} workers' reports in a "
-          "JetStream KV bucket of the local NATS, read by the master's `FleetSource` (the "
+          f"synthetic rules, {SILENCED} silenced with an end, {SCOPED} scoped clips, "
+          f"{HISTORY:,} history entries, on in-memory SQLite (seeded in {seeding:.0f} s); "
+          f"{WORKERS:,} workers' reports in a JetStream KV bucket of the local NATS, read by "
+          "the master's `FleetSource` (the "
           f"overview listed {shown:,} table rows). Server time of {runs} requests per page "
           "through the whole app, signed in as an admin, after one warm-up request.\n")
     print("| page | median | p95 | max | bytes |")

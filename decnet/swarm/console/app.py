@@ -32,7 +32,12 @@ from decnet.swarm.console.sessions import Session, Sessions
 from decnet.swarm.console.views import history_filtered, rule_table, state_view
 from decnet.swarm.fleet import FleetSource
 from decnet.swarm.kv_mirror import MirrorUnavailable
-from decnet.ttp.constants import CONSOLE_EXPIRING_SOON, MAX_ADMIN_BODY_BYTES, MAX_HISTORY_PAGE
+from decnet.ttp.constants import (
+    CONSOLE_EXPIRING_SOON,
+    CONSOLE_MAX_ROWS,
+    MAX_ADMIN_BODY_BYTES,
+    MAX_HISTORY_PAGE,
+)
 from decnet.ttp.errors import InvalidRuleId, InvalidScopeError, InvalidStateError, StoreError
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database import DatabaseRuleStore
@@ -287,8 +292,10 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
             validate_rule_id(rule_id)
         since = _moment(params.get("since"), "since")
         until = _moment(params.get("until"), "until")
-        entries = await store.history(rule_id, since=since, limit=MAX_HISTORY_PAGE)
         person = params.get("by", "").strip() or None
+        # filtered here: read more than a page; unfiltered: the page's rows alone
+        limit = MAX_HISTORY_PAGE if person or until else CONSOLE_MAX_ROWS
+        entries = await store.history(rule_id, since=since, limit=limit)
         return render(request, session, "history.html",
                       entries=history_filtered(entries, person=person, until=until),
                       filters={"rule_id": rule_id or "", "by": person or "",
