@@ -36,7 +36,6 @@ from decnet.ttp.constants import (
     CONSOLE_EXPIRING_SOON,
     CONSOLE_MAX_ROWS,
     MAX_ADMIN_BODY_BYTES,
-    MAX_HISTORY_PAGE,
 )
 from decnet.ttp.errors import InvalidRuleId, InvalidScopeError, InvalidStateError, StoreError
 from decnet.ttp.rules.compiled import CompiledRule
@@ -293,9 +292,8 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         since = _moment(params.get("since"), "since")
         until = _moment(params.get("until"), "until")
         person = params.get("by", "").strip() or None
-        # filtered here: read more than a page; unfiltered: the page's rows alone
-        limit = MAX_HISTORY_PAGE if person or until else CONSOLE_MAX_ROWS
-        entries = await store.history(rule_id, since=since, limit=limit)
+        entries = await store.repo.read_history(rule_id, since=since, until=until, by=person,
+                                                limit=CONSOLE_MAX_ROWS)  # the page's rows
         return render(request, session, "history.html",
                       entries=history_filtered(entries, person=person, until=until),
                       filters={"rule_id": rule_id or "", "by": person or "",
