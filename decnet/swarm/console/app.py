@@ -229,7 +229,8 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
                       state=state_view(rule.state.effective(now)),
                       scopes=[state_view(s.state, s.scope.key) for s in rule.scoped
                               if not s.state.is_expired(now)],
-                      report=report, history=list(reversed(await store.history(rule_id))),
+                      report=report, history=list(reversed(await store.repo.read_history(
+                          rule_id, limit=CONSOLE_MAX_ROWS))),
                       error=error, notice=notice, form=getattr(request.state, "form", {}))
 
     async def rule_get(request: Request, session: Session) -> Response:
