@@ -143,6 +143,19 @@ class FleetStatus:
         return sum(1 for worker in self.workers if worker.status == status)
 
 
+def _revision(report: dict[str, Any]) -> int | None:
+    """A report's revision; None when it is not a whole number (a report is a worker's
+    JSON: one malformed report must not break the fleet's page)."""
+    value = report.get("revision")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _reported_at(report: dict[str, Any]) -> float:
+    value = report.get("reported_at")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0.0
+
+
 def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: float,
              now: float) -> FleetStatus:
     """Each report's lag, age and status. A worker is `silent` past `stale_after`,
@@ -151,7 +164,7 @@ def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: fl
     usual: dict[int | None, str] = {}
     by_revision: dict[int | None, Counter[str]] = {}
     for report in reports:
-        by_revision.setdefault(report.get("revision"), Counter())[
+        by_revision.setdefault(_revision(report), Counter())[
             str(report.get("ruleset_sha256"))] += 1
     for revision, hashes in by_revision.items():
         (top, top_count), *rest = hashes.most_common()
@@ -159,9 +172,9 @@ def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: fl
             usual[revision] = top
     workers = []
     for report in sorted(reports, key=lambda r: str(r.get("worker_id"))):
-        revision = report.get("revision")
-        age = max(0.0, now - float(report.get("reported_at") or 0.0))
-        lag = None if head is None or revision is None else max(0, head - int(revision))
+        revision = _revision(report)
+        age = max(0.0, now - _reported_at(report))
+        lag = None if head is None or revision is None else max(0, head - revision)
         sha = str(report.get("ruleset_sha256"))
         if age > stale_after:
             status = SILENT
