@@ -192,7 +192,7 @@ async def memory_of_caches(store: DatabaseRuleStore, source: FleetSource,
     rules the store holds anyway), and for a fresh fleet mirror of the bucket."""
     gc.collect()
     tracemalloc.start()
-    await redefine(store, 1, 9)  # a definition: a whole new view
+    await redefine(store, RULES + AFTER_CHANGE, 1)  # a new rule: a whole new view
     for path in ("/ui/", "/ui/rules", "/ui/coverage", "/ui/coverage/layer.json",
                  f"/ui/rules/{rule_id(42)}"):
         await client.get(path)
@@ -232,6 +232,7 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
             gc.callbacks.remove(collections)
             after: dict[str, list[float]] = {path: [] for path in CHANGED}
             redefined: list[float] = []
+            added: list[float] = []
             for n in range(AFTER_CHANGE):
                 for path in CHANGED:
                     await store.set_state(rule_id(3 + n), RuleState(
@@ -239,6 +240,8 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
                     after[path].append((await timed_get(client, path))[0])
                 await redefine(store, 3 + n, 2)
                 redefined.append((await timed_get(client, "/ui/rules"))[0])
+                await redefine(store, RULES + n, 1)
+                added.append((await timed_get(client, "/ui/rules"))[0])
             floor = []
             for _ in range(AFTER_CHANGE):
                 start = time.perf_counter()
@@ -267,8 +270,9 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     for path, samples in after.items():
         print(row(f"`{path}` right after a `state set` (the view brought forward from the "
                   "change log)", samples))
-    print(row("`/ui/rules` right after a rule's definition changed (the whole pack loaded "
-              "again)", redefined))
+    print(row("`/ui/rules` right after a rule's definition changed (brought forward)",
+              redefined))
+    print(row("`/ui/rules` right after a new rule (the whole pack loaded again)", added))
     print(row("(reference: `store.load_compiled()` alone)", floor))
     print(row(f"(reference: listing and fetching the {WORKERS:,} keys, the former "
               "per-page read)", per_key))
@@ -276,7 +280,7 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     print(f"\nFull garbage collections during the {runs * len(PAGES)} page requests above: "
           f"{len(pauses)}" + (f", {percentile(pauses, 50) * 1e3:,.0f} ms median, "
                               f"{max(pauses) * 1e3:,.0f} ms longest" if pauses else "") + ".")
-    print(f"\nMemory traced for a fresh rules view with its derived pages: {view_mb:.1f} MB; "
+    print(f"\nMemory traced for a whole new rules view and its derived pages: {view_mb:.1f} MB; "
           f"for a fresh mirror of the {WORKERS:,} reports: {mirror_mb:.1f} MB.")
 
 

@@ -3,9 +3,10 @@
 Every page needs the whole pack (10,000 rules is 80 ms of `load_compiled` and a burst of
 garbage), but the pack changes only with a revision. `RulesCache.current()` costs one
 cheap head query while the head stays and no state in the view has ended (an expired
-silence reads as enabled before any process reverts it). When the head moved by state
-changes only, the view is brought forward from the change log (the changed rules alone);
-a definition added or removed, another database, or a gap loads the whole pack again.
+silence reads as enabled before any process reverts it). When the head moved, the view is
+brought forward from the change log (the changed rules alone: states, scoped states,
+definitions changed or removed); a rule the view does not have yet, another database, a
+gap or more than `CONSOLE_ADVANCE_MAX` changes load the whole pack again.
 What pages derive from the whole pack (facets, ends, heatmap, Navigator layer, rule test
 reports) is computed at most once per view, on first use.
 
@@ -31,12 +32,13 @@ import orjson
 from decnet.swarm.console.views import HeatColumn, Silence, heatmap, upcoming_ends
 from decnet.ttp.constants import CONSOLE_ADVANCE_MAX, CONSOLE_GC_UNFREEZE, CONSOLE_TEST_REPORTS
 from decnet.ttp.coverage import layer_from_rules
-from decnet.ttp.errors import StoreError
+from decnet.ttp.errors import RuleSetError, StoreError
 from decnet.ttp.jobs.rule_tests import TestReport, rule_tests, run_rule_tests
 from decnet.ttp.rules.compiled import CompiledRule
+from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.database import DatabaseRuleStore
-from decnet.ttp.store.sql.rows import Head, LogEntry
-from decnet.vocabulary import DEFAULT_STATE, SCOPED, STATE
+from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule
+from decnet.vocabulary import DEFAULT_STATE, DEFINITION, DELETED, SCOPED, STATE
 
 log = logging.getLogger(__name__)
 
@@ -109,45 +111,74 @@ def build_view(head: Head, rules: list[CompiledRule], now: datetime) -> RulesVie
                      upcoming_ends(ordered, now))
 
 
-def _as_of(rule: CompiledRule, now: datetime) -> CompiledRule:
-    return rule.with_state(rule.state.effective(now)).with_scoped(
-        tuple(s for s in rule.scoped if not s.state.is_expired(now)))
+def _redefined(rule: CompiledRule, row: StoredRule) -> CompiledRule | None:
+    """`rule` as the stored `row` defines it now (None: that row does not compile, and the
+    rule is absent, as `load_compiled` leaves it out)."""
+    if row.rule_version == rule.rule_version and row.yaml_content == rule.source_yaml:
+        return rule
+    try:
+        compiled = compile_rule(row.yaml_content, source=row.source_path or
+                                f"ttp_rule/{row.rule_id}", expected_rule_id=row.rule_id)
+    except RuleSetError:
+        return None
+    return compiled.with_scoped(rule.scoped)
 
 
 def advanced(view: RulesView, head: Head, entries: list[LogEntry],
              now: datetime) -> RulesView | None:
     """`view` brought to `head` by the change-log `entries` past it (each joined with its
     rule's current rows), with the states that ended by `now` reverted; None when only a
-    full load can say: another database, a gap in the log, a definition added or removed.
+    full load can say: another database, a gap in the log, a rule the view does not have.
     """
     if head.identity != view.head.identity or \
             len(entries) != head.revision - view.head.revision:
         return None
-    changed: dict[str, CompiledRule] = {}
+    #: rule id -> the rule now, None: gone
+    changed: dict[str, CompiledRule | None] = {}
     for end in view.ends:
         if end.view.expires_at is None or end.view.expires_at > now:
             break
-        changed[end.rule_id] = _as_of(changed.get(end.rule_id) or view.by_id[end.rule_id],
-                                      now)
+        ending = changed.get(end.rule_id) or view.by_id[end.rule_id]
+        changed[end.rule_id] = ending.with_state(ending.state.effective(now)).with_scoped(
+            tuple(s for s in ending.scoped if not s.state.is_expired(now)))
+    defined = False
     for entry in entries:
-        if entry.database != head.identity or entry.change_kind not in (STATE, SCOPED):
+        if entry.database != head.identity or \
+                entry.change_kind not in (STATE, SCOPED, DEFINITION, DELETED):
             return None
-        rule = changed.get(entry.rule_id) or view.by_id.get(entry.rule_id)
+        rule_id = entry.rule_id
+        rule = changed[rule_id] if rule_id in changed else view.by_id.get(rule_id)
+        if entry.change_kind in (DEFINITION, DELETED):
+            defined = True
+            if entry.rule is None or rule is None:
+                if entry.rule is not None:
+                    return None  # a new rule: its scoped states are not in the entry
+                changed[rule_id] = None
+                continue
+            rule = _redefined(rule, entry.rule)
         if rule is None:
-            continue  # a state of a rule without definition: no page shows it
+            if rule_id in view.by_id:
+                changed[rule_id] = None
+            continue  # else a state of a rule without definition: no page shows it
         rule = rule.with_state(DEFAULT_STATE if entry.state is None
                                else entry.state.state.effective(now))
         if entry.scoped is not None:
             rule = rule.with_scoped(tuple(s for s in entry.scoped.states
                                           if not s.state.is_expired(now)))
-        changed[entry.rule_id] = rule
+        changed[rule_id] = rule
     by_id = dict(view.by_id)
-    by_id.update(changed)
+    for rule_id, now_rule in changed.items():
+        if now_rule is None:
+            by_id.pop(rule_id, None)
+        else:
+            by_id[rule_id] = now_rule
+    rules = [by_id[r.rule_id] for r in view.rules if r.rule_id in by_id]
+    kinds = sorted({k for r in rules for k in r.applies_to}) if defined else view.kinds
     ends = [s for s in view.ends if s.rule_id not in changed and s.view.expires_at is not None
-            and now < s.view.expires_at] + upcoming_ends(changed.values(), now)
+            and now < s.view.expires_at] + upcoming_ends(
+                [r for r in changed.values() if r is not None], now)
     ends.sort(key=lambda s: (s.view.expires_at or now, s.rule_id))
-    return RulesView(head, now, [changed.get(r.rule_id, r) for r in view.rules], by_id,
-                     view.kinds, ends)
+    return RulesView(head, now, rules, by_id, kinds, ends)
 
 
 class HeapFreezer:

@@ -67,11 +67,12 @@ async def test_the_view_is_reused_until_the_head_moves() -> None:
 
 
 def facts(view: RulesView) -> tuple[object, ...]:
-    return ([(r.rule_id, r.rule_version, r.state, r.scoped) for r in view.rules],
+    return ([(r.rule_id, r.rule_version, r.source_yaml, r.source_path, r.state, r.scoped)
+             for r in view.rules],
             sorted(view.by_id), view.kinds, view.ends)
 
 
-async def test_state_changes_bring_the_view_forward_as_a_whole_load_would() -> None:
+async def test_changes_bring_the_view_forward_as_a_whole_load_would() -> None:
     clock = Clock()
     store = DatabaseRuleStore(clock=clock)
     await store.start()
@@ -103,9 +104,18 @@ async def test_state_changes_bring_the_view_forward_as_a_whole_load_would() -> N
         assert facts(later) == facts(build_view(later.head, await store.load_compiled(),
                                                 clock.now))
 
-        await seed(store, "R0001", version=2)  # a definition: the whole pack again
-        assert (await cache.current()).by_id["R0001"].rule_version == 2
-        assert cache.loads == 2
+        await seed(store, "R0001", version=2)  # a definition changed
+        await store.delete_rule("R0005")
+        await store.repo.upsert_rule("R0003", 2, "rule_id: R0003\nbroken: [", source_path=None,
+                                     updated_by="test")  # absent, as for a whole load
+        edited = await cache.current()
+        assert (cache.loads, cache.advances) == (1, 3)
+        assert edited.by_id["R0001"].rule_version == 2
+        assert "R0005" not in edited.by_id and "R0003" not in edited.by_id
+        assert facts(edited) == facts(build_view(edited.head, await store.load_compiled(),
+                                                 clock.now))
+        await seed(store, "R0006")  # a rule the view does not have: the whole pack again
+        assert "R0006" in (await cache.current()).by_id and cache.loads == 2
     finally:
         await store.stop()
 
