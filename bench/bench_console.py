@@ -3,8 +3,9 @@ through the whole ASGI app (session and token check, rules view, fleet mirror, v
 template), on an SQLite database store, signed in as an admin.
 
 The reports are real: 1,000 JSON reports put in a JetStream KV bucket of the local NATS
-(`DECNET_TTP_NATS_URL`, a fresh `--nats-prefix` deleted at the end), read by the master's
-`FleetSource` the way `master --nats` does.
+(`DECNET_TTP_NATS_URL`, a fresh `--nats-prefix` deleted at the end) and put again every
+report interval as workers do, read by the master's `FleetSource` the way `master --nats`
+does.
 
 Run: python -m bench.bench_console [--runs N]
 Prints a Markdown section.
@@ -36,6 +37,8 @@ import orjson  # noqa: E402
 from bench.synthetic import percentile, rule_id, rule_yaml  # noqa: E402
 from decnet.swarm.console.mount import create_master_app  # noqa: E402
 from decnet.swarm.fleet import FleetSource, fleet_bucket  # noqa: E402
+from decnet.ttp.constants import FLEET_REPORT_INTERVAL  # noqa: E402
+from decnet.ttp.loops import cancel_and_wait  # noqa: E402
 from decnet.ttp.rules.compiler import compile_rule  # noqa: E402
 from decnet.ttp.store.database import DatabaseRuleStore  # noqa: E402
 from decnet.ttp.store.database.jetstream import NatsNames  # noqa: E402
@@ -117,13 +120,20 @@ def report(n: int, head: int) -> dict[str, Any]:
             "reported_at": time.time() - (120 if silent else n % 5)}
 
 
-async def put_reports(names: NatsNames, head: int) -> None:
+async def put_reports(names: NatsNames, head: int, started: asyncio.Event) -> None:
+    """Every worker's report, then again every report interval as workers do (the
+    mirror follows about 200 puts a second meanwhile), until cancelled."""
     nc = await nats.connect(NATS_URL)
     try:
         bucket = await fleet_bucket(nc, names)
-        for first in range(0, WORKERS, 100):
-            await asyncio.gather(*(bucket.put(f"worker-{n:04d}", orjson.dumps(report(n, head)))
-                                   for n in range(first, min(WORKERS, first + 100))))
+        while True:
+            for first in range(0, WORKERS, 100):
+                await asyncio.gather(*(bucket.put(f"worker-{n:04d}",
+                                                  orjson.dumps(report(n, head)))
+                                       for n in range(first, min(WORKERS, first + 100))))
+                if started.is_set():
+                    await asyncio.sleep(FLEET_REPORT_INTERVAL * 100 / WORKERS)
+            started.set()
     finally:
         await nc.close()
 
@@ -213,7 +223,9 @@ async def memory_of_caches(store: DatabaseRuleStore, source: FleetSource,
 async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     names = NatsNames(f"bench{uuid.uuid4().hex[:8]}")
     head = await store.repo.head_revision()
-    await put_reports(names, head)
+    started = asyncio.Event()
+    reporting = asyncio.create_task(put_reports(names, head, started))
+    await asyncio.wait_for(started.wait(), 60)
     source = FleetSource(NATS_URL, names)
     transport = httpx.ASGITransport(app=create_master_app(store, fleet=source,
                                                          freeze_gc=True))
@@ -250,6 +262,7 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
             per_key = [await per_key_read(names) for _ in range(3)]
             view_mb, mirror_mb = await memory_of_caches(store, source, client)
     finally:
+        await cancel_and_wait(reporting)
         await source.close()
         await drop_bucket(names)
     load = os.getloadavg()
@@ -257,8 +270,9 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
           f"average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at the end): {RULES:,} "
           f"synthetic rules, {SILENCED} silenced with an end, {SCOPED} scoped clips, "
           f"{HISTORY:,} history entries, on in-memory SQLite (seeded in {seeding:.0f} s); "
-          f"{WORKERS:,} workers' reports in a JetStream KV bucket of the local NATS, read by "
-          "the master's `FleetSource` (the "
+          f"{WORKERS:,} workers' reports in a JetStream KV bucket of the local NATS, put "
+          f"again every {FLEET_REPORT_INTERVAL:.0f} s as workers do, read by the master's "
+          "`FleetSource` (the "
           f"overview listed {shown:,} table rows). Server time of {runs} requests per page "
           "through the whole app, signed in as an admin, after one warm-up request; CPU: "
           "this process's CPU time per request (all threads), less sensitive to the other "
