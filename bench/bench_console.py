@@ -37,7 +37,7 @@ import orjson  # noqa: E402
 from bench.synthetic import percentile, rule_id, rule_yaml  # noqa: E402
 from decnet.swarm.console.mount import create_master_app  # noqa: E402
 from decnet.swarm.fleet import FleetSource, fleet_bucket  # noqa: E402
-from decnet.ttp.constants import FLEET_REPORT_INTERVAL  # noqa: E402
+from decnet.ttp.constants import CONSOLE_ADVANCE_NEW_MAX, FLEET_REPORT_INTERVAL  # noqa: E402
 from decnet.ttp.loops import cancel_and_wait  # noqa: E402
 from decnet.ttp.rules.compiler import compile_rule  # noqa: E402
 from decnet.ttp.store.database import DatabaseRuleStore  # noqa: E402
@@ -202,7 +202,8 @@ async def memory_of_caches(store: DatabaseRuleStore, source: FleetSource,
     rules the store holds anyway), and for a fresh fleet mirror of the bucket."""
     gc.collect()
     tracemalloc.start()
-    await redefine(store, RULES + AFTER_CHANGE, 1)  # a new rule: a whole new view
+    for extra in range(CONSOLE_ADVANCE_NEW_MAX + 1):  # many new rules: a whole new view
+        await redefine(store, 3 * RULES + extra, 1)
     for path in ("/ui/", "/ui/rules", "/ui/coverage", "/ui/coverage/layer.json",
                  f"/ui/rules/{rule_id(42)}"):
         await client.get(path)
@@ -245,6 +246,7 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
             after: dict[str, list[float]] = {path: [] for path in CHANGED}
             redefined: list[float] = []
             added: list[float] = []
+            reloaded: list[float] = []
             for n in range(AFTER_CHANGE):
                 for path in CHANGED:
                     await store.set_state(rule_id(3 + n), RuleState(
@@ -254,6 +256,9 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
                 redefined.append((await timed_get(client, "/ui/rules"))[0])
                 await redefine(store, RULES + n, 1)
                 added.append((await timed_get(client, "/ui/rules"))[0])
+                for extra in range(CONSOLE_ADVANCE_NEW_MAX + 1):
+                    await redefine(store, 2 * RULES + n * 100 + extra, 1)
+                reloaded.append((await timed_get(client, "/ui/rules"))[0])
             floor = []
             for _ in range(AFTER_CHANGE):
                 start = time.perf_counter()
@@ -286,7 +291,8 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
                   "change log)", samples))
     print(row("`/ui/rules` right after a rule's definition changed (brought forward)",
               redefined))
-    print(row("`/ui/rules` right after a new rule (the whole pack loaded again)", added))
+    print(row("`/ui/rules` right after a new rule (brought forward)", added))
+    print(row("`/ui/rules` right after 51 new rules (the whole pack loaded again)", reloaded))
     print(row("(reference: `store.load_compiled()` alone)", floor))
     print(row(f"(reference: listing and fetching the {WORKERS:,} keys, the former "
               "per-page read)", per_key))

@@ -327,6 +327,8 @@ CONSOLE_CELL_RULE_IDS: Final = 20
 CONSOLE_TEST_REPORTS: Final = 256
 #: State changes past its view the console reads from the change log; more: a whole load.
 CONSOLE_ADVANCE_MAX: Final = 1_000
+#: New rules the console compiles itself from the change log; more: a whole load.
+CONSOLE_ADVANCE_NEW_MAX: Final = 50
 #: The master's console collects frozen garbage (`gc.unfreeze`) at most this often, seconds.
 CONSOLE_GC_UNFREEZE: Final = 600.0
 

@@ -5,8 +5,8 @@ garbage), but the pack changes only with a revision. `RulesCache.current()` cost
 cheap head query while the head stays and no state in the view has ended (an expired
 silence reads as enabled before any process reverts it). When the head moved, the view is
 brought forward from the change log (the changed rules alone: states, scoped states,
-definitions changed or removed); a rule the view does not have yet, another database, a
-gap or more than `CONSOLE_ADVANCE_MAX` changes load the whole pack again.
+definitions added, changed or removed); another database, a gap, more than
+`CONSOLE_ADVANCE_MAX` changes or `CONSOLE_ADVANCE_NEW_MAX` new rules load the whole pack.
 What pages derive from the whole pack (facets, ends, heatmap, Navigator layer, rule test
 reports) is computed at most once per view, on first use.
 
@@ -23,14 +23,19 @@ import gc
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
 
 from decnet.swarm.console.views import HeatColumn, Silence, heatmap, upcoming_ends
-from decnet.ttp.constants import CONSOLE_ADVANCE_MAX, CONSOLE_GC_UNFREEZE, CONSOLE_TEST_REPORTS
+from decnet.ttp.constants import (
+    CONSOLE_ADVANCE_MAX,
+    CONSOLE_ADVANCE_NEW_MAX,
+    CONSOLE_GC_UNFREEZE,
+    CONSOLE_TEST_REPORTS,
+)
 from decnet.ttp.coverage import layer_from_rules
 from decnet.ttp.errors import RuleSetError, StoreError
 from decnet.ttp.jobs.rule_tests import TestReport, rule_tests, run_rule_tests
@@ -38,7 +43,7 @@ from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule
-from decnet.vocabulary import DEFAULT_STATE, DEFINITION, DELETED, SCOPED, STATE
+from decnet.vocabulary import DEFAULT_STATE, DEFINITION, DELETED, SCOPED, STATE, ScopedState
 
 log = logging.getLogger(__name__)
 
@@ -111,25 +116,36 @@ def build_view(head: Head, rules: list[CompiledRule], now: datetime) -> RulesVie
                      upcoming_ends(ordered, now))
 
 
-def _redefined(rule: CompiledRule, row: StoredRule) -> CompiledRule | None:
-    """`rule` as the stored `row` defines it now (None: that row does not compile, and the
-    rule is absent, as `load_compiled` leaves it out)."""
-    if row.rule_version == rule.rule_version and row.yaml_content == rule.source_yaml:
-        return rule
+def _compiled(row: StoredRule) -> CompiledRule | None:
+    """The stored `row` compiled (None: it does not compile, and the rule is absent, as
+    `load_compiled` leaves it out)."""
     try:
-        compiled = compile_rule(row.yaml_content, source=row.source_path or
-                                f"ttp_rule/{row.rule_id}", expected_rule_id=row.rule_id)
+        return compile_rule(row.yaml_content, source=row.source_path or
+                            f"ttp_rule/{row.rule_id}", expected_rule_id=row.rule_id)
     except RuleSetError:
         return None
-    return compiled.with_scoped(rule.scoped)
 
 
-def advanced(view: RulesView, head: Head, entries: list[LogEntry],
-             now: datetime) -> RulesView | None:
+def _redefined(rule: CompiledRule | None, row: StoredRule,
+               scoped: tuple[ScopedState, ...]) -> CompiledRule | None:
+    """`rule` (None: a new one, whose scoped states are `scoped`) as `row` defines it now."""
+    if rule is not None and row.rule_version == rule.rule_version and \
+            row.yaml_content == rule.source_yaml:
+        return rule
+    compiled = _compiled(row)
+    return None if compiled is None else \
+        compiled.with_scoped(scoped if rule is None else rule.scoped)
+
+
+def advanced(view: RulesView, head: Head, entries: list[LogEntry], now: datetime,
+             new_scoped: Mapping[str, tuple[ScopedState, ...]] | None = None,
+             ) -> RulesView | None:
     """`view` brought to `head` by the change-log `entries` past it (each joined with its
     rule's current rows), with the states that ended by `now` reverted; None when only a
-    full load can say: another database, a gap in the log, a rule the view does not have.
+    full load can say: another database, a gap in the log, a new rule without its scoped
+    states in `new_scoped` (read beside the entries: they are not in them).
     """
+    new_scoped = new_scoped or {}
     if head.identity != view.head.identity or \
             len(entries) != head.revision - view.head.revision:
         return None
@@ -150,12 +166,13 @@ def advanced(view: RulesView, head: Head, entries: list[LogEntry],
         rule = changed[rule_id] if rule_id in changed else view.by_id.get(rule_id)
         if entry.change_kind in (DEFINITION, DELETED):
             defined = True
-            if entry.rule is None or rule is None:
-                if entry.rule is not None:
-                    return None  # a new rule: its scoped states are not in the entry
+            if entry.rule is None:
                 changed[rule_id] = None
                 continue
-            rule = _redefined(rule, entry.rule)
+            if rule is None and rule_id not in new_scoped:
+                return None
+            rule = _redefined(rule, entry.rule, tuple(
+                s for s in new_scoped.get(rule_id, ()) if not s.state.is_expired(now)))
         if rule is None:
             if rule_id in view.by_id:
                 changed[rule_id] = None
@@ -173,6 +190,8 @@ def advanced(view: RulesView, head: Head, entries: list[LogEntry],
         else:
             by_id[rule_id] = now_rule
     rules = [by_id[r.rule_id] for r in view.rules if r.rule_id in by_id]
+    if len(rules) != len(by_id):  # new rules
+        rules = sorted(by_id.values(), key=lambda r: r.rule_id)
     kinds = sorted({k for r in rules for k in r.applies_to}) if defined else view.kinds
     ends = [s for s in view.ends if s.rule_id not in changed and s.view.expires_at is not None
             and now < s.view.expires_at] + upcoming_ends(
@@ -259,4 +278,10 @@ class RulesCache:
             return None
         entries = [] if behind == 0 else \
             await self.store.repo.changes_since(view.head.revision, head.revision, behind)
-        return advanced(view, head, entries, now)
+        new = {e.rule_id for e in entries if e.change_kind is DEFINITION and e.rule is not None
+               and e.rule_id not in view.by_id}
+        if len(new) > CONSOLE_ADVANCE_NEW_MAX:
+            return None
+        scoped = {rule_id: (await self.store.repo.read_scoped(rule_id)).states
+                  for rule_id in sorted(new)}
+        return advanced(view, head, entries, now, scoped)

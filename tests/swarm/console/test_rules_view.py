@@ -17,7 +17,7 @@ import pytest
 
 from decnet.swarm.console.mount import create_master_app
 from decnet.swarm.console.rules_view import HeapFreezer, RulesCache, RulesView, build_view
-from decnet.ttp.constants import CONSOLE_TEST_REPORTS
+from decnet.ttp.constants import CONSOLE_ADVANCE_NEW_MAX, CONSOLE_TEST_REPORTS
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.sql.rows import Head
@@ -114,8 +114,17 @@ async def test_changes_bring_the_view_forward_as_a_whole_load_would() -> None:
         assert "R0005" not in edited.by_id and "R0003" not in edited.by_id
         assert facts(edited) == facts(build_view(edited.head, await store.load_compiled(),
                                                  clock.now))
-        await seed(store, "R0006")  # a rule the view does not have: the whole pack again
-        assert "R0006" in (await cache.current()).by_id and cache.loads == 2
+        await store.set_scoped_state("R0006", Scope(frozenset({"decky-09"})), RuleState(
+            StateName.DISABLED, reason="before its definition"), "me")
+        await seed(store, "R0006")  # a new rule, compiled here with its scoped state
+        added = await cache.current()
+        assert (cache.loads, cache.advances) == (1, 4) and "R0006" in added.by_id
+        assert facts(added) == facts(build_view(added.head, await store.load_compiled(),
+                                                clock.now))
+        for n in range(CONSOLE_ADVANCE_NEW_MAX + 1):  # too many new rules: the whole pack
+            await seed(store, f"R1{n:03d}")
+        assert len((await cache.current()).rules) == len(added.rules) + CONSOLE_ADVANCE_NEW_MAX + 1
+        assert cache.loads == 2
     finally:
         await store.stop()
 
