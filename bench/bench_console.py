@@ -292,7 +292,8 @@ async def measure(store: DatabaseRuleStore, seeding: float, runs: int) -> None:
     print(row("`/ui/rules` right after a rule's definition changed (brought forward)",
               redefined))
     print(row("`/ui/rules` right after a new rule (brought forward)", added))
-    print(row("`/ui/rules` right after 51 new rules (the whole pack loaded again)", reloaded))
+    print(row(f"`/ui/rules` right after {CONSOLE_ADVANCE_NEW_MAX + 1} new rules (the whole "
+              "pack loaded again)", reloaded))
     print(row("(reference: `store.load_compiled()` alone)", floor))
     print(row(f"(reference: listing and fetching the {WORKERS:,} keys, the former "
               "per-page read)", per_key))
