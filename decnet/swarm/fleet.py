@@ -246,6 +246,12 @@ class FleetSource:
         self.mirror = KvMirror(url, functools.partial(fleet_bucket, names=names),
                                MIRROR_LIMITS, what="fleet reports")
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever `reports()` may: what is derived from the reports (totals over
+        the fleet) can be kept until it does."""
+        return self.mirror.version
+
     async def reports(self) -> list[dict[str, Any]]:
         """Every live worker's latest report, as it put it."""
         return [as_report(key, value) for key, value in await self.mirror.items()]

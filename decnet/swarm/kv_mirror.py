@@ -69,6 +69,8 @@ class _Copy:
         self.items: dict[str, _Item] = {}
         self.bytes = 0
         self.refused = 0
+        #: bumped by every change of `items`
+        self.changes = 0
 
     def apply(self, entry: KeyValue.Entry) -> None:
         if entry.operation in (KV_DEL, KV_PURGE):
@@ -98,11 +100,13 @@ class _Copy:
                         "as unreadable", self.what, key[:64], len(raw))
         self.bytes += size - (old.size if old else 0)
         self.items[key] = _Item(value, size, stored_at)
+        self.changes += 1
 
     def delete(self, key: str) -> None:
         old = self.items.pop(key, None)
         if old is not None:
             self.bytes -= old.size
+            self.changes += 1
 
     def expire(self, oldest: float) -> None:
         for key in [k for k, item in self.items.items() if item.stored_at < oldest]:
@@ -178,6 +182,13 @@ class KvMirror:
     @property
     def available(self) -> bool:
         return self._copy is not None
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes when what `items()` returns may have: a reader may keep what it derives
+        from the items until then (expired keys are dropped by `items()`, which counts)."""
+        copy = self._copy
+        return (id(copy), copy.changes) if copy is not None else (0, -1)
 
     def start(self) -> None:
         if self._task is None or self._task.done():

@@ -84,8 +84,11 @@ async def test_the_mirror_follows_puts_and_deletes(bucket: Bucket) -> None:
     try:
         reports = await source.reports()
         assert reports == [orjson.loads(report("w1"))]  # passed on unchanged
+        version = source.version
+        assert source.version == version  # nothing changed
         await bucket.kv.put("w2", report("w2"))
         await poll(lambda: _has(source, {"w1", "w2"}), message="the new report")
+        assert source.version != version
         await bucket.kv.put("w1", report("w1", revision=7))
 
         async def updated() -> bool:
