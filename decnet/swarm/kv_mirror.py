@@ -175,6 +175,8 @@ class KvMirror:
         #: None while NATS cannot be read (then `error` says why)
         self._copy: _Copy | None = None
         self._ttl: float | None = None
+        #: copies made so far (each reconnect starts a new one)
+        self._copies = 0
         self.error = "not connected yet"
         self._tried = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -188,7 +190,7 @@ class KvMirror:
         """Changes when what `items()` returns may have: a reader may keep what it derives
         from the items until then (expired keys are dropped by `items()`, which counts)."""
         copy = self._copy
-        return (id(copy), copy.changes) if copy is not None else (0, -1)
+        return (self._copies, copy.changes) if copy is not None else (self._copies, -1)
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -231,6 +233,7 @@ class KvMirror:
                     copy = _Copy(self.limits, self.what)
                     await _first_copy(watcher, copy, lost, self.check)
                     self._copy, self._ttl = copy, ttl or None
+                    self._copies += 1
                     self._tried.set()
                     outage.recovered()
                     backoff.reset()
