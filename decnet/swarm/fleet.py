@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -29,8 +30,16 @@ from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
+from decnet.swarm.kv_mirror import KvMirror, MirrorLimits, read_bucket
 from decnet.swarm.live import LiveRules
-from decnet.ttp.constants import FLEET_REPORT_TTL, FLEET_STALE_AFTER, NATS_RETRY
+from decnet.ttp.constants import (
+    FLEET_MIRROR_MAX_BYTES,
+    FLEET_MIRROR_MAX_REPORT,
+    FLEET_MIRROR_MAX_WORKERS,
+    FLEET_REPORT_TTL,
+    FLEET_STALE_AFTER,
+    NATS_RETRY,
+)
 from decnet.ttp.loops import Backoff, Outage
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database.jetstream import NatsNames, connect
@@ -147,6 +156,19 @@ class FleetStatus:
         return sum(1 for worker in self.workers if worker.status == status)
 
 
+def _revision(report: dict[str, Any]) -> int | None:
+    """A report's revision; None when it is not a whole number (a report is a worker's
+    JSON: one malformed report must not break the fleet's page)."""
+    value = report.get("revision")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _reported_at(report: dict[str, Any]) -> float:
+    value = report.get("reported_at")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0.0
+
+
 def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: float,
              now: float) -> FleetStatus:
     """Each report's lag, age and status. A worker is `silent` past `stale_after`,
@@ -155,7 +177,7 @@ def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: fl
     usual: dict[int | None, str] = {}
     by_revision: dict[int | None, Counter[str]] = {}
     for report in reports:
-        by_revision.setdefault(report.get("revision"), Counter())[
+        by_revision.setdefault(_revision(report), Counter())[
             str(report.get("ruleset_sha256"))] += 1
     for revision, hashes in by_revision.items():
         (top, top_count), *rest = hashes.most_common()
@@ -163,9 +185,9 @@ def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: fl
             usual[revision] = top
     workers = []
     for report in sorted(reports, key=lambda r: str(r.get("worker_id"))):
-        revision = report.get("revision")
-        age = max(0.0, now - float(report.get("reported_at") or 0.0))
-        lag = None if head is None or revision is None else max(0, head - int(revision))
+        revision = _revision(report)
+        age = max(0.0, now - _reported_at(report))
+        lag = None if head is None or revision is None else max(0, head - revision)
         sha = str(report.get("ruleset_sha256"))
         if age > stale_after:
             status = SILENT
@@ -183,27 +205,27 @@ def classify(reports: list[dict[str, Any]], head: int | None, *, stale_after: fl
     return FleetStatus(head, workers)
 
 
+MIRROR_LIMITS = MirrorLimits(FLEET_MIRROR_MAX_WORKERS, FLEET_MIRROR_MAX_BYTES,
+                             FLEET_MIRROR_MAX_REPORT)
+
+
+def as_report(worker_id: str, value: Any) -> dict[str, Any]:
+    """A report as its worker put it (a plain JSON object, passed on unchanged); one that
+    is not a JSON object, or over the mirror's size limit, stands as its worker id alone
+    (shown silent)."""
+    return value if isinstance(value, dict) else {"worker_id": worker_id}
+
+
 async def read_reports(url: str, names: NatsNames) -> list[dict[str, Any]]:
-    """Every report in the fleet bucket (none when the bucket does not exist yet)."""
-    nc = await connect(url)
+    """Every report in the fleet bucket (none when the bucket does not exist yet), read
+    once through one watch."""
     try:
-        try:
-            bucket = await fleet_bucket(nc, names, create=False)
-        except nats.js.errors.BucketNotFoundError:
-            return []
-        try:
-            keys = await bucket.keys()
-        except nats.js.errors.NoKeysError:
-            return []
-        reports = []
-        for key in keys:
-            with contextlib.suppress(nats.js.errors.KeyNotFoundError, ValueError):
-                entry = await bucket.get(key)
-                if entry.value:
-                    reports.append(json.loads(entry.value))
-        return reports
-    finally:
-        await nc.close()
+        items = await read_bucket(
+            url, functools.partial(fleet_bucket, names=names, create=False), MIRROR_LIMITS,
+            what="fleet reports")
+    except nats.js.errors.BucketNotFoundError:
+        return []
+    return [as_report(key, value) for key, value in items]
 
 
 async def read_fleet(db_url: str, url: str, names: NatsNames, *,
@@ -220,22 +242,40 @@ async def read_fleet(db_url: str, url: str, names: NatsNames, *,
     return classify(reports, head, stale_after=stale_after, now=time.time())
 
 
-@dataclass(frozen=True, slots=True)
 class FleetSource:
-    """Where the master reads the workers' reports (its `--nats`), and when one is stale."""
+    """Where the master reads the workers' reports (its `--nats`), and when one is stale.
 
-    url: str
-    names: NatsNames
-    stale_after: float = FLEET_STALE_AFTER
+    A live mirror of the fleet bucket (`KvMirror`, creating the bucket when missing),
+    started by the first read and followed by one watch until `close()`: a page costs no
+    NATS round trip, and staleness is computed at read time. Reads raise
+    `MirrorUnavailable` while NATS cannot be reached.
+    """
+
+    def __init__(self, url: str, names: NatsNames,
+                 stale_after: float = FLEET_STALE_AFTER) -> None:
+        self.url = url
+        self.names = names
+        self.stale_after = stale_after
+        self.mirror = KvMirror(url, functools.partial(fleet_bucket, names=names),
+                               MIRROR_LIMITS, what="fleet reports")
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever `reports()` may: what is derived from the reports (totals over
+        the fleet) can be kept until it does."""
+        return self.mirror.version
 
     async def reports(self) -> list[dict[str, Any]]:
-        """Every worker's last report, as the plain JSON object it put."""
-        return await read_reports(self.url, self.names)
+        """Every live worker's latest report, as it put it."""
+        return [as_report(key, value) for key, value in await self.mirror.items()]
 
     async def status(self, head: int | None) -> FleetStatus:
         """Every report now, classified against the database's `head` revision."""
-        return classify(await self.reports(), head,
-                        stale_after=self.stale_after, now=time.time())
+        return classify(await self.reports(), head, stale_after=self.stale_after,
+                        now=time.time())
+
+    async def close(self) -> None:
+        await self.mirror.close()
 
 
 def fleet_metrics(status: FleetStatus) -> str:

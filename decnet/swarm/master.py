@@ -77,7 +77,8 @@ async def run_master(
             from decnet.swarm.console.mount import create_master_app
 
             admin = AdminServer(db_store, *admin_http,
-                                app=functools.partial(create_master_app, fleet=fleet))
+                                app=functools.partial(create_master_app, fleet=fleet,
+                                                      freeze_gc=True))
         if not await start_store(db_store, stop):
             code = 0
             return code
@@ -109,6 +110,8 @@ async def run_master(
             await fs_store.stop()
         with contextlib.suppress(Exception):
             await db_store.stop()
+        if fleet is not None:
+            await fleet.close()
         if own_signals:
             remove_stop_signals()
         announce("stopped", code=code)

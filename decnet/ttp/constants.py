@@ -348,3 +348,24 @@ CONSOLE_MAX_ROWS: Final = 1_000
 CONSOLE_RULES_PER_PAGE: Final = 200
 #: Rule ids a coverage cell names in its tooltip (the drill-down lists them all).
 CONSOLE_CELL_RULE_IDS: Final = 20
+#: Rule test reports the console keeps per revision of the rules (the rule pages last seen).
+CONSOLE_TEST_REPORTS: Final = 256
+#: State changes past its view the console reads from the change log; more: a whole load.
+CONSOLE_ADVANCE_MAX: Final = 1_000
+#: New rules the console compiles itself from the change log; more: a whole load.
+CONSOLE_ADVANCE_NEW_MAX: Final = 50
+#: The master's console collects frozen garbage (`gc.unfreeze`) at most this often, seconds.
+CONSOLE_GC_UNFREEZE: Final = 600.0
+
+# The master's live mirror of the fleet reports (console overview, /metrics) -------------
+
+#: Largest report kept, bytes of JSON; a larger one is kept as unreadable (its worker shows).
+FLEET_MIRROR_MAX_REPORT: Final = 1024 * 1024
+#: Bytes of JSON the mirror keeps in all; reports of new workers past it are left out.
+FLEET_MIRROR_MAX_BYTES: Final = 64 * 1024 * 1024
+#: Workers the mirror keeps at most; new ones past it are left out (logged).
+FLEET_MIRROR_MAX_WORKERS: Final = 10_000
+#: How long a page waits for the mirror's first copy of the bucket, seconds.
+FLEET_MIRROR_FIRST_WAIT: Final = 2.0
+#: How often the mirror's watch checks that its NATS connection is still up, seconds.
+FLEET_MIRROR_CHECK: Final = 0.5

@@ -62,6 +62,15 @@ def test_lag_and_the_json_shape() -> None:
         "ruleset_sha256": "a", "lag": 3, "age_s": 1.0, "status": BEHIND}]}
 
 
+def test_a_malformed_report_reads_as_silent_without_breaking_the_others() -> None:
+    odd: list[dict[str, object]] = [
+        {"worker_id": "w2", "revision": [10], "reported_at": "yesterday"},
+        {"worker_id": "w3", "revision": "10", "reported_at": None, "ruleset_sha256": {}},
+        {"worker_id": "w4", "revision": True, "reported_at": NOW}]
+    assert statuses([report("w1", 10), *odd]) == {
+        "w1": OK, "w2": SILENT, "w3": SILENT, "w4": BEHIND}
+
+
 def test_fleet_metrics_count_each_status() -> None:
     fleet = classify([report("w1", 10), report("w2", 9), report("w3", 10, age=99)], 10,
                      stale_after=15.0, now=NOW)

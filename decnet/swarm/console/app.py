@@ -28,26 +28,21 @@ from starlette.staticfiles import StaticFiles
 from decnet.swarm.admin.requests import BadRequest, parse_scope, parse_state_request
 from decnet.swarm.console.fleet import fleet_rows
 from decnet.swarm.console.hits import FleetHitsView, period_of
+from decnet.swarm.console.rules_view import HeapFreezer, RulesCache, RulesView
 from decnet.swarm.console.sessions import Session, Sessions
-from decnet.swarm.console.views import (
-    expiring,
-    heatmap,
-    history_filtered,
-    rule_table,
-    state_view,
-    technique_view,
-)
+from decnet.swarm.console.views import history_filtered, rule_table, state_view, technique_view
 from decnet.swarm.fleet import FleetSource
+from decnet.swarm.kv_mirror import MirrorUnavailable
 from decnet.ttp.constants import (
+    CONSOLE_EXPIRING_SOON,
+    CONSOLE_MAX_ROWS,
     MAX_ADMIN_BODY_BYTES,
-    MAX_HISTORY_PAGE,
     SUB_TECHNIQUE_ID_RE,
     TACTIC_ID_RE,
     TECHNIQUE_ID_RE,
 )
-from decnet.ttp.coverage import layer_from_counts, layer_from_rules
+from decnet.ttp.coverage import layer_from_counts
 from decnet.ttp.errors import InvalidRuleId, InvalidScopeError, InvalidStateError, StoreError
-from decnet.ttp.jobs.rule_tests import rule_tests, run_rule_tests
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.sql.tokens import TokenTable
@@ -107,13 +102,17 @@ async def form_fields(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = None) -> Starlette:
-    """The console over `store`; mount it at `/ui`. `fleet`: where workers report."""
+def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = None, *,
+                       freeze_gc: bool = False) -> Starlette:
+    """The console over `store`; mount it at `/ui`. `fleet`: where workers report;
+    `freeze_gc`: keep each new view of the rules out of full garbage collections (a
+    process-wide setting, for the master's process; see `HeapFreezer`)."""
     env = templates()
     sessions = Sessions()
     counts = FleetHitsView(fleet)
     fleet_hits = counts.get
     tokens = TokenTable(store.repo)
+    cache = RulesCache(store, freezer=HeapFreezer() if freeze_gc else None)
 
     def render(request: Request, session: Session | None, name: str, status: int = 200,
                **context: Any) -> Response:
@@ -206,36 +205,35 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         return response
 
     async def overview(request: Request, session: Session) -> Response:
-        rules = await store.load_compiled()
-        now = store.clock()
-        head = await store.repo.head_revision()
+        view = await cache.current()
+        head = view.head.revision
+        try:
+            workers, fleet_error = await fleet_rows(fleet, head), None
+        except MirrorUnavailable as exc:
+            workers, fleet_error = [], str(exc)
         return render(request, session, "overview.html",
-                      head=head, rule_count=len(rules),
-                      silences=expiring(rules, now), fleet=await fleet_rows(fleet, head),
-                      fleet_wired=fleet is not None, hits=await fleet_hits())
+                      head=head, rule_count=len(view.rules),
+                      silences=view.expiring(store.clock(), CONSOLE_EXPIRING_SOON),
+                      fleet=workers, fleet_wired=fleet is not None, fleet_error=fleet_error,
+                      hits=await fleet_hits())
 
     async def rules_page(request: Request, session: Session) -> Response:
-        rules = await store.load_compiled()
-        table = rule_table(rules, dict(request.query_params), store.clock(),
-                           await fleet_hits())
+        view = await cache.current()
+        table = rule_table(view.rules, dict(request.query_params), store.clock(),
+                           await fleet_hits(), kinds=view.kinds)
         return render(request, session, "rules.html", table=table)
 
-    async def find_rule(rule_id: str) -> tuple[CompiledRule | None, list[CompiledRule]]:
-        rules = await store.load_compiled()
-        return next((r for r in rules if r.rule_id == rule_id), None), rules
+    async def find_rule(rule_id: str) -> tuple[CompiledRule | None, RulesView]:
+        view = await cache.current()
+        return view.by_id.get(rule_id), view
 
     async def rule_page(request: Request, session: Session, *, status: int = 200,
                         error: str | None = None, notice: str | None = None) -> Response:
         rule_id = validate_rule_id(request.path_params["rule_id"])
-        rule, rules = await find_rule(rule_id)
+        rule, view = await find_rule(rule_id)
         if rule is None:
             return render(request, session, "error.html", 404, message=f"no rule {rule_id}")
-        tests, _ = rule_tests(rule)
-        report = None
-        if tests is not None:
-            helpers = [r for r in rules if r.rule_id in tests.with_rules]
-            report = run_rule_tests([rule, *helpers])
-            report.results = [r for r in report.results if r.rule_id == rule_id]
+        report = view.test_report(rule)
         now = store.clock()
         hits = await fleet_hits()
         return render(request, session, "rule.html", status, rule=rule,
@@ -243,7 +241,8 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
                       state=state_view(rule.state.effective(now)),
                       scopes=[state_view(s.state, s.scope.key) for s in rule.scoped
                               if not s.state.is_expired(now)],
-                      report=report, history=list(reversed(await store.history(rule_id))),
+                      report=report, history=list(reversed(await store.repo.read_history(
+                          rule_id, limit=CONSOLE_MAX_ROWS))),
                       error=error, notice=notice, form=getattr(request.state, "form", {}))
 
     async def rule_get(request: Request, session: Session) -> Response:
@@ -305,8 +304,9 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
             validate_rule_id(rule_id)
         since = _moment(params.get("since"), "since")
         until = _moment(params.get("until"), "until")
-        entries = await store.history(rule_id, since=since, limit=MAX_HISTORY_PAGE)
         person = params.get("by", "").strip() or None
+        entries = await store.repo.read_history(rule_id, since=since, until=until, by=person,
+                                                limit=CONSOLE_MAX_ROWS)  # the page's rows
         return render(request, session, "history.html",
                       entries=history_filtered(entries, person=person, until=until),
                       filters={"rule_id": rule_id or "", "by": person or "",
@@ -314,12 +314,11 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
                                "until": params.get("until", "")})
 
     async def coverage_page(request: Request, session: Session) -> Response:
-        rules = await store.load_compiled()
         period = period_of(request.query_params.get("period"))
         shade = "observed" if request.query_params.get("shade") == "observed" else "covered"
         hits = await fleet_hits()
         observed = None if hits is None else hits.observed(period)
-        columns = heatmap(rules, store.clock(), observed, shade)
+        columns = (await cache.current()).heatmap(observed, shade)
         return render(request, session, "coverage.html", columns=columns,
                       covered=sum(1 for c in columns for cell in c.cells if cell.count),
                       observed=None if observed is None else len(observed),
@@ -334,8 +333,8 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
             raise BadRequest("expected a tactic such as TA0007 and a technique such as T1083")
         period = period_of(request.query_params.get("period"))
         hits = await fleet_hits()
-        view = technique_view(await store.load_compiled(), tactic, technique, store.clock(),
-                              hits, period)
+        view = technique_view((await cache.current()).rules, tactic, technique,
+                              store.clock(), hits, period)
         samples = [] if hits is None else hits.samples_of(tactic, technique, period,
                                                           store.clock().timestamp())
         return render(request, session, "technique.html", view=view, period=period,
@@ -348,13 +347,14 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
             counts: dict[str, int] = {}
             for (_, technique), count in (hits.observed(period) if hits else {}).items():
                 counts[technique] = counts.get(technique, 0) + count
-            layer = layer_from_counts(
-                counts, name=f"decnet-ttp observed techniques (last {period})")
+            body = orjson.dumps(layer_from_counts(
+                counts, name=f"decnet-ttp observed techniques (last {period})"),
+                option=orjson.OPT_INDENT_2)
             filename = f"decnet-ttp-observed-{period}.json"
         else:
-            layer = layer_from_rules(await store.load_compiled())
+            body = (await cache.current()).layer_json()
             filename = "decnet-ttp-coverage.json"
-        return Response(orjson.dumps(layer, option=orjson.OPT_INDENT_2),
+        return Response(body,
                         media_type="application/json", headers={
                             **SECURITY_HEADERS,
                             "Content-Disposition": f'attachment; filename="{filename}"'})

@@ -6,13 +6,10 @@ and the table is empty (the page says so).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from decnet.swarm.fleet import FleetSource
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +26,10 @@ class FleetRow:
 
 async def fleet_rows(source: FleetSource | None, head: int | None) -> list[FleetRow]:
     """Every worker's last report, the ones behind or silent first; empty without a
-    source, or while NATS cannot be reached (logged)."""
+    source. Raises `MirrorUnavailable` while NATS cannot be reached (the page says so)."""
     if source is None:
         return []
-    try:
-        status = await source.status(head)
-    except Exception as exc:  # NATS away: the page still renders, without its fleet
-        log.warning("fleet reports unavailable: %s", type(exc).__name__)
-        return []
+    status = await source.status(head)
     now = datetime.now(UTC)
     rows = [FleetRow(w.worker_id, w.revision, w.lag, w.ruleset_sha256,
                      now - timedelta(seconds=w.age_s), w.status) for w in status.workers]

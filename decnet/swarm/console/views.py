@@ -18,7 +18,7 @@ from decnet.ttp.constants import (
     CONSOLE_RULES_PER_PAGE,
     ENTERPRISE_TACTICS,
 )
-from decnet.ttp.coverage.tactics import covered
+from decnet.ttp.coverage.tactics import Covered, covered
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.vocabulary import HistoryEntry, RuleState, StateName
 
@@ -167,12 +167,14 @@ def _wanted(rule: CompiledRule, f: Mapping[str, str], now: datetime,
 
 
 def rule_table(rules: Sequence[CompiledRule], filters: Mapping[str, str],
-               now: datetime, hits: FleetHits | None = None) -> RuleTable:
+               now: datetime, hits: FleetHits | None = None, *,
+               kinds: list[str] | None = None) -> RuleTable:
     """Page `filters["page"]` (from 1) of the rules that pass `filters`, by rule id (or
     by hits, most first, with `sort`), `CONSOLE_RULES_PER_PAGE` a page. `hits`: the
-    fleet's tag counts, for the hit columns, the `hits` filter and the sort."""
+    fleet's tag counts, for the hit columns, the `hits` filter and the sort; `kinds`:
+    every source kind of `rules`, when known."""
     clean = {k: filters[k].strip() for k in RULE_FILTERS if filters.get(k, "").strip()}
-    matched = [r for r in rules if _wanted(r, clean, now, hits)]
+    matched = [r for r in rules if _wanted(r, clean, now, hits)] if clean else list(rules)
     matched.sort(key=lambda r: r.rule_id)
     sort = clean.get("sort")
     if sort in SORTS and hits is not None:
@@ -182,7 +184,8 @@ def rule_table(rules: Sequence[CompiledRule], filters: Mapping[str, str],
     page = min(pages, int(wanted)) if wanted.isascii() and wanted.isdigit() and \
         int(wanted) >= 1 else 1
     first = (page - 1) * CONSOLE_RULES_PER_PAGE
-    kinds = sorted({k for r in rules for k in r.applies_to})
+    if kinds is None:
+        kinds = sorted({k for r in rules for k in r.applies_to})
     return RuleTable([rule_row(r, now, hits)
                       for r in matched[first:first + CONSOLE_RULES_PER_PAGE]],
                      len(rules), len(matched), clean, list(ENTERPRISE_TACTICS), kinds,
@@ -190,23 +193,30 @@ def rule_table(rules: Sequence[CompiledRule], filters: Mapping[str, str],
                      Hits() if hits is None else hits.omitted)
 
 
-def expiring(rules: Iterable[CompiledRule], now: datetime,
-             within: float = CONSOLE_EXPIRING_SOON) -> list[Silence]:
-    """Unexpired states with an end within `within` seconds, soonest first."""
-    horizon = now + timedelta(seconds=within)
+def upcoming_ends(rules: Iterable[CompiledRule], now: datetime) -> list[Silence]:
+    """Every state (unscoped or scoped) that ends after `now`, soonest first."""
     found: list[Silence] = []
     for rule in rules:
         states = [(None, rule.state)] + [(s.scope.key, s.state) for s in rule.scoped]
         for scope, state in states:
-            if state.expires_at is not None and now < state.expires_at <= horizon:
+            if state.expires_at is not None and now < state.expires_at:
                 found.append(Silence(rule.rule_id, state_view(state, scope)))
     found.sort(key=lambda s: (s.view.expires_at or now, s.rule_id))
     return found
 
 
+def expiring(rules: Iterable[CompiledRule], now: datetime,
+             within: float = CONSOLE_EXPIRING_SOON) -> list[Silence]:
+    """Unexpired states with an end within `within` seconds, soonest first."""
+    horizon = now + timedelta(seconds=within)
+    return [s for s in upcoming_ends(rules, now)
+            if s.view.expires_at is not None and s.view.expires_at <= horizon]
+
+
 def heatmap(rules: Iterable[CompiledRule], now: datetime,
             observed: Mapping[tuple[str, str], int] | None = None,
-            shade: str = "covered") -> list[HeatColumn]:
+            shade: str = "covered", *,
+            entries: Iterable[Covered] | None = None) -> list[HeatColumn]:
     """One column per enterprise tactic; each technique covered by a rule or `observed`
     in tags ((tactic, technique) -> tags), shaded 1-5 by its rules (`shade="covered"`: 1
     rule, 2, 3-4, 5-9, 10 or more) or by its tags (`"observed"`: 1-9, 10-99, 100-999,
@@ -214,12 +224,13 @@ def heatmap(rules: Iterable[CompiledRule], now: datetime,
     columns = {tactic: HeatColumn(tactic, name, []) for tactic, name in
                ENTERPRISE_TACTICS.items()}
     seen = dict(observed or {})
-    entries = {(e.tactic, e.technique): e for e in covered(rules, now)}
-    for key in sorted(set(entries) | set(seen), key=lambda k: k[1]):
+    by_key = {(e.tactic, e.technique): e
+              for e in (covered(rules, now) if entries is None else entries)}
+    for key in sorted(set(by_key) | set(seen), key=lambda k: k[1]):
         column = columns.get(key[0])
         if column is None:
             continue
-        entry = entries.get(key)
+        entry = by_key.get(key)
         ids = tuple(sorted(entry.rules)) if entry is not None else ()
         tags = seen.get(key, 0)
         heat = _tag_heat(tags) if shade == "observed" else _rule_heat(len(ids))

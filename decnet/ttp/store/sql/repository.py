@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, insert, inspect, select, text
+from sqlalchemy import Connection, insert, inspect, or_, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -315,11 +315,17 @@ class RuleRepository:
 
     async def read_history(self, rule_id: str | None = None, *,
                            since: datetime | None = None,
-                           limit: int | None = None) -> list[HistoryEntry]:
-        """State-history entries, oldest first (the newest `limit` when given)."""
+                           limit: int | None = None, until: datetime | None = None,
+                           by: str | None = None) -> list[HistoryEntry]:
+        """State-history entries, oldest first (the newest `limit` when given); `until`:
+        none later, `by`: only those made by that person or through that token (`via`)."""
         query = sql.HISTORY_SELECT
         if rule_id is not None:
             query = query.where(HistoryRow.rule_id == rule_id)
+        if until is not None:
+            query = query.where(HistoryRow.changed_at <= until)
+        if by is not None:
+            query = query.where(or_(HistoryRow.changed_by == by, HistoryRow.via == by))
         oldest = self.clock() - self.history_retention
         query = query.where(HistoryRow.changed_at >= (max(since, oldest) if since else oldest))
         if limit is not None:
