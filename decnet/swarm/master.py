@@ -118,9 +118,11 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
     """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles.
 
     With `nats_url`, the lease holder also publishes every committed revision to the
-    JetStream change stream (`ChangePublisher`); a master standing by does not.
+    JetStream change stream (`ChangePublisher`) and the database's head every second
+    (`HeadBeacon`, by which workers know they are current); a master standing by does not.
     """
     from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
+    from decnet.ttp.store.database.beacon import HeadBeacon
     from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames
 
     names = None if nats_url is None else NatsNames(nats_prefix)
@@ -139,7 +141,9 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
                 return
             if role == "active" and publishing is None:
                 publisher = ChangePublisher(db_store.repo, nats_url, names)
-                publishing = loop.create_task(publisher.run(), name="publish")
+                beacon = HeadBeacon(db_store.repo, nats_url, names)
+                publishing = loop.create_task(_both(publisher.run(), beacon.run()),
+                                              name="publish")
             elif role != "active" and publishing is not None:
                 publishing.cancel()
                 publishing = None
@@ -155,6 +159,11 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
             await cancel_and_wait(publishing, logger=log)
 
     return sync
+
+
+async def _both(first: Coroutine[Any, Any, None], second: Coroutine[Any, Any, None]) -> None:
+    """Run two loops until cancelled (or one fails)."""
+    await asyncio.gather(first, second)
 
 
 async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,
