@@ -152,6 +152,7 @@ async def test_a_stream_trimmed_below_the_watermark_is_read_from_the_database(
             feed, _task = follow(worker, names)
             await caught_up(changes, reasons)
             assert worker.statements_issued > statements
+            assert feed.stats.stream_resumes == 1  # the stream still held the last 10
             assert worker.tail.stats.push_gaps >= 1
             assert worker.tail.stats.resyncs == 0
             await changes.aclose()
