@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from decnet.ttp.store.database.beacon import (
     HeadBeacon,
@@ -102,7 +103,7 @@ async def test_the_beacon_publishes_the_databases_head(db_url: str) -> None:
     nc = await nats.connect(NATS_URL)
     heard: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
 
-    async def on_beacon(msg: nats.aio.msg.Msg) -> None:
+    async def on_beacon(msg: Msg) -> None:
         heard.put_nowait(decode_beacon(msg.data))
 
     try:

@@ -86,7 +86,7 @@ async def caught_up(changes: Subscription, reasons: list[str]) -> list[str]:
     """The state changes announced until the last of `reasons`, then nothing more: each
     at most once and in order (states committed before a read of them collapse into the
     latest one, as they do when read from the database)."""
-    seen = []
+    seen: list[str] = []
     while not seen or seen[-1] != reasons[-1]:
         change = await next_change(changes, timeout=10)
         assert change.change_kind == STATE and isinstance(change.new_value, RuleState)
