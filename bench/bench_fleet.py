@@ -47,6 +47,8 @@ RULES = 20
 MARKER = "B0000"
 #: Simulated workers per child process at most.
 PER_PROCESS = 250
+#: Seconds PostgreSQL may take to publish a backend's counters (PGSTAT_IDLE_INTERVAL), and more.
+FLUSH_LAG = 11.0
 
 
 def log(message: str) -> None:
@@ -256,8 +258,11 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
                 lasts = [await c.expect("applied", timeout=60) for c in children]
                 latencies.append(max(event["last"] for event in lasts) - at)
                 await asyncio.sleep(max(0.0, started + (n + 1) * 0.1 - time.monotonic()))
-            after = await pg_counters(url)
             stats1 = [await _stats(c) for c in children]
+            # a backend flushes its counters up to 10 s after it went idle: wait as long
+            # again, so both ends of the measurement lag the same steady idle load
+            await asyncio.sleep(FLUSH_LAG)
+            after = await pg_counters(url)
             elapsed = time.monotonic() - started
             idle_xps = (idle1[0] - idle0[0]) / idle_window
             xact = (after[0] - before[0]) / changes
@@ -401,9 +406,10 @@ async def parent(sizes: list[int], off_sizes: list[int], changes: int,
           f"holder would. {changes} `state set` per size at 10/s; latency is from before "
           "the write to the last worker's apply (wall clock, one host). PG figures are "
           "`pg_stat_database` deltas (this database, every client) over the changes, "
-          "divided by their number; in brackets, the share of it the fleet's idle rate "
-          f"accounts for (that rate, measured over {idle_window:.0f} s before the changes, "
-          "is the next column). Worker DB statements: what the simulated workers' "
+          f"and the {FLUSH_LAG:.0f} s after them (PostgreSQL publishes a backend's counters "
+          "lazily), divided by their number; in brackets, the share of it the fleet's idle "
+          f"rate accounts for (that rate, measured over {idle_window:.0f} s before the "
+          "changes, is the next column). Worker DB statements: what the simulated workers' "
           "processes issued. Catch-up: workers offline (tail and NATS connection stopped) "
           "across 50 changes while the others apply them, from their restart to the last "
           "change applied by all of them; in brackets, the database statements their "
@@ -424,7 +430,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--settle", type=float, default=15.0,
                         help="seconds between the fleet's start and the measurements")
-    parser.add_argument("--idle-window", type=float, default=10.0,
+    parser.add_argument("--idle-window", type=float, default=20.0,
                         help="seconds over which the fleet's idle rate is measured")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],
