@@ -167,17 +167,19 @@ class Child:
         await self.process.stdin.drain()
 
 
-async def pg_counters(url: str) -> tuple[int, int]:
+async def pg_counters(url: str) -> tuple[int, int, int]:
     parsed = make_url(url)
     conn = await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
                                  password=parsed.password, database=parsed.database)
     try:
         await conn.execute("SELECT pg_stat_clear_snapshot()")
         row = await conn.fetchrow(
-            "SELECT xact_commit + xact_rollback AS x, tup_returned + tup_fetched AS t "
+            "SELECT xact_commit + xact_rollback AS x, tup_returned + tup_fetched AS t, "
+            "(SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
+            " FROM pg_stat_user_tables) AS a "
             "FROM pg_stat_database WHERE datname = current_database()")
         assert row is not None
-        return int(row["x"]), int(row["t"])
+        return int(row["x"]), int(row["t"]), int(row["a"])
     finally:
         await conn.close()
 
@@ -273,6 +275,8 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
                 return sum(s[key] for s in stats1) - sum(s[key] for s in stats0)
 
             worker_statements = delta("statements") / changes
+            log(f"autovacuum/autoanalyze runs: {idle1[2] - idle0[2]} in the idle window, "
+                f"{after[2] - before[2]} over the changes")
             log(f"during the changes: NATS outages {delta('outages')}, resyncs "
                 f"{delta('resyncs')}, gaps {delta('gaps')}, polls {delta('polls')}, "
                 f"beacon reads {delta('beacon_reads')}, worker statements "
@@ -377,10 +381,10 @@ def flatness(results: list[Result]) -> str:
     nats = [r for r in results if r.label == "NATS"]
     if len(nats) < 2:
         return ""
-    net = {r.workers: r.xact_per_change - r.idle_xact_per_change for r in nats}
-    spread = max(net.values()) / max(min(net.values()), 1e-9)
-    figures = " / ".join(f"{v:.2f}" for v in net.values())
-    sizes = " / ".join(f"{w:,}" for w in net)
+    net = [r.xact_per_change - r.idle_xact_per_change for r in nats]
+    spread = max(net) / max(min(net), 1e-9)
+    figures = " / ".join(f"{v:.2f}" for v in net)
+    sizes = " / ".join(f"{r.workers:,}" for r in nats)
     return (f"Through NATS, PG transactions per change with the idle share removed: "
             f"{figures} at {sizes} workers (largest / smallest {spread:.2f}).\n")
 
