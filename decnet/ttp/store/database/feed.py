@@ -9,7 +9,8 @@ another database's revisions (read at once), or no longer reaches back to the wa
 (trimmed or purged: the first message replayed is a gap, read up to it), or a beacon
 announces a head the stream did not deliver within the grace. While beacons come, the
 tail runs no safety poll at all; while they do not, a slow one; while NATS is away, its
-normal poll.
+normal poll. Beacons are not read while a reconnected worker replays the stream (for at
+most `REPLAY_PATIENCE`): under load a replay may outlast the beacon's grace.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from decnet.ttp.store.database.tail import Tail
 
 log = logging.getLogger(__name__)
+
+#: Seconds a reconnected worker's replay from the stream may take before the head
+#: beacon's grace applies again.
+REPLAY_PATIENCE = 10.0
 
 
 @dataclass(slots=True)
@@ -72,6 +77,10 @@ class ChangeFeed:
         self.problem: str | None = "not connected yet"
         self.stats = FeedStats()
         self.watch = watch or HeadWatch()
+        #: The last revision the stream held when this connection resumed, and until
+        #: when the replay may take to reach it: meanwhile beacons are not read (a long
+        #: replay is no lost message).
+        self._replay_to, self._replay_deadline = 0, 0.0
 
     def vouched(self) -> bool:
         return self.healthy and self.watch.fresh()
@@ -119,6 +128,9 @@ class ChangeFeed:
                 self.stats.undecodable += 1
                 return
             self.stats.beacons += 1
+            if (tail.watermark or 0) < self._replay_to and \
+                    self.watch.monotonic() < self._replay_deadline:
+                return
             was_fresh = self.watch.fresh()
             verdict = self.watch.observe(identity, head, tail.identity, tail.watermark)
             if verdict is not Verdict.WAIT:
@@ -158,6 +170,7 @@ class ChangeFeed:
         its last message never overshoots); revisions replayed at or below the watermark
         are ignored, and a first message past it is a gap the tail reads from the database.
         """
+        self._replay_to = 0
         state = (await js.stream_info(self.names.stream)).state
         after_last = state.last_seq + 1
         if not state.messages:
@@ -172,6 +185,8 @@ class ChangeFeed:
             return after_last, False
         if entry.revision <= watermark:
             return last.seq + 1, True
+        self._replay_to = entry.revision
+        self._replay_deadline = self.watch.monotonic() + REPLAY_PATIENCE
         return max(state.first_seq, last.seq - (entry.revision - watermark - 1)), True
 
     def _set(self, tail: Tail, healthy: bool, problem: str | None, *,
