@@ -251,6 +251,7 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
             idle1 = await pg_counters(url)
             stats0 = [await _stats(c) for c in children]
             before = await pg_counters(url)
+            parent_before = writer.repo.statements
             started = time.monotonic()
             latencies = []
             for n in range(changes):
@@ -275,6 +276,13 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
                 return sum(s[key] for s in stats1) - sum(s[key] for s in stats0)
 
             worker_statements = delta("statements") / changes
+            idle2 = await pg_counters(url)
+            await asyncio.sleep(idle_window)
+            idle3 = await pg_counters(url)
+            log(f"lease holder and writer statements per change (client side, idle "
+                f"included): {(writer.repo.statements - parent_before) / changes:.2f}; "
+                f"idle PG xact/s before {(idle1[0] - idle0[0]) / idle_window:.2f}, after "
+                f"{(idle3[0] - idle2[0]) / idle_window:.2f}")
             log(f"autovacuum/autoanalyze runs: {idle1[2] - idle0[2]} in the idle window, "
                 f"{after[2] - before[2]} over the changes")
             log(f"during the changes: NATS outages {delta('outages')}, resyncs "
