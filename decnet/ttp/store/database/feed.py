@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NOT_CONNECTED = "not connected yet"
 #: Seconds a reconnected worker's replay from the stream may take before the head
 #: beacon's grace applies again.
 REPLAY_PATIENCE = 10.0
@@ -74,7 +75,7 @@ class ChangeFeed:
         self.url = url
         self.names = names
         self.healthy = False
-        self.problem: str | None = "not connected yet"
+        self.problem: str | None = NOT_CONNECTED
         self.stats = FeedStats()
         self.watch = watch or HeadWatch()
         #: The last revision the stream held when this connection resumed, and until
@@ -191,10 +192,13 @@ class ChangeFeed:
 
     def _set(self, tail: Tail, healthy: bool, problem: str | None, *,
              read_database: bool = True) -> None:
-        changed = healthy != self.healthy
-        if changed and not healthy:
+        lost = self.healthy and not healthy
+        # a first connection that fails is news too: the tail polls at once
+        never_up = not healthy and self.problem == NOT_CONNECTED
+        if lost:
             self.stats.outages += 1
             self.watch.forget()
+        changed = healthy != self.healthy or never_up
         self.healthy, self.problem = healthy, problem
         if changed:
             tail.feed_changed(read_database=read_database)

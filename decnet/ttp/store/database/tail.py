@@ -23,6 +23,7 @@ from decnet.ttp.constants import (
     DB_CONNECT_TIMEOUT,
     LISTEN_KEEPALIVE,
     MAX_REVISION,
+    NATS_CONNECT_TIMEOUT,
     NOTIFY_CHANNEL,
     TAIL_POLL_INTERVAL,
     TAIL_QUERY_TIMEOUT,
@@ -44,6 +45,10 @@ POLL_RETRY_INITIAL = 0.05
 SAFETY_POLL_JITTER = 0.5
 #: Pauses between attempts at (re)connecting the LISTEN connection.
 LISTEN_RETRY = (0.1, 5.0)
+#: Seconds a tail started with a view and a NATS feed leaves the feed to connect (and
+#: replay what was missed from the stream) before its first poll: the deadline of a
+#: NATS connection.
+FEED_CONNECT_PATIENCE = 2 * NATS_CONNECT_TIMEOUT
 
 
 #: The counters of a tail: the contract's `SyncStats`.
@@ -176,8 +181,9 @@ class Tail:
         the feed asks (`read_database`, `feed_changed`) and polled: never while the
         lease holder's head beacon vouches for the watermark, every `feed_poll_interval`
         (± `SAFETY_POLL_JITTER`) while the feed flows without beacons, every
-        `poll_interval` while NATS is away. Starting with a feed, the first poll waits
-        for its cadence: the view is fresh, and the feed resumes from it.
+        `poll_interval` while NATS is away. Starting with a view and a feed, the first
+        poll waits for the feed to connect (`FEED_CONNECT_PATIENCE`; at once when it
+        cannot): the feed resumes from the view, usually with no database read.
         """
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -209,9 +215,10 @@ class Tail:
                 self._listen(wakeup), name="decnet-ttp-listen")
         loop = asyncio.get_running_loop()
         current = cadence()
-        # the first poll now (without a feed, or without a view yet), else on the cadence
+        # the first poll now (without a feed, or without a view yet); with a feed, once
+        # it had the time to connect (it asks for a poll at once when it cannot)
         due = loop.time() if feed is None or self.watermark is None \
-            else loop.time() + first_delay(current)
+            else loop.time() + max(first_delay(current), FEED_CONNECT_PATIENCE)
         timed_out = feed is None or self.watermark is None
         retry: float | None = None  # when a failed read is tried again
         backoff = Backoff(POLL_RETRY_INITIAL, max(POLL_RETRY_INITIAL, poll_interval))
