@@ -207,6 +207,7 @@ class Result:
     idle_xact_per_change: float
     idle_xact_per_s: float
     tuples_per_change: float
+    lease_holder_statements_per_change: float
     worker_statements_per_change: float
     deliveries_per_change: float | None
     catch_up_one: CatchUp
@@ -279,9 +280,8 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
             idle2 = await pg_counters(url)
             await asyncio.sleep(idle_window)
             idle3 = await pg_counters(url)
-            log(f"lease holder and writer statements per change (client side, idle "
-                f"included): {(writer.repo.statements - parent_before) / changes:.2f}; "
-                f"idle PG xact/s before {(idle1[0] - idle0[0]) / idle_window:.2f}, after "
+            lease_holder_statements = (writer.repo.statements - parent_before) / changes
+            log(f"idle PG xact/s before {(idle1[0] - idle0[0]) / idle_window:.2f}, after "
                 f"{(idle3[0] - idle2[0]) / idle_window:.2f}")
             log(f"autovacuum/autoanalyze runs: {idle1[2] - idle0[2]} in the idle window, "
                 f"{after[2] - before[2]} over the changes")
@@ -309,7 +309,8 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
         latencies.sort()
         return Result("NATS" if nats else "database only", workers, len(children),
                       percentile(latencies, 50), percentile(latencies, 99), latencies[-1],
-                      xact, idle_per_change, idle_xps, tuples, worker_statements, deliveries,
+                      xact, idle_per_change, idle_xps, tuples, lease_holder_statements,
+                      worker_statements, deliveries,
                       one, many, kb_per_worker, load_average())
 
 
@@ -367,16 +368,18 @@ def catch_up_cell(c: CatchUp) -> str:
 
 def table(results: list[Result]) -> str:
     lines = ["| feed | workers (processes) | load avg | p50 | p99 | max | PG xact / change "
-             "(idle share) | PG xact / s idle | PG tuples / change | worker DB statements "
-             "/ change | NATS deliveries / change | catch-up: 1 worker (DB statements) | "
+             "(idle share) | PG xact / s idle | PG tuples / change | writer and lease holder "
+             "statements / change | worker DB statements / change | NATS deliveries / "
+             "change | catch-up: 1 worker (DB statements) | "
              "catch-up: ≤ 100 together (DB statements) | RSS / worker |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.label} | {r.workers:,} ({r.processes}) | {r.load} | {ms(r.p50)} | "
             f"{ms(r.p99)} | {ms(r.worst)} | {r.xact_per_change:.1f} "
             f"({r.idle_xact_per_change:.1f}) | {r.idle_xact_per_s:.1f} | "
-            f"{r.tuples_per_change:.0f} | {r.worker_statements_per_change:.2f} | "
+            f"{r.tuples_per_change:.0f} | {r.lease_holder_statements_per_change:.2f} | "
+            f"{r.worker_statements_per_change:.2f} | "
             f"{'-' if r.deliveries_per_change is None else f'{r.deliveries_per_change:,.0f}'}"
             f" | {catch_up_cell(r.catch_up_one)} | "
             f"{r.catch_up_many.offline}: {catch_up_cell(r.catch_up_many)} | "
@@ -421,8 +424,11 @@ async def parent(sizes: list[int], off_sizes: list[int], changes: int,
           f"and the {FLUSH_LAG:.0f} s after them (PostgreSQL publishes a backend's counters "
           "lazily), divided by their number; in brackets, the share of it the fleet's idle "
           f"rate accounts for (that rate, measured over {idle_window:.0f} s before the "
-          "changes, is the next column). Worker DB statements: what the simulated workers' "
-          "processes issued. Catch-up: workers offline (tail and NATS connection stopped) "
+          "changes, is the next column); the server is shared, and other clients' sessions "
+          "in this database (tools listing every database) show in them. Statements are "
+          "counted by the clients themselves: the writer, publisher and beacon in the "
+          "parent (idle ones included) and the simulated workers' processes. Catch-up: "
+          "workers offline (tail and NATS connection stopped) "
           "across 50 changes while the others apply them, from their restart to the last "
           "change applied by all of them; in brackets, the database statements their "
           "process issued meanwhile. Without NATS every worker tails with LISTEN and a 1 s "
