@@ -263,6 +263,7 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
                 latencies.append(max(event["last"] for event in lasts) - at)
                 await asyncio.sleep(max(0.0, started + (n + 1) * 0.1 - time.monotonic()))
             stats1 = [await _stats(c) for c in children]
+            lease_holder_statements = (writer.repo.statements - parent_before) / changes
             # a backend flushes its counters up to 10 s after it went idle: wait as long
             # again, so both ends of the measurement lag the same steady idle load
             await asyncio.sleep(FLUSH_LAG)
@@ -280,7 +281,6 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
             idle2 = await pg_counters(url)
             await asyncio.sleep(idle_window)
             idle3 = await pg_counters(url)
-            lease_holder_statements = (writer.repo.statements - parent_before) / changes
             log(f"idle PG xact/s before {(idle1[0] - idle0[0]) / idle_window:.2f}, after "
                 f"{(idle3[0] - idle2[0]) / idle_window:.2f}")
             log(f"autovacuum/autoanalyze runs: {idle1[2] - idle0[2]} in the idle window, "
