@@ -6,9 +6,11 @@ publishes it on the plain NATS subject `PREFIX.head` (not the stream: a beacon m
 replaced by the next one). A worker (`HeadWatch`) compares each beacon with its
 watermark: at or past the head, nothing to do and no safety poll is needed; behind it for
 longer than `HEAD_BEACON_GRACE` (a message lost, a publisher stuck between commit and
-publish), read the database up to that head. No beacon for `HEAD_BEACON_STALE_AFTER`
-(no publisher alive, or it lost NATS) puts the worker back on its slow safety poll. So
-an idle fleet costs the database one query per beacon, whatever its size.
+publish), read the database up to that head; a head below the watermark for as long
+(a database restored to an older revision) polls it, which reloads. No beacon for
+`HEAD_BEACON_STALE_AFTER` (no publisher alive, or it lost NATS) puts the worker back on
+its slow safety poll. So an idle fleet costs the database one query per beacon,
+whatever its size.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class Verdict(enum.Enum):
     WAIT = "wait"
     #: Read the change log up to the announced head: the stream did not deliver it.
     READ = "read"
-    #: Poll the database (its identity): the beacon names another database.
+    #: Poll the database (identity and revision): the beacon names another database, or
+    #: a head below the watermark.
     CHECK = "check"
 
 
@@ -133,6 +136,7 @@ class HeadWatch:
         #: The head it announced.
         self.head: int | None = None
         self._behind: tuple[int, float] | None = None  # (announced head, since)
+        self._ahead_since: float | None = None  # the head below the watermark, since
         self._foreign_since: float | None = None
 
     def fresh(self) -> bool:
@@ -146,7 +150,7 @@ class HeadWatch:
     def forget(self) -> None:
         """The feed lost NATS: beacons heard before say nothing about what follows."""
         self.last_heard = self.head = None
-        self._behind = self._foreign_since = None
+        self._behind = self._ahead_since = self._foreign_since = None
 
     def observe(self, identity: str, head: int, own_identity: str | None,
                 watermark: int | None) -> Verdict:
@@ -164,7 +168,18 @@ class HeadWatch:
             return Verdict.WAIT
         self._foreign_since = None
         self.last_heard, self.head = now, head
-        if head <= watermark:
+        if head < watermark:
+            # a beacon read before the last change, or a database restored to an older
+            # revision (its next changes would look like duplicates): poll after the grace
+            self._behind = None
+            if self._ahead_since is None:
+                self._ahead_since = now
+            if now - self._ahead_since >= self.grace:
+                self._ahead_since = None
+                return Verdict.CHECK
+            return Verdict.WAIT
+        self._ahead_since = None
+        if head == watermark:
             self._behind = None
             return Verdict.WAIT
         if self._behind is None or watermark >= self._behind[0]:

@@ -82,6 +82,22 @@ def test_a_head_not_delivered_within_the_grace_is_read() -> None:
     assert watch.observe("db", 14, None, None) is Verdict.WAIT  # no view yet
 
 
+def test_a_head_below_the_watermark_for_the_grace_is_checked() -> None:
+    """A beacon read just before the last change is overtaken by the next one; a head that
+    stays below the watermark is a database restored to an older revision: poll it."""
+    clock = Clock()
+    watch = HeadWatch(grace=2.0, stale_after=5.0, monotonic=clock)
+    assert watch.observe("db", 9, "db", 10) is Verdict.WAIT
+    clock.now += 1.0
+    assert watch.observe("db", 10, "db", 10) is Verdict.WAIT  # overtaken: fine
+    assert watch.observe("db", 7, "db", 10) is Verdict.WAIT
+    clock.now += 1.0
+    assert watch.observe("db", 7, "db", 10) is Verdict.WAIT
+    clock.now += 1.0
+    assert watch.observe("db", 7, "db", 10) is Verdict.CHECK
+    assert watch.fresh()
+
+
 def test_another_databases_beacon_is_checked_once_then_quiet() -> None:
     clock = Clock()
     watch = HeadWatch(grace=2.0, stale_after=5.0, quiet=30.0, monotonic=clock)
