@@ -15,12 +15,14 @@ from urllib.parse import urlparse
 import nats
 import nats.js.errors
 import pytest
+from sqlalchemy import update
 
-from decnet.ttp.store.base import STATE, RuleState, StateName, Subscription
+from decnet.ttp.store.base import RESYNC, STATE, RuleState, StateName, Subscription
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.database.beacon import HeadBeacon, HeadWatch
 from decnet.ttp.store.database.feed import ChangeFeed
 from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames
+from decnet.ttp.store.sql.models import RevisionRow
 from tests.services import require_service
 from tests.ttp.store.helpers import open_store, seed
 from tests.waiting import next_change, no_change, poll
@@ -203,5 +205,29 @@ async def test_a_publisher_dead_after_the_commit_is_covered_by_the_beacon(
             await caught_up(changes, reasons)
             assert feed.stats.beacon_reads >= 1
             assert worker.tail.stats.polls == polls
+            assert worker.tail.watermark == await writer.repo.head_revision()
+            await changes.aclose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite-file"], indirect=True)
+async def test_a_database_restored_to_an_older_revision_is_reloaded(
+        db_url: str, names: NatsNames) -> None:
+    """The beacon announces a head below the worker's watermark (the database was put
+    back to an older revision, whose next changes would look like duplicates): the worker
+    polls the database and reloads everything, as its safety poll used to find."""
+    async with open_store(db_url) as writer, open_store(db_url) as worker:
+        await seed(writer, "R0001")
+        await write_states(writer, 3, "before")
+        async with lease_holder(writer, names):
+            await worker.poll_once()
+            changes = worker.subscribe_changes()
+            feed, _task = follow(worker, names, watch=HeadWatch(grace=0.2))
+            await poll(feed.vouched, timeout=10, message="the feed vouched for")
+            async with writer.repo.engines.engine.begin() as conn:
+                await conn.execute(update(RevisionRow).where(RevisionRow.id == 1).values(
+                    revision=RevisionRow.revision - 2))
+            change = await next_change(changes, timeout=10)
+            assert change.change_kind == RESYNC
+            assert worker.tail.stats.resyncs == 1
             assert worker.tail.watermark == await writer.repo.head_revision()
             await changes.aclose()
