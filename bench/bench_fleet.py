@@ -167,7 +167,7 @@ class Child:
         await self.process.stdin.drain()
 
 
-async def pg_counters(url: str) -> tuple[int, int, int]:
+async def pg_counters(url: str) -> tuple[int, int, int, int, int]:
     parsed = make_url(url)
     conn = await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
                                  password=parsed.password, database=parsed.database)
@@ -176,10 +176,10 @@ async def pg_counters(url: str) -> tuple[int, int, int]:
         row = await conn.fetchrow(
             "SELECT xact_commit + xact_rollback AS x, tup_returned + tup_fetched AS t, "
             "(SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
-            " FROM pg_stat_user_tables) AS a "
+            " FROM pg_stat_user_tables) AS a, xact_rollback AS r, sessions AS s "
             "FROM pg_stat_database WHERE datname = current_database()")
         assert row is not None
-        return int(row["x"]), int(row["t"]), int(row["a"])
+        return int(row["x"]), int(row["t"]), int(row["a"]), int(row["r"]), int(row["s"])
     finally:
         await conn.close()
 
@@ -284,7 +284,9 @@ async def fleet_run(workers: int, *, nats: bool, changes: int, settle: float,
             log(f"idle PG xact/s before {(idle1[0] - idle0[0]) / idle_window:.2f}, after "
                 f"{(idle3[0] - idle2[0]) / idle_window:.2f}")
             log(f"autovacuum/autoanalyze runs: {idle1[2] - idle0[2]} in the idle window, "
-                f"{after[2] - before[2]} over the changes")
+                f"{after[2] - before[2]} over the changes; over the changes, rollbacks "
+                f"{after[3] - before[3]}, new sessions {after[4] - before[4]} (idle window: "
+                f"{idle1[3] - idle0[3]}, {idle1[4] - idle0[4]})")
             log(f"during the changes: NATS outages {delta('outages')}, resyncs "
                 f"{delta('resyncs')}, gaps {delta('gaps')}, polls {delta('polls')}, "
                 f"beacon reads {delta('beacon_reads')}, worker statements "
