@@ -131,7 +131,8 @@ def worker(
     nats_prefix: NatsPrefixOption = NATS_DEFAULT_PREFIX,
     safety_poll: Annotated[float, typer.Option(
         "--nats-safety-poll", min=0.01,
-        help="With --nats: seconds between polls of the database while NATS flows.")
+        help="With --nats: seconds between polls of the database while NATS flows "
+             "but no head beacon from the master vouches for this worker.")
     ] = NATS_SAFETY_POLL_INTERVAL,
     report_interval: Annotated[float, typer.Option(
         "--report-interval", min=0.01,

@@ -169,6 +169,16 @@ class LiveCollector(Collector):
                          "follows the database instead", float(feed.healthy))
             yield _counter("decnet_ttp_nats_outages", "Times the NATS change feed was lost",
                            feed.stats.outages)
+            yield _gauge("decnet_ttp_nats_head_beacon_fresh",
+                         "1 while the lease holder's head beacon vouches for this worker "
+                         "(no safety poll of the database), 0 while it is stale",
+                         float(feed.vouched()))
+            yield _counter("decnet_ttp_nats_stream_resumes",
+                           "NATS (re)connections that caught up from the stream alone",
+                           feed.stats.stream_resumes)
+            yield _counter("decnet_ttp_nats_beacon_reads",
+                           "Database reads for a head the beacon announced and the stream "
+                           "did not deliver in time", feed.stats.beacon_reads)
         statements = live.store.statements_issued
         if statements is not None:
             yield _counter("decnet_ttp_db_statements",
@@ -322,6 +332,9 @@ def create_app(live: LiveRules, *, limits: HttpLimits | None = None,
             body["feed"] = "nats" if feed.healthy else "database"
             if not feed.healthy:
                 body["detail"] = f"{feed.problem}; following the database meanwhile"
+            elif not feed.vouched():
+                body["detail"] = ("no head beacon from the master holding the lease; "
+                                  "polling the database as a safety net")
         missing = live.sync.database_problem
         if missing is not None:
             # The last good rules are still served, but no change can reach them.

@@ -20,7 +20,7 @@ from decnet.ttp.loops import Backoff, Outage
 from decnet.ttp.store.base import RuleStore, Subscription, SyncStats
 
 if TYPE_CHECKING:
-    from decnet.ttp.store.database.jetstream import ChangeFeed
+    from decnet.ttp.store.database.feed import ChangeFeed
 
 log = logging.getLogger(__name__)
 

@@ -122,8 +122,9 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
     """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles.
 
     With `nats_url`, the lease holder also publishes every committed revision to the
-    JetStream change stream (`ChangePublisher`) and announces it on the bus's rule topics
-    (`RuleTopics`); a master standing by does neither.
+    JetStream change stream (`ChangePublisher`), announces it on the bus's rule topics
+    (`RuleTopics`) and publishes the database's head every second (`HeadBeacon`, by which
+    workers know they are current); a master standing by does none of this.
     """
     from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
     from decnet.ttp.store.database.jetstream import NatsNames
@@ -163,18 +164,21 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
 
 
 async def publish(db_store: RuleStore, nats_url: str, names: NatsNames) -> None:
-    """The lease holder's publishing: the change stream and the rule topics, until
-    cancelled."""
+    """The lease holder's publishing: the change stream, the rule topics and the head
+    beacon, until cancelled."""
     from decnet.swarm.rule_topics import RuleTopics  # nats-py: with --nats only
     from decnet.ttp.store.database import DatabaseRuleStore
+    from decnet.ttp.store.database.beacon import HeadBeacon
     from decnet.ttp.store.database.jetstream import ChangePublisher
 
     assert isinstance(db_store, DatabaseRuleStore)
     topics = RuleTopics(nats_url, names)
     publisher = ChangePublisher(db_store.repo, nats_url, names, announce=topics)
+    beacon = HeadBeacon(db_store.repo, nats_url, names)
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(publisher.run(), name="publish-changes"),
-             loop.create_task(topics.run(), name="publish-rule-topics")]
+             loop.create_task(topics.run(), name="publish-rule-topics"),
+             loop.create_task(beacon.run(), name="publish-head-beacon")]
     try:
         await asyncio.gather(*tasks)
     finally:

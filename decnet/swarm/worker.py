@@ -183,7 +183,8 @@ def database_tail(poll_interval: float, *, listen: bool = True,
     `nats.safety_poll` seconds while it flows (every `poll_interval` while it does not).
     """
     from decnet.ttp.store.database import DatabaseRuleStore  # SQLAlchemy: database runs only
-    from decnet.ttp.store.database.jetstream import ChangeFeed, NatsNames
+    from decnet.ttp.store.database.feed import ChangeFeed
+    from decnet.ttp.store.database.jetstream import NatsNames
 
     async def tail(store: RuleStore) -> None:
         assert isinstance(store, DatabaseRuleStore)

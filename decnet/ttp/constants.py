@@ -126,8 +126,16 @@ NATS_RETRY: Final = (0.1, 2.0)
 NATS_STREAM_MAX_MSGS: Final = 100_000
 #: Seconds between the publisher's reads of the revision row (one cheap query each).
 PUBLISH_POLL_INTERVAL: Final = 0.02
-#: A worker's safety-net poll of the database while the NATS feed is healthy, seconds.
+#: A worker's safety-net poll of the database while the NATS feed is healthy but no
+#: publisher's head beacon vouches for its watermark, seconds.
 NATS_SAFETY_POLL_INTERVAL: Final = 30.0
+#: Seconds between the lease holder's head beacons (database identity and head revision).
+HEAD_BEACON_INTERVAL: Final = 1.0
+#: A worker that heard no head beacon for this long falls back to its safety-net poll.
+HEAD_BEACON_STALE_AFTER: Final = 5.0
+#: Seconds a worker waits for the stream to deliver a revision a beacon announced before
+#: it reads the database for it (a message lost, or a publisher stuck after the commit).
+HEAD_BEACON_GRACE: Final = 2.0
 #: Seconds between a worker's fleet reports.
 FLEET_REPORT_INTERVAL: Final = 5.0
 #: A worker whose last report is older than this is `silent` (three report intervals).

@@ -5,8 +5,8 @@ change log past the stream's last published revision and publishes each entry, i
 revision order, with the rows it carries (so a worker applies it without a query).
 Every publish names the stream sequence it expects to follow
 (`Nats-Expected-Last-Sequence`): two publishers that overlap cannot both append, so each
-revision is in the stream once, in order. Workers (`ChangeFeed`) hand each message to
-their `Tail`, which applies the next revision and falls back to the database on a gap.
+revision is in the stream once, in order. Workers follow it with a `ChangeFeed`
+(`decnet.ttp.store.database.feed`); the lease holder's head beacon is in `beacon`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import DeliverPolicy, DiscardPolicy, StreamConfig
+from nats.js.api import DiscardPolicy, StreamConfig
 
 from decnet.ttp.constants import (
     CHANGE_LOG_BATCH,
@@ -43,7 +43,6 @@ from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule, StoredScoped, 
 from decnet.vocabulary import ChangeKind, RuleState, Scope, ScopedState
 
 if TYPE_CHECKING:
-    from decnet.ttp.store.database.tail import Tail
     from decnet.ttp.store.sql.repository import RuleRepository
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,11 @@ class NatsNames:
     @property
     def subject(self) -> str:
         return f"{self.prefix}.changes"
+
+    @property
+    def head_subject(self) -> str:
+        """The plain (not JetStream) subject of the lease holder's head beacon."""
+        return f"{self.prefix}.head"
 
     @property
     def fleet_bucket(self) -> str:
@@ -394,85 +398,3 @@ class ChangePublisher:
             if not self._wake.is_set():
                 read_head = True  # the poll
         raise ConnectionError("NATS connection lost")
-
-
-# worker feed ---------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class FeedStats:
-    received: int = 0
-    gaps: int = 0
-    undecodable: int = 0
-    connects: int = 0
-    outages: int = 0
-
-
-class ChangeFeed:
-    """A worker's subscription to the change stream, handing each entry to its tail.
-
-    `healthy` is true while subscribed; every change of it calls `on_health(healthy)`
-    (the tail then polls the database at once and sets its cadence).
-    """
-
-    def __init__(self, url: str, names: NatsNames) -> None:
-        self.url = url
-        self.names = names
-        self.healthy = False
-        self.problem: str | None = "not connected yet"
-        self.stats = FeedStats()
-
-    async def run(self, tail: Tail, on_health: Callable[[bool], Awaitable[None] | None]) -> None:
-        backoff = Backoff(*NATS_RETRY)
-        outage = Outage(log, "the NATS change feed")
-        while True:
-            nc: Client | None = None
-            lost = asyncio.Event()
-            try:
-                nc = await connect(self.url, on_lost=lost.set)
-                await ensure_stream(nc, self.names)
-                js = nc.jetstream()
-
-                async def handle(msg: Any) -> None:
-                    self.stats.received += 1
-                    try:
-                        identity, entry = decode_entry(msg.data)
-                    except ValueError:
-                        self.stats.undecodable += 1
-                        return
-                    if not tail.apply_pushed(identity, entry):
-                        self.stats.gaps += 1
-
-                sub = await js.subscribe(self.names.subject, cb=handle, ordered_consumer=True,
-                                         deliver_policy=DeliverPolicy.NEW,
-                                         idle_heartbeat=NATS_CONNECT_TIMEOUT)
-                self.stats.connects += 1
-                outage.recovered(" (following the stream again)")
-                backoff.reset()
-                await self._set(True, None, on_health)
-                try:
-                    await lost.wait()
-                finally:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                raise ConnectionError("NATS connection lost")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outage.failed(exc, "following the database instead")
-                await self._set(False, f"NATS: {exc or type(exc).__name__}", on_health)
-            finally:
-                if nc is not None:
-                    with contextlib.suppress(Exception):
-                        await nc.close()
-            await asyncio.sleep(backoff.failed())
-
-    async def _set(self, healthy: bool, problem: str | None,
-                   on_health: Callable[[bool], Awaitable[None] | None]) -> None:
-        changed = healthy != self.healthy
-        if changed and not healthy:
-            self.stats.outages += 1
-        self.healthy, self.problem = healthy, problem
-        if changed:
-            result = on_health(healthy)
-            if result is not None:
-                await result

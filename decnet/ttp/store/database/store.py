@@ -63,7 +63,7 @@ from decnet.vocabulary import (
 )
 
 if TYPE_CHECKING:
-    from decnet.ttp.store.database.jetstream import ChangeFeed
+    from decnet.ttp.store.database.feed import ChangeFeed
     from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from decnet.ttp.constants import (
     CHANGE_LOG_BATCH,
+    NATS_CONNECT_TIMEOUT,
     TAIL_POLL_INTERVAL,
     TAIL_QUERY_TIMEOUT,
 )
@@ -29,7 +30,7 @@ from decnet.ttp.store.database.listen import listen_for_commits, notified_revisi
 from decnet.ttp.store.sql.rows import LogEntry
 
 if TYPE_CHECKING:
-    from decnet.ttp.store.database.jetstream import ChangeFeed
+    from decnet.ttp.store.database.feed import ChangeFeed
     from decnet.ttp.store.database.store import DatabaseRuleStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 POLL_RETRY_INITIAL = 0.05
 #: The safety-net poll under NATS is due within ± this share of its interval.
 SAFETY_POLL_JITTER = 0.5
+#: Seconds a tail started with a view and a NATS feed leaves the feed to connect (and
+#: replay what was missed from the stream) before its first poll: the deadline of a
+#: NATS connection.
+FEED_CONNECT_PATIENCE = 2 * NATS_CONNECT_TIMEOUT
 
 
 #: The counters of a tail: the contract's `SyncStats`.
@@ -77,6 +82,8 @@ class Tail:
         self.identity: str | None = None
         #: The NATS change feed `run` follows, if any.
         self.feed: ChangeFeed | None = None
+        #: Set once the store has a view (a watermark the feed can resume from).
+        self.viewed = asyncio.Event()
         self._wakeup = _Wakeup()
 
     @property
@@ -87,6 +94,7 @@ class Tail:
         """The store's view now includes `revision` of the database `identity`."""
         self.stats.watermark = revision
         self.identity = identity
+        self.viewed.set()
 
     def apply_pushed(self, identity: str, entry: LogEntry) -> bool:
         """Apply an entry that arrived through NATS, without touching the database.
@@ -113,10 +121,25 @@ class Tail:
         self.stats.last_sync = self.monotonic()
         return True
 
-    def _feed_health(self, healthy: bool) -> None:
-        """The feed connected or lost NATS: poll the database now (what was missed) and
-        let the loop pick the cadence that fits."""
-        self._wakeup.catch_up = True
+    def feed_changed(self, *, read_database: bool) -> None:
+        """The feed connected or lost NATS: let the loop pick the cadence that fits, and
+        poll the database now when the stream does not cover what was missed."""
+        if read_database:
+            self._wakeup.catch_up = True
+        self._wakeup.event.set()
+
+    def read_database(self, up_to: int | None) -> None:
+        """Read the change log up to revision `up_to` (None: a full poll, which also
+        checks the database's identity) at once: the feed says the stream did not
+        deliver it."""
+        if up_to is None:
+            self._wakeup.catch_up = True
+        else:
+            self._wakeup.revision = max(self._wakeup.revision, up_to)
+        self._wakeup.event.set()
+
+    def reconsider(self) -> None:
+        """Wake the loop to pick its cadence again (the feed's beacon came back)."""
         self._wakeup.event.set()
 
     async def run(self, poll_interval: float = TAIL_POLL_INTERVAL, *,
@@ -137,9 +160,14 @@ class Tail:
         does nothing (`listen=False`: poll only, e.g. behind a pooler in transaction
         mode, which cannot carry LISTEN).
 
-        With a NATS `feed`, changes arrive pushed (`apply_pushed`) and the database is
-        polled every `feed_poll_interval` while the feed is healthy (the safety net),
-        every `poll_interval` while it is not; LISTEN is not used.
+        With a NATS `feed`, changes arrive pushed (`apply_pushed`, replayed from the
+        stream after a reconnection) and LISTEN is not used. The database is read when
+        the feed asks (`read_database`, `feed_changed`) and polled: never while the
+        lease holder's head beacon vouches for the watermark, every `feed_poll_interval`
+        (± `SAFETY_POLL_JITTER`) while the feed flows without beacons, every
+        `poll_interval` while NATS is away. Starting with a view and a feed, the first
+        poll waits for the feed to connect (`FEED_CONNECT_PATIENCE`; at once when it
+        cannot): the feed resumes from the view, usually with no database read.
         """
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -149,20 +177,35 @@ class Tail:
         self.feed = feed
         slow_interval = feed_poll_interval or poll_interval
 
-        def interval() -> float:
-            return slow_interval if feed is not None and feed.healthy else poll_interval
+        def cadence() -> float | None:
+            """Seconds between polls now; None: no polls (the beacon vouches)."""
+            if feed is None or not feed.healthy:
+                return poll_interval
+            return None if feed.watch.fresh() else slow_interval
+
+        def first_delay(interval: float | None) -> float:
+            if interval is None:
+                return math.inf
+            if feed is not None and interval == slow_interval:
+                # a fleet that (re)connected at once must not poll at once
+                return interval * random.uniform(1 - SAFETY_POLL_JITTER, 1 + SAFETY_POLL_JITTER)
+            return interval
 
         if feed is not None:
             feeder = asyncio.get_running_loop().create_task(
-                feed.run(self, self._feed_health), name="decnet-ttp-feed")
+                feed.run(self), name="decnet-ttp-feed")
         elif listen and self.repo.dialect == "postgresql":
             listener = asyncio.get_running_loop().create_task(
                 self._listen(wakeup), name="decnet-ttp-listen")
         loop = asyncio.get_running_loop()
-        due = loop.time()  # the first poll now
-        timed_out = True
+        current = cadence()
+        # the first poll now (without a feed, or without a view yet); with a feed, once
+        # it had the time to connect (it asks for a poll at once when it cannot)
+        due = loop.time() if feed is None or self.watermark is None \
+            else loop.time() + max(first_delay(current), FEED_CONNECT_PATIENCE)
+        timed_out = feed is None or self.watermark is None
+        retry: float | None = None  # when a failed read is tried again
         backoff = Backoff(POLL_RETRY_INITIAL, max(POLL_RETRY_INITIAL, poll_interval))
-        current = interval()
         outage = Outage(log, "polling the rule database")
         try:
             while True:
@@ -170,10 +213,12 @@ class Tail:
                 wakeup.catch_up, wakeup.revision = False, 0
                 wakeup.event.clear()
                 started = loop.time()
-                slot = timed_out or started >= due  # a poll of the cadence (not a wake-up)
-                if interval() != current:  # the feed came or went: a new cadence from now
-                    current = interval()
-                    due, slot = started, True
+                now_cadence = cadence()
+                if now_cadence != current:  # the feed or its beacon came or went
+                    current = now_cadence
+                    due, timed_out = started + first_delay(current), False
+                slot = (current is not None and (timed_out or started >= due)) or \
+                    (retry is not None and started >= retry)
                 try:
                     async with asyncio.timeout(max(self.query_timeout, 2 * poll_interval)):
                         await self.repo.connect()
@@ -191,24 +236,32 @@ class Tail:
                             log.error("%s; keeping the last good rules", exc)
                         self.stats.database_problem = str(exc)
                     outage.failed(exc, "keeping the last good rules")
-                    due = loop.time() + backoff.failed()
+                    retry = loop.time() + backoff.failed()
                 else:
+                    retry = None
                     self.stats.database_problem = None
                     backoff.reset()
                     if outage.recovered(f"; caught up to revision {self.watermark}"):
-                        due, slot = started, True
-                    if slot:  # the next slot after this one (slots missed are skipped)
+                        current = cadence()
+                        due, slot = started + first_delay(current), False
+                    if slot and current is not None:
+                        # the next slot after this one (slots missed are skipped)
                         missed = max(0, math.floor((started - due) / current))
                         due += current * (missed + 1)
                         if current == slow_interval and feed is not None:
-                            # a fleet that (re)connected at once must not poll at once
                             due += current * random.uniform(-SAFETY_POLL_JITTER,
                                                             SAFETY_POLL_JITTER)
                 timed_out = False
+                deadline = due
+                if current is None and feed is not None:  # wake when the beacon goes stale
+                    deadline = feed.watch.fresh_until() or loop.time()
+                if retry is not None:
+                    deadline = min(deadline, retry)
                 try:
-                    await asyncio.wait_for(wakeup.event.wait(), max(0.0, due - loop.time()))
+                    await asyncio.wait_for(wakeup.event.wait(),
+                                           max(0.0, deadline - loop.time()))
                 except TimeoutError:
-                    timed_out = True
+                    timed_out = deadline == due and current is not None
         finally:
             await cancel_and_wait(listener, feeder, logger=log)
 
