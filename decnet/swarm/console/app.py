@@ -217,6 +217,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         rule, rules = await find_rule(rule_id)
         if rule is None:
             return render(request, session, "error.html", 404, message=f"no rule {rule_id}")
+        rule = await store.with_source(rule)  # its YAML, shown and tested here
         tests, _ = rule_tests(rule)
         report = None
         if tests is not None:

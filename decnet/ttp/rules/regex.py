@@ -271,37 +271,38 @@ class CompiledPattern:
     warning: str | None = None
     reason: str | None = field(default=None, repr=False)
     pcre2_source: str | None = field(default=None, repr=False)
-    _program: list[Any] = field(default_factory=list, repr=False)
-    _bounded: list[BoundedSearch] = field(default_factory=list, repr=False)
-    _python: list[re.Pattern[str]] = field(default_factory=list, repr=False)
+    # compiled on first use (set through object.__setattr__: the value stays frozen)
+    _program: Any = field(default=None, repr=False)
+    _bounded: BoundedSearch | None = field(default=None, repr=False)
+    _python: re.Pattern[str] | None = field(default=None, repr=False)
 
     @property
     def python(self) -> re.Pattern[str]:
         """Python's compiled pattern (the reference semantics; never run by the engine)."""
-        if not self._python:
-            self._python.append(re.compile(self.source, python_flags(self.ignore_case)))
-        return self._python[0]
+        if self._python is None:
+            object.__setattr__(self, "_python",
+                               re.compile(self.source, python_flags(self.ignore_case)))
+        assert self._python is not None
+        return self._python
 
     @property
     def re2(self) -> Any:
         """The compiled RE2 program, or None for a fallback pattern."""
-        if self._program:
-            return self._program[0]
-        if self.re2_source is None:
-            return None
-        program = _re2.RE2(self.re2_source.encode("utf-8"), re2_options())
-        self._program.append(program)
-        return program
+        if self._program is None and self.re2_source is not None:
+            object.__setattr__(self, "_program",
+                               _re2.RE2(self.re2_source.encode("utf-8"), re2_options()))
+        return self._program
 
     @property
     def bounded(self) -> BoundedSearch:
         """The step-limited PCRE2 search of this pattern."""
-        if not self._bounded:
+        if self._bounded is None:
             source = self.pcre2_source
             if source is None:
                 source = translate_pcre2(self.source, python_flags(self.ignore_case))
-            self._bounded.append(BoundedSearch(source))
-        return self._bounded[0]
+            object.__setattr__(self, "_bounded", BoundedSearch(source))
+        assert self._bounded is not None
+        return self._bounded
 
     @property
     def is_fallback(self) -> bool:
@@ -366,12 +367,12 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         # compiling also reports the errors only Python's compiler finds (a
         # variable-width look-behind)
         matches_empty = _compiler.compile(parsed, flags).search("") is not None
-    bounded: list[BoundedSearch] = []
+    bounded: BoundedSearch | None = None
     fallback_source: str | None = None
     if not accepted or translation.newline_sensitive or translation.non_boundary:
         try:
             fallback_source = pcre2_source(parsed, flags)
-            bounded.append(BoundedSearch(fallback_source))
+            bounded = BoundedSearch(fallback_source)
         except Unsupported as exc:
             raise re.error(f"{exc} cannot be searched within a bound "
                            f"(RE2 and PCRE2 cannot run it as Python does)") from None

@@ -16,6 +16,7 @@ announced once whether this process or its tail sees it first) read best in one 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +34,7 @@ from decnet.ttp.errors import InvalidRuleId, RuleError, RuleSetError, StoreError
 from decnet.ttp.loops import Outage, cancel_and_wait
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule
+from decnet.ttp.rules.stored_form import StoredFormError, compile_form, compiler_id, derive_form
 from decnet.ttp.store.backend import BaseRuleStore
 from decnet.ttp.store.database.master import MasterProjection, MasterRole
 from decnet.ttp.store.database.tail import Tail, TailStats
@@ -175,7 +177,7 @@ class DatabaseRuleStore(BaseRuleStore):
         (see `cached_rules`) and the failure logged; a first load raises `StoreError`.
         """
         try:
-            snapshot = await self.repo.snapshot()
+            snapshot = await self.repo.snapshot(compiler_id())
         except StoreError as exc:
             if not self._has_view:
                 raise
@@ -184,11 +186,22 @@ class DatabaseRuleStore(BaseRuleStore):
         self._read_outage.recovered()
         await self.ensure_view(snapshot)
         now = self.clock()
+        compiled_rows: list[tuple[StoredRule, CompiledRule | None]] = []
+        for row in snapshot.rules:
+            compiled = self._cached(row) or self._from_form(row)
+            if compiled is None and row.yaml_content is not None:
+                compiled = self._compile(row, row.yaml_content)
+            compiled_rows.append((row, compiled))
+        pending = [row.rule_id for row, compiled in compiled_rows
+                   if compiled is None and row.yaml_content is None]
+        texts = await self.repo.rule_texts(pending) if pending else {}
         present = set()
         rules = []
-        for row in snapshot.rules:
+        for row, compiled in compiled_rows:
             present.add(row.rule_id)
-            compiled = self._compile(row)
+            if compiled is None and row.yaml_content is None:
+                text = texts.get(row.rule_id)  # None: deleted since (the tail follows)
+                compiled = None if text is None else self._compile(row, text)
             if compiled is None:
                 continue
             stored = snapshot.states.get(row.rule_id)
@@ -202,6 +215,16 @@ class DatabaseRuleStore(BaseRuleStore):
             if rule_id not in self._known_defs:  # else the tail still needs it
                 self._reported.pop(rule_id, None)
         return rules
+
+    async def with_source(self, rule: CompiledRule) -> CompiledRule:
+        """`rule` with its YAML text, read from its row when this store did not keep it
+        (a rule shown to an operator). Unchanged when the row holds another text now."""
+        if rule.source_yaml or rule.source_digest is None:
+            return rule
+        text = (await self.repo.rule_texts([rule.rule_id])).get(rule.rule_id)
+        if text is None or hashlib.sha256(text.encode("utf-8")).digest() != rule.source_digest:
+            return rule
+        return replace(rule, source_yaml=text)
 
     def cached_rules(self) -> list[CompiledRule]:
         """The rules as this process last saw them (loaded or announced), no database read."""
@@ -341,15 +364,21 @@ class DatabaseRuleStore(BaseRuleStore):
                                updated_by: str | None, fence: Fence | None = None) -> bool:
         """`upsert_rule`, fenced by the master lease when `fence` is given."""
         rule_id = validate_rule_id(compiled.rule_id)
-        if not compiled.source_yaml:
+        text = compiled.source_yaml
+        if not text:
             raise ValueError(f"rule {rule_id} has no source_yaml to store")
+        form = derive_form(text, source=source_path or _row_source(rule_id), rule_id=rule_id)
         written = await self.repo.upsert_rule(
-            rule_id, compiled.rule_version, compiled.source_yaml,
-            source_path=source_path, updated_by=updated_by, fence=fence)
+            rule_id, compiled.rule_version, text, source_path=source_path,
+            updated_by=updated_by, fence=fence, compiled_form=form, compiled_by=compiler_id())
         if written is None:
+            await self.repo.refresh_form(rule_id, compiled.rule_version, text,
+                                         compiled_form=form, compiled_by=compiler_id(),
+                                         fence=fence)
             return False
         base = replace(compiled, state=DEFAULT_STATE,
-                       source_path=source_path or _row_source(rule_id))
+                       source_path=source_path or _row_source(rule_id), source_yaml="",
+                       source_digest=hashlib.sha256(text.encode("utf-8")).digest())
         self._compiled[rule_id] = (written.revision, base)
         self.problems.pop(rule_id, None)
         self._reported.pop(rule_id, None)
@@ -469,7 +498,10 @@ class DatabaseRuleStore(BaseRuleStore):
         if row is None or row.revision <= (known or 0):
             return False
         was_live = known is not None and not self._is_broken(rule_id, known)
-        compiled = self._compile(row)
+        compiled = self._cached(row) or self._from_form(row)
+        if compiled is None:
+            # a change-log row carries its YAML (a NATS message too)
+            compiled = self._compile(row, row.yaml_content or "")
         self._known_defs[rule_id] = row.revision
         if compiled is None:
             # A revision that does not compile makes the rule absent, as it is for
@@ -514,13 +546,32 @@ class DatabaseRuleStore(BaseRuleStore):
         """Whether revision `revision` of `rule_id` failed to compile (and was reported)."""
         return self._reported.get(rule_id) == revision
 
-    def _compile(self, row: StoredRule) -> CompiledRule | None:
+    def _cached(self, row: StoredRule) -> CompiledRule | None:
         cached = self._compiled.get(row.rule_id)
-        if cached is not None and cached[0] == row.revision:
-            return cached[1]
+        return cached[1] if cached is not None and cached[0] == row.revision else None
+
+    def _from_form(self, row: StoredRule) -> CompiledRule | None:
+        """The rule from its stored form; None when the row has no form this process
+        can use (the caller compiles the YAML: `_compile`)."""
+        if row.compiled_form is None or row.compiled_by != compiler_id():
+            return None
         try:
-            compiled = compile_rule(row.yaml_content, source=row.source_path or
-                                    _row_source(row.rule_id), expected_rule_id=row.rule_id)
+            compiled = compile_form(row.compiled_form,
+                                    source=row.source_path or _row_source(row.rule_id),
+                                    expected_rule_id=row.rule_id)
+        except StoredFormError as exc:
+            log.warning("stored rule %s (revision %d): its stored form is not usable (%s); "
+                        "compiling its YAML", row.rule_id, row.revision, exc)
+            return None
+        self._remember(row, compiled)
+        return compiled
+
+    def _compile(self, row: StoredRule, text: str) -> CompiledRule | None:
+        """The rule compiled from its YAML `text`; None (reported once per revision,
+        listed in `problems`) when it does not compile."""
+        try:
+            compiled = compile_rule(text, source=row.source_path or _row_source(row.rule_id),
+                                    expected_rule_id=row.rule_id, keep_source=False)
         except RuleSetError as exc:
             self.problems[row.rule_id] = exc.errors
             self._compiled.pop(row.rule_id, None)
@@ -530,10 +581,13 @@ class DatabaseRuleStore(BaseRuleStore):
                     log.error("stored rule %s (revision %d) skipped: %s",
                               row.rule_id, row.revision, error)
             return None
+        self._remember(row, compiled)
+        return compiled
+
+    def _remember(self, row: StoredRule, compiled: CompiledRule) -> None:
         self.problems.pop(row.rule_id, None)
         self._reported.pop(row.rule_id, None)
         self._compiled[row.rule_id] = (row.revision, compiled)
-        return compiled
 
 
 def _row_source(rule_id: str) -> str:

@@ -23,15 +23,21 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class StoredRule:
-    """One `ttp_rule` row."""
+    """One `ttp_rule` row.
+
+    A snapshot read for a compiler (`RuleRepository.snapshot`) leaves `yaml_content`
+    None where it returns a `compiled_form` that compiler wrote.
+    """
 
     rule_id: str
     rule_version: int
     source_path: str | None
-    yaml_content: str
+    yaml_content: str | None
     updated_at: datetime
     updated_by: str | None
     revision: int
+    compiled_form: str | None = None
+    compiled_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,16 @@ class Fence:
 
     holder: str
     token: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContent:
+    """What the master compares with a rule file: version, text, and which compiler
+    wrote the row's stored form (None: none did)."""
+
+    rule_version: int
+    yaml_content: str
+    compiled_by: str | None
 
 
 @dataclass(frozen=True, slots=True)
