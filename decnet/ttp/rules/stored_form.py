@@ -9,9 +9,10 @@ it, skipping only the YAML parser and the regex translation.
 
 A form is used only when it was written by this very compiler (`compiler_id`: the code
 of this package's rule compiler and the versions of Python and the libraries it relies
-on) and parses into the expected shape; anything else raises `StoredFormError`, and the
-caller compiles the YAML instead. `derive_form` refuses to produce a form that does not
-load back into exactly the rule the YAML compiles to.
+on), was derived from exactly the row's YAML (its SHA-256) and parses into the expected
+shape; anything else raises `StoredFormError`, and the caller compiles the YAML
+instead. `derive_form` refuses to produce a form that does not load back into exactly
+the rule the YAML compiles to.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def derive_form(text: str, *, source: str, rule_id: str,
         form = orjson.dumps(body).decode()
         if orjson.loads(form) != body:
             return None  # a value JSON reads back differently (a date elsewhere, NaN)
-        again = compile_form(form, source=source, expected_rule_id=rule_id, today=today)
+        again = compile_form(form, text, source=source, expected_rule_id=rule_id,
+                             today=today)
     except (TypeError, orjson.JSONEncodeError, StoredFormError):
         return None
     if _signature(again) != _signature(rule):
@@ -130,12 +132,14 @@ def derive_form(text: str, *, source: str, rule_id: str,
     return form
 
 
-def compile_form(form: str, *, source: str, expected_rule_id: str,
+def compile_form(form: str, text: str, *, source: str, expected_rule_id: str,
                  state: RuleState = DEFAULT_STATE,
                  today: datetime | None = None) -> CompiledRule:
-    """The rule a stored form holds (without its YAML text; with its SHA-256).
+    """The rule the stored form `form` of the YAML `text` holds (without the text;
+    with its SHA-256).
 
-    Raises `StoredFormError` when the form is not usable (see the module doc).
+    Raises `StoredFormError` when the form is not usable (see the module doc), or was
+    not derived from exactly `text` (a row whose YAML was changed by hand).
     """
     try:
         body = orjson.loads(form)
@@ -149,10 +153,9 @@ def compile_form(form: str, *, source: str, expected_rule_id: str,
     if not isinstance(data, dict) or not isinstance(entries, list) or \
             not isinstance(digest, str) or len(digest) != 64:
         raise StoredFormError("malformed")
-    try:
-        source_digest = bytes.fromhex(digest)
-    except ValueError:
-        raise StoredFormError("malformed digest") from None
+    source_digest = hashlib.sha256(text.encode("utf-8")).digest()
+    if source_digest.hex() != digest:
+        raise StoredFormError("derived from another text than the row's YAML")
     try:
         return build_rule(_Unplaced(data), source=source, expected_rule_id=expected_rule_id,
                           state=state, today=today, source_digest=source_digest,

@@ -186,22 +186,11 @@ class DatabaseRuleStore(BaseRuleStore):
         self._read_outage.recovered()
         await self.ensure_view(snapshot)
         now = self.clock()
-        compiled_rows: list[tuple[StoredRule, CompiledRule | None]] = []
-        for row in snapshot.rules:
-            compiled = self._cached(row) or self._from_form(row)
-            if compiled is None and row.yaml_content is not None:
-                compiled = self._compile(row, row.yaml_content)
-            compiled_rows.append((row, compiled))
-        pending = [row.rule_id for row, compiled in compiled_rows
-                   if compiled is None and row.yaml_content is None]
-        texts = await self.repo.rule_texts(pending) if pending else {}
         present = set()
         rules = []
-        for row, compiled in compiled_rows:
+        for row in snapshot.rules:
             present.add(row.rule_id)
-            if compiled is None and row.yaml_content is None:
-                text = texts.get(row.rule_id)  # None: deleted since (the tail follows)
-                compiled = None if text is None else self._compile(row, text)
+            compiled = self._cached(row) or self._from_form(row) or self._compile(row)
             if compiled is None:
                 continue
             stored = snapshot.states.get(row.rule_id)
@@ -498,10 +487,7 @@ class DatabaseRuleStore(BaseRuleStore):
         if row is None or row.revision <= (known or 0):
             return False
         was_live = known is not None and not self._is_broken(rule_id, known)
-        compiled = self._cached(row) or self._from_form(row)
-        if compiled is None:
-            # a change-log row carries its YAML (a NATS message too)
-            compiled = self._compile(row, row.yaml_content or "")
+        compiled = self._cached(row) or self._from_form(row) or self._compile(row)
         self._known_defs[rule_id] = row.revision
         if compiled is None:
             # A revision that does not compile makes the rule absent, as it is for
@@ -556,7 +542,7 @@ class DatabaseRuleStore(BaseRuleStore):
         if row.compiled_form is None or row.compiled_by != compiler_id():
             return None
         try:
-            compiled = compile_form(row.compiled_form,
+            compiled = compile_form(row.compiled_form, row.yaml_content,
                                     source=row.source_path or _row_source(row.rule_id),
                                     expected_rule_id=row.rule_id)
         except StoredFormError as exc:
@@ -566,11 +552,12 @@ class DatabaseRuleStore(BaseRuleStore):
         self._remember(row, compiled)
         return compiled
 
-    def _compile(self, row: StoredRule, text: str) -> CompiledRule | None:
-        """The rule compiled from its YAML `text`; None (reported once per revision,
-        listed in `problems`) when it does not compile."""
+    def _compile(self, row: StoredRule) -> CompiledRule | None:
+        """The rule compiled from its YAML; None (reported once per revision, listed in
+        `problems`) when it does not compile."""
         try:
-            compiled = compile_rule(text, source=row.source_path or _row_source(row.rule_id),
+            compiled = compile_rule(row.yaml_content,
+                                    source=row.source_path or _row_source(row.rule_id),
                                     expected_rule_id=row.rule_id, keep_source=False)
         except RuleSetError as exc:
             self.problems[row.rule_id] = exc.errors

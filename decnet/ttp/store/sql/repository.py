@@ -264,9 +264,8 @@ class RuleRepository:
     async def snapshot(self, compiler: str | None = None) -> Snapshot:
         """Every rule and state. The revision is read first, so rows are at least that new.
 
-        With `compiler` (see `decnet.ttp.rules.stored_form.compiler_id`), a rule whose
-        stored form that compiler wrote comes with the form and without its YAML; every
-        other rule (and every rule without `compiler`) comes with its YAML.
+        A rule's stored form is read only where `compiler` wrote it (see
+        `decnet.ttp.rules.stored_form.compiler_id`).
         """
         params = {"b_compiler": compiler}
 

@@ -23,16 +23,12 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class StoredRule:
-    """One `ttp_rule` row.
-
-    A snapshot read for a compiler (`RuleRepository.snapshot`) leaves `yaml_content`
-    None where it returns a `compiled_form` that compiler wrote.
-    """
+    """One `ttp_rule` row (a snapshot leaves out stored forms its reader cannot use)."""
 
     rule_id: str
     rule_version: int
     source_path: str | None
-    yaml_content: str | None
+    yaml_content: str
     updated_at: datetime
     updated_by: str | None
     revision: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import String, and_, bindparam, case, delete, func, insert, null, select, update
+from sqlalchemy import String, bindparam, case, delete, func, insert, null, select, update
 
 from decnet.ttp.constants import NOTIFY_CHANNEL
 from decnet.ttp.store.sql.models import (
@@ -40,16 +40,12 @@ RULE_CONTENT: Final = select(RuleRow.rule_version, RuleRow.yaml_content).where(
 RULE_CONTENTS: Final = select(RuleRow.rule_id, RuleRow.rule_version, RuleRow.yaml_content,
                               RuleRow.compiled_by)
 RULE_EXISTS: Final = select(RuleRow.revision).where(RuleRow.rule_id == bindparam("b_rule_id"))
-#: A row whose stored form the reading compiler (`b_compiler`) wrote.
-_FORM_USABLE: Final = and_(RuleRow.compiled_by == bindparam("b_compiler", type_=String()),
-                           RuleRow.compiled_form.is_not(None))
-#: Every rule: its stored form where `b_compiler` wrote one, else its YAML (never both:
-#: a worker reads half as much).
+#: Every rule, with its stored form where the reading compiler (`b_compiler`) wrote one.
 RULES: Final = select(
-    RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path,
-    case((_FORM_USABLE, null()), else_=RuleRow.yaml_content).label("yaml_content"),
+    RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
     RuleRow.updated_at, RuleRow.updated_by, RuleRow.revision,
-    case((_FORM_USABLE, RuleRow.compiled_form), else_=null()).label("compiled_form"),
+    case((RuleRow.compiled_by == bindparam("b_compiler", type_=String()),
+          RuleRow.compiled_form), else_=null()).label("compiled_form"),
     RuleRow.compiled_by).order_by(RuleRow.rule_id)
 RULE_TEXTS: Final = select(RuleRow.rule_id, RuleRow.yaml_content).where(
     RuleRow.rule_id.in_(bindparam("b_rule_ids", expanding=True)))
