@@ -267,7 +267,6 @@ class CompiledPattern:
     newline_sensitive: bool
     non_boundary: bool
     matches_empty: bool
-    engine: str
     warning: str | None = None
     reason: str | None = field(default=None, repr=False)
     pcre2_source: str | None = field(default=None, repr=False)
@@ -303,6 +302,11 @@ class CompiledPattern:
             object.__setattr__(self, "_bounded", BoundedSearch(source))
         assert self._bounded is not None
         return self._bounded
+
+    @property
+    def engine(self) -> str:
+        """`re2`, or `pcre2-bounded` for a fallback pattern."""
+        return "pcre2-bounded" if self.re2_source is None else "re2"
 
     @property
     def is_fallback(self) -> bool:
@@ -390,7 +394,6 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         newline_sensitive=translation.newline_sensitive,
         non_boundary=translation.non_boundary,
         matches_empty=matches_empty,
-        engine="re2" if accepted else "pcre2-bounded",
         warning=warning,
         reason=None if accepted else why,
         pcre2_source=fallback_source,

@@ -156,10 +156,14 @@ def compile_form(form: str, text: str, *, source: str, expected_rule_id: str,
     source_digest = hashlib.sha256(text.encode("utf-8")).digest()
     if source_digest.hex() != digest:
         raise StoredFormError("derived from another text than the row's YAML")
+    if data.get("rule_id") == expected_rule_id:
+        data["rule_id"] = expected_rule_id  # one copy of the id: the caller's
+    patterns = _patterns(entries)
+    _share_pattern_texts(data.get("match"), patterns)
     try:
         return build_rule(_Unplaced(data), source=source, expected_rule_id=expected_rule_id,
                           state=state, today=today, source_digest=source_digest,
-                          patterns=_patterns(entries))
+                          patterns=patterns)
     except RuleSetError as exc:
         raise StoredFormError(f"does not compile: {exc}") from None
 
@@ -184,9 +188,28 @@ def _patterns(entries: list[Any]) -> PatternCache:
         found[(source, folded)] = CompiledPattern(
             source=source, ignore_case=folded, re2_source=re2_source,
             newline_sensitive=newline, non_boundary=non_boundary, matches_empty=empty,
-            engine="re2" if re2_source is not None else "pcre2-bounded", warning=warning,
+            warning=warning,
             reason=reason, pcre2_source=pcre2_source, _bounded=bounded)
     return found
+
+
+def _share_pattern_texts(node: Any, patterns: PatternCache) -> None:
+    """Point the document's `pattern` strings at the compiled patterns' equal ones, so a
+    loaded rule holds each pattern text once."""
+    if isinstance(node, dict):
+        text = node.get("pattern")
+        if isinstance(text, str):
+            for folded in (False, True):
+                known = patterns.get((text, folded))
+                if known is not None:
+                    node["pattern"] = known.source
+                    break
+        for value in node.values():
+            if isinstance(value, dict | list):
+                _share_pattern_texts(value, patterns)
+    elif isinstance(node, list):
+        for item in node:
+            _share_pattern_texts(item, patterns)
 
 
 def _flags(*values: Any) -> bool:

@@ -91,8 +91,10 @@ class DatabaseRuleStore(BaseRuleStore):
         self._owns_repo = not isinstance(repo, RuleRepository)
         self.repo = repo if isinstance(repo, RuleRepository) else \
             RuleRepository(repo, clock=clock)
-        #: rule_id -> (revision, compiled rule with the default state): the compile cache.
-        self._compiled: dict[str, tuple[int, CompiledRule]] = {}
+        #: rule_id -> compiled rule with the default state, and the revision it is of:
+        #: the compile cache (two dicts: a tuple per rule would cost more than the second).
+        self._compiled: dict[str, CompiledRule] = {}
+        self._compiled_at: dict[str, int] = {}
         # What this process has announced (or loaded before following), by revision.
         self._known_defs: dict[str, int] = {}
         self._known_states: dict[str, StoredState] = {}
@@ -198,7 +200,7 @@ class DatabaseRuleStore(BaseRuleStore):
             scoped = (snapshot.scoped or {}).get(row.rule_id)
             rules.append(compiled.with_state(state).with_scoped(_live(scoped, now)))
         for rule_id in [r for r in self._compiled if r not in present]:
-            del self._compiled[rule_id]
+            self._forget(rule_id)
         for rule_id in [r for r in self.problems if r not in present]:
             del self.problems[rule_id]
             if rule_id not in self._known_defs:  # else the tail still needs it
@@ -221,11 +223,11 @@ class DatabaseRuleStore(BaseRuleStore):
         rules = []
         for rule_id, revision in sorted(self._known_defs.items()):
             cached = self._compiled.get(rule_id)
-            if cached is None or cached[0] != revision:
+            if cached is None or self._compiled_at.get(rule_id) != revision:
                 continue
             stored = self._known_states.get(rule_id)
             state = DEFAULT_STATE if stored is None else stored.state.effective(now)
-            rules.append(cached[1].with_state(state).with_scoped(
+            rules.append(cached.with_state(state).with_scoped(
                 _live(self._known_scoped.get(rule_id), now)))
         return rules
 
@@ -368,7 +370,8 @@ class DatabaseRuleStore(BaseRuleStore):
         base = replace(compiled, state=DEFAULT_STATE,
                        source_path=source_path or _row_source(rule_id), source_yaml="",
                        source_digest=hashlib.sha256(text.encode("utf-8")).digest())
-        self._compiled[rule_id] = (written.revision, base)
+        self._compiled[rule_id] = base
+        self._compiled_at[rule_id] = written.revision
         self.problems.pop(rule_id, None)
         self._reported.pop(rule_id, None)
         if self._known_defs.get(rule_id, 0) < written.revision:
@@ -384,7 +387,7 @@ class DatabaseRuleStore(BaseRuleStore):
         revision = await self.repo.delete_rule(rule_id, fence=fence)
         if revision is None:
             return False
-        self._compiled.pop(rule_id, None)
+        self._forget(rule_id)
         self.problems.pop(rule_id, None)
         if rule_id in self._known_defs:
             was_live = not self._is_broken(rule_id, self._known_defs.pop(rule_id))
@@ -512,7 +515,7 @@ class DatabaseRuleStore(BaseRuleStore):
             return False
         was_live = not self._is_broken(rule_id, known)
         del self._known_defs[rule_id]
-        self._compiled.pop(rule_id, None)
+        self._forget(rule_id)
         self.problems.pop(rule_id, None)
         self._reported.pop(rule_id, None)
         if not was_live:
@@ -533,8 +536,9 @@ class DatabaseRuleStore(BaseRuleStore):
         return self._reported.get(rule_id) == revision
 
     def _cached(self, row: StoredRule) -> CompiledRule | None:
-        cached = self._compiled.get(row.rule_id)
-        return cached[1] if cached is not None and cached[0] == row.revision else None
+        if self._compiled_at.get(row.rule_id) != row.revision:
+            return None
+        return self._compiled.get(row.rule_id)
 
     def _from_form(self, row: StoredRule) -> CompiledRule | None:
         """The rule from its stored form; None when the row has no form this process
@@ -561,7 +565,7 @@ class DatabaseRuleStore(BaseRuleStore):
                                     expected_rule_id=row.rule_id, keep_source=False)
         except RuleSetError as exc:
             self.problems[row.rule_id] = exc.errors
-            self._compiled.pop(row.rule_id, None)
+            self._forget(row.rule_id)
             if self._reported.get(row.rule_id) != row.revision:
                 self._reported[row.rule_id] = row.revision
                 for error in exc.errors:
@@ -574,7 +578,12 @@ class DatabaseRuleStore(BaseRuleStore):
     def _remember(self, row: StoredRule, compiled: CompiledRule) -> None:
         self.problems.pop(row.rule_id, None)
         self._reported.pop(row.rule_id, None)
-        self._compiled[row.rule_id] = (row.revision, compiled)
+        self._compiled[row.rule_id] = compiled
+        self._compiled_at[row.rule_id] = row.revision
+
+    def _forget(self, rule_id: str) -> None:
+        self._compiled.pop(rule_id, None)
+        self._compiled_at.pop(rule_id, None)
 
 
 def _row_source(rule_id: str) -> str:

@@ -19,6 +19,7 @@ from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.models import Base, ChangeLogRow, RuleRow
 from decnet.ttp.store.sql.repository import RuleRepository, schema_head
+from decnet.ttp.store.sql.schema import alembic_revisions, schema_revisions
 from tests.ttp.store.databases import FRESH_DATABASES
 from tests.ttp.store.helpers import open_store, rule_yaml, seed
 from tests.waiting import next_change, no_change, poll
@@ -36,6 +37,7 @@ def run_python(code: str) -> str:
 
 def test_schema_head_matches_the_shipped_migrations() -> None:
     assert migrate.head() == schema_head()
+    assert schema_revisions() == alembic_revisions()  # read from file names, without Alembic
 
 
 async def test_state_survives_a_process_restart(db_url: str) -> None:
