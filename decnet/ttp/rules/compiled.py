@@ -7,11 +7,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.matchers import Matcher
 from decnet.vocabulary import DEFAULT_STATE, RuleState, ScopedState, resolve_state
+
+
+class FrozenDict(dict[Any, Any]):
+    """A dict that refuses changes: a read-only mapping without the 40-byte view object
+    a `MappingProxyType` adds (10,000 rules hold one each)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("a compiled rule's mapping is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> Any:
+        raise TypeError("compiled matchers are not picklable")
 
 
 class Emit(NamedTuple):

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from decnet.ttp.constants import DEFAULT_MATCH_FIELDS
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError
-from decnet.ttp.rules.compiled import CompiledRule, Emit, ReviewInfo, deep_freeze
+from decnet.ttp.rules.compiled import CompiledRule, Emit, FrozenDict, ReviewInfo, deep_freeze
 from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.lifters import plan_lifter
 from decnet.ttp.rules.matchers import (
@@ -188,7 +188,7 @@ def build_rule(
         correlation=correlation,
         source_path=source,
         source_yaml=source_yaml,
-        matchers=MappingProxyType(matchers),
+        matchers=FrozenDict(matchers),
         warnings=tuple(warnings),
         source_digest=source_digest,
     )

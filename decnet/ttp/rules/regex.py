@@ -133,7 +133,10 @@ class _Emitter:
             _group, add, remove, sub = av
             if (add | remove) & FLAG_U_OR_L:
                 raise Unsupported("a local UNICODE/LOCALE flag")
-            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail, head) + ")"
+            inner = self.sequence(sub.data, (flags | add) & ~remove, tail, head)
+            if len(sub.data) == 1 and sub.data[0][0] is _c.BRANCH:
+                return inner  # a branch groups itself already
+            return "(?:" + inner + ")"
         if op is _c.ASSERT:
             # Only whether a match exists matters: text a lookahead requires after the
             # end of the match, or a lookbehind before its start, may as well be matched.
@@ -145,8 +148,9 @@ class _Emitter:
             unbounded = high is _c.MAXREPEAT
             if low > RE2_MAX_REPEAT or (not unbounded and high > RE2_MAX_REPEAT):
                 raise Unsupported(f"a repeat count over {RE2_MAX_REPEAT}")
-            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1,
-                                         head and high == 1) + ")"
+            body = self.sequence(sub.data, flags, tail and high == 1, head and high == 1)
+            if len(sub.data) != 1 or sub.data[0][0] not in _ATOMS:
+                body = "(?:" + body + ")"  # a single character or class repeats as it is
             if unbounded:
                 return body + ("*" if low == 0 else "+" if low == 1 else f"{{{low},}}")
             return body + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
@@ -175,6 +179,9 @@ class _Emitter:
             return r"\B"
         raise Unsupported(str(where).lower())
 
+
+#: Nodes emitted as one RE2 atom (a character, an escape or a bracketed class).
+_ATOMS: Final = (_c.LITERAL, _c.NOT_LITERAL, _c.IN, _c.ANY)
 
 _UNSUPPORTED: Final = {
     "ASSERT": "a lookahead/lookbehind",
@@ -270,27 +277,37 @@ class CompiledPattern:
     warning: str | None = None
     reason: str | None = field(default=None, repr=False)
     pcre2_source: str | None = field(default=None, repr=False)
-    # compiled on first use (set through object.__setattr__: the value stays frozen)
-    _program: Any = field(default=None, repr=False)
     _bounded: BoundedSearch | None = field(default=None, repr=False)
-    _python: re.Pattern[str] | None = field(default=None, repr=False)
+    #: [RE2 program, Python pattern], made on first use (most patterns only ever run
+    #: inside a combined set); set through object.__setattr__, the value stays frozen.
+    _lazy: list[Any] | None = field(default=None, repr=False)
+
+    def _cached(self, index: int, make: Any) -> Any:
+        lazy = self._lazy
+        if lazy is None:
+            lazy = [None, None]
+            object.__setattr__(self, "_lazy", lazy)
+        if lazy[index] is None:
+            lazy[index] = make()
+        return lazy[index]
 
     @property
     def python(self) -> re.Pattern[str]:
         """Python's compiled pattern (the reference semantics; never run by the engine)."""
-        if self._python is None:
-            object.__setattr__(self, "_python",
-                               re.compile(self.source, python_flags(self.ignore_case)))
-        assert self._python is not None
-        return self._python
+        pattern: re.Pattern[str] = self._cached(
+            1, lambda: re.compile(self.source, python_flags(self.ignore_case)))
+        return pattern
 
     @property
     def re2(self) -> Any:
         """The compiled RE2 program, or None for a fallback pattern."""
-        if self._program is None and self.re2_source is not None:
-            object.__setattr__(self, "_program",
-                               _re2.RE2(self.re2_source.encode("utf-8"), re2_options()))
-        return self._program
+        lazy = self._lazy
+        if lazy is not None and lazy[0] is not None:
+            return lazy[0]  # the common case first: searched on the hot path
+        source = self.re2_source
+        if source is None:
+            return None
+        return self._cached(0, lambda: _re2.RE2(source.encode("utf-8"), re2_options()))
 
     @property
     def bounded(self) -> BoundedSearch:
