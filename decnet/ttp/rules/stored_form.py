@@ -30,6 +30,7 @@ from typing import Any, Final
 import orjson
 import pcre2
 
+from decnet.ttp.constants import MAX_STORED_FORM_BYTES
 from decnet.ttp.errors import RuleSetError
 from decnet.ttp.rules.bounded import BoundedSearch
 from decnet.ttp.rules.compiled import CompiledRule
@@ -95,8 +96,9 @@ def derive_form(text: str, *, source: str, rule_id: str,
                 today: datetime | None = None) -> str | None:
     """The stored form of the rule `text` defines, or None when it has none.
 
-    None for a text that does not compile, holds values JSON cannot carry exactly, or
-    whose form would not load back into the same rule (checked here, once per write).
+    None for a text that does not compile, holds values JSON cannot carry exactly, whose
+    form is larger than `MAX_STORED_FORM_BYTES`, or whose form would not load back into
+    the same rule (checked here, once per write).
     """
     try:
         doc = parse_rule_yaml(text)
@@ -119,6 +121,8 @@ def derive_form(text: str, *, source: str, rule_id: str,
     }
     try:
         form = orjson.dumps(body).decode()
+        if len(form) > MAX_STORED_FORM_BYTES:
+            return None
         if orjson.loads(form) != body:
             return None  # a value JSON reads back differently (a date elsewhere, NaN)
         again = compile_form(form, text, source=source, expected_rule_id=rule_id,

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from decnet.ttp.rules import stored_form
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.rules.stored_form import (
     StoredFormError,
@@ -122,3 +123,13 @@ def test_a_value_json_cannot_carry_exactly_leaves_no_form() -> None:
 def test_the_digest_is_of_the_exact_text() -> None:
     rule = loaded(RULE, "F0001")
     assert rule.yaml_sha256 == hashlib.sha256(RULE.encode()).hexdigest()  # type: ignore[attr-defined]
+
+
+def test_a_form_larger_than_the_bound_is_not_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    patterns = "\n".join(f"    - pattern: '\\S+\\s+opt{n}=\\S*'" for n in range(1500))
+    text = RULE.split("match:")[0] + f"match:\n  any:\n{patterns}\n" + \
+        "emits:" + RULE.split("emits:")[1]
+    assert compile_rule(text, source="F0001.yaml", expected_rule_id="F0001")
+    assert derive_form(text, source="F0001.yaml", rule_id="F0001") is None
+    monkeypatch.setattr(stored_form, "MAX_STORED_FORM_BYTES", 10 << 20)
+    assert derive_form(text, source="F0001.yaml", rule_id="F0001") is not None

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import select, update
 
+from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.stored_form import compiler_id
 from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
@@ -18,11 +20,10 @@ from decnet.ttp.store.sql.models import RuleRow
 from tests.ttp.store.helpers import open_store, rule_yaml, seed
 
 
-async def row_of(store: DatabaseRuleStore, rule_id: str = "R0001") -> RuleRow:
+async def row_of(store: DatabaseRuleStore, rule_id: str = "R0001") -> Any:
     async with store.repo.engine.connect() as conn:
-        found = (await conn.execute(select(RuleRow.__table__).where(
+        return (await conn.execute(select(RuleRow.__table__).where(
             RuleRow.rule_id == rule_id))).one()
-    return found  # type: ignore[no-any-return]
 
 
 async def set_row(store: DatabaseRuleStore, **values: object) -> None:
@@ -30,7 +31,7 @@ async def set_row(store: DatabaseRuleStore, **values: object) -> None:
         await conn.execute(update(RuleRow).where(RuleRow.rule_id == "R0001").values(**values))
 
 
-async def fresh_load(url: str) -> list[object]:
+async def fresh_load(url: str) -> list[CompiledRule]:
     async with open_store(url) as worker:
         return list(await worker.load_compiled())
 
@@ -46,8 +47,8 @@ async def test_an_upsert_writes_the_form_and_a_fresh_store_loads_from_it(db_url:
         body["doc"]["name"] = "from_the_form"
         await set_row(store, compiled_form=orjson.dumps(body).decode())
     [rule] = await fresh_load(db_url)
-    assert rule.name == "from_the_form"  # type: ignore[attr-defined]
-    assert rule.source_yaml == ""  # type: ignore[attr-defined]
+    assert rule.name == "from_the_form"
+    assert rule.source_yaml == ""
 
 
 async def test_a_row_without_a_form_still_loads_from_its_yaml(db_url: str) -> None:
@@ -56,7 +57,7 @@ async def test_a_row_without_a_form_still_loads_from_its_yaml(db_url: str) -> No
         await set_row(store, compiled_form=None, compiled_by=None)
         [expected] = await store.load_compiled()
     [rule] = await fresh_load(db_url)
-    assert rule == expected and rule.name == "uname_all"  # type: ignore[attr-defined]
+    assert rule == expected and rule.name == "uname_all"
 
 
 @pytest.mark.parametrize("form, by", [
@@ -72,7 +73,7 @@ async def test_an_unusable_form_falls_back_to_the_yaml(
         await set_row(store, **values)
     with caplog.at_level(logging.WARNING):
         [rule] = await fresh_load(db_url)
-    assert rule.name == "uname_all"  # type: ignore[attr-defined]
+    assert rule.name == "uname_all"
     if by is None and form is not None:
         assert "stored form is not usable" in caplog.text
 
@@ -83,7 +84,7 @@ async def test_a_form_of_other_yaml_is_not_used(db_url: str) -> None:
         await seed(store)
         await set_row(store, yaml_content=rule_yaml().replace("uname_all", "edited_by_hand"))
     [rule] = await fresh_load(db_url)
-    assert rule.name == "edited_by_hand"  # type: ignore[attr-defined]
+    assert rule.name == "edited_by_hand"
 
 
 async def test_with_source_reads_the_text_from_the_row(db_url: str) -> None:
