@@ -23,7 +23,7 @@ import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, Final
 
@@ -100,6 +100,7 @@ def derive_form(text: str, *, source: str, rule_id: str,
     form is larger than `MAX_STORED_FORM_BYTES`, or whose form would not load back into
     the same rule (checked here, once per write).
     """
+    today = today or datetime.now(UTC)  # one day for both compiles (review warnings)
     try:
         doc = parse_rule_yaml(text)
         rule = build_rule(doc, source=source, expected_rule_id=rule_id, today=today,

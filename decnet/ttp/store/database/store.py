@@ -95,6 +95,8 @@ class DatabaseRuleStore(BaseRuleStore):
         #: the compile cache (two dicts: a tuple per rule would cost more than the second).
         self._compiled: dict[str, CompiledRule] = {}
         self._compiled_at: dict[str, int] = {}
+        #: rule_id -> the revision whose stored form was refused (logged once).
+        self._form_refused: dict[str, int] = {}
         # What this process has announced (or loaded before following), by revision.
         self._known_defs: dict[str, int] = {}
         self._known_states: dict[str, StoredState] = {}
@@ -201,6 +203,8 @@ class DatabaseRuleStore(BaseRuleStore):
             rules.append(compiled.with_state(state).with_scoped(_live(scoped, now)))
         for rule_id in [r for r in self._compiled if r not in present]:
             self._forget(rule_id)
+        for rule_id in [r for r in self._form_refused if r not in present]:
+            del self._form_refused[rule_id]
         for rule_id in [r for r in self.problems if r not in present]:
             del self.problems[rule_id]
             if rule_id not in self._known_defs:  # else the tail still needs it
@@ -550,8 +554,10 @@ class DatabaseRuleStore(BaseRuleStore):
                                     source=row.source_path or _row_source(row.rule_id),
                                     expected_rule_id=row.rule_id)
         except StoredFormError as exc:
-            log.warning("stored rule %s (revision %d): its stored form is not usable (%s); "
-                        "compiling its YAML", row.rule_id, row.revision, exc)
+            if self._form_refused.get(row.rule_id) != row.revision:
+                self._form_refused[row.rule_id] = row.revision
+                log.warning("stored rule %s (revision %d): its stored form is not usable "
+                            "(%s); compiling its YAML", row.rule_id, row.revision, exc)
             return None
         self._remember(row, compiled)
         return compiled

@@ -109,3 +109,17 @@ async def test_reconcile_refreshes_a_stale_form_without_a_new_revision(
         assert row.compiled_by == compiler_id() and row.compiled_form is not None
         assert await store.repo.head_revision() == head
         assert await store.reconcile(FilesystemRuleStore(tmp_path)) == (0, 0)
+
+
+async def test_a_refused_form_is_logged_once_per_revision(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_store(db_url) as store:
+        await seed(store)
+        await set_row(store, compiled_form="{not json",
+                      yaml_content="rule_id: R0001\nemit: []\n")  # neither compiles
+    async with open_store(db_url) as worker:
+        with caplog.at_level(logging.WARNING):
+            assert await worker.load_compiled() == []
+            assert await worker.load_compiled() == []
+        assert caplog.text.count("stored form is not usable") == 1
+        assert "R0001" in worker.problems
