@@ -213,14 +213,28 @@ def _class(items: tuple[tuple[Any, Any], ...], folded: int) -> str:
 def char_class(ranges: Ranges) -> str:
     """RE2 syntax for a set of code points (surrogates dropped: no UTF-8 text has them)."""
     parts: list[str] = []
+    single = False
     for low, high in normalize(ranges):
         for a, b in without_surrogates(low, high):
-            parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
+            single = a == b
+            parts.append(code_point(a) if single else code_point(a) + "-" + code_point(b))
     if not parts:
         return r"[^\x{0}-\x{10ffff}]"
-    if len(parts) == 1 and "-" not in parts[0]:
+    if len(parts) == 1 and single:
         return parts[0]
     return "[" + "".join(parts) + "]"
+
+
+def code_point(code: int) -> str:
+    """One code point in RE2 syntax, as short as is exact anywhere in a pattern: letters
+    and digits as they are, other ASCII punctuation escaped, the rest in hex."""
+    if code < 0x80:
+        char = chr(code)
+        if char.isalnum():
+            return char
+        if 0x21 <= code <= 0x7E and char != "_":
+            return "\\" + char
+    return f"\\x{code:02x}" if code < 0x100 else f"\\x{{{code:x}}}"
 
 
 _ANY: Final = char_class(complement([(0x0A, 0x0A)]))
