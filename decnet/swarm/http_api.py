@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -95,7 +94,7 @@ def rule_view(rule: CompiledRule, applied_at: float | None) -> dict[str, Any]:
         "held_state": held.state.value,
         "scopes": [scoped_to_dict(item) for item in rule.scoped
                    if not item.state.is_expired()],
-        "yaml_sha256": hashlib.sha256(rule.source_yaml.encode("utf-8")).hexdigest(),
+        "yaml_sha256": rule.yaml_sha256,
         "applied_at": applied_at,
     }
 

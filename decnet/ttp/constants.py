@@ -64,6 +64,11 @@ RULE_FILE_SUFFIXES: Final = (".yaml", ".yml")
 MAX_RULE_FILE_BYTES: Final = 256 * 1024
 MAX_YAML_NODES: Final = 20_000
 MAX_YAML_DEPTH: Final = 32
+#: Largest stored form kept beside a rule's YAML (larger: workers compile the YAML); it
+#: also bounds a change message on NATS (its YAML, its form, both JSON-escaped).
+MAX_STORED_FORM_BYTES: Final = 128 * 1024
+#: Distinct values (kind sets, emit tuples, dates) loaded rules share one copy of.
+SHARED_VALUES_MAX: Final = 65_536
 
 #: Changes a subscriber may have pending before it is told to resync.
 SUBSCRIBER_QUEUE_BOUND: Final = 10_000

@@ -76,11 +76,11 @@ def test_db_upgrade_and_current(empty_db: str) -> None:
     assert "no schema" in result.output and "decnet-ttp db upgrade" in result.output
     result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
     assert result.exit_code == 0, result.output
-    assert "upgraded from nothing to 0003" in result.output
+    assert "upgraded from nothing to 0004" in result.output
     result = runner.invoke(db_cli.app, ["upgrade", "--db", empty_db])
-    assert "already at schema revision 0003" in result.output
+    assert "already at schema revision 0004" in result.output
     result = runner.invoke(db_cli.app, ["current", "--db", empty_db])
-    assert result.exit_code == 0 and "0003 (head)" in result.output
+    assert result.exit_code == 0 and "0004 (head)" in result.output
 
 
 def test_state_commands_on_an_unmigrated_database_name_the_upgrade(empty_db: str) -> None:

@@ -88,7 +88,7 @@ def create_admin_app(store: DatabaseRuleStore) -> Starlette:
         found = [r for r in await store.load_compiled() if r.rule_id == rule_id]
         if not found:
             return error(404, f"no rule {rule_id}")
-        rule = found[0]
+        rule = await store.with_source(found[0])
         return _json({**rule_summary(rule), "source_path": rule.source_path,
                       "yaml": rule.source_yaml})
 

@@ -233,6 +233,7 @@ def create_console_app(store: DatabaseRuleStore, fleet: FleetSource | None = Non
         rule, view = await find_rule(rule_id)
         if rule is None:
             return render(request, session, "error.html", 404, message=f"no rule {rule_id}")
+        rule = await store.with_source(rule)  # its YAML, shown and tested here
         report = view.test_report(rule)
         now = store.clock()
         hits = await fleet_hits()

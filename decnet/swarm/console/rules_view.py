@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -138,8 +139,9 @@ def _compiled(row: StoredRule) -> CompiledRule | None:
 def _redefined(rule: CompiledRule | None, row: StoredRule,
                scoped: tuple[ScopedState, ...]) -> CompiledRule | None:
     """`rule` (None: a new one, whose scoped states are `scoped`) as `row` defines it now."""
-    if rule is not None and row.rule_version == rule.rule_version and \
-            row.yaml_content == rule.source_yaml:
+    if rule is not None and row.rule_version == rule.rule_version and (
+            row.yaml_content == rule.source_yaml if rule.source_yaml else
+            hashlib.sha256(row.yaml_content.encode("utf-8")).digest() == rule.source_digest):
         return rule
     compiled = _compiled(row)
     return None if compiled is None else \

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.matchers import Matcher
 from decnet.vocabulary import DEFAULT_STATE, RuleState, ScopedState, resolve_state
+
+
+class FrozenDict(dict[Any, Any]):
+    """A dict that refuses changes: a read-only mapping without the 40-byte view object
+    a `MappingProxyType` adds (10,000 rules hold one each)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("a compiled rule's mapping is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> Any:
+        raise TypeError("compiled matchers are not picklable")
 
 
 class Emit(NamedTuple):
@@ -38,8 +55,10 @@ class CompiledRule:
 
     `matchers` (one predicate per source kind, empty for cross-event and unmapped
     lifter rules; `correlation` holds a cross-event rule's own) live beside
-    the data and are not part of equality; `source_yaml` keeps the exact text so a
-    database row or a re-compile loses nothing.
+    the data and are not part of equality. `source_yaml` is the exact text the rule was
+    compiled from, kept where no store holds it (a rules directory); a rule loaded from
+    the database leaves it empty and carries the text's SHA-256 (`source_digest`)
+    instead: `DatabaseRuleStore.with_source` fetches the text when it is shown.
     """
 
     rule_id: str
@@ -62,6 +81,15 @@ class CompiledRule:
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False
     )
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    #: SHA-256 of the source text when `source_yaml` is not kept (else None).
+    source_digest: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def yaml_sha256(self) -> str:
+        """Hex SHA-256 of the exact source text (kept or not)."""
+        if self.source_digest is not None:
+            return self.source_digest.hex()
+        return hashlib.sha256(self.source_yaml.encode("utf-8")).hexdigest()
 
     @property
     def is_lifter(self) -> bool:

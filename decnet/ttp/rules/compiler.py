@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from decnet.ttp.constants import DEFAULT_MATCH_FIELDS
 from decnet.ttp.errors import RuleError, RuleProblem, RuleSetError
-from decnet.ttp.rules.compiled import CompiledRule, Emit, ReviewInfo, deep_freeze
+from decnet.ttp.rules.compiled import CompiledRule, Emit, FrozenDict, ReviewInfo, deep_freeze
 from decnet.ttp.rules.correlation import CorrelationSpec
 from decnet.ttp.rules.lifters import plan_lifter
 from decnet.ttp.rules.matchers import (
@@ -22,14 +23,26 @@ from decnet.ttp.rules.matchers import (
     MatchSpecError,
     NoFieldError,
     PatternCache,
+    PatternLeaf,
     compile_match,
     lifter_name,
 )
+from decnet.ttp.rules.regex import CompiledPattern
 from decnet.ttp.rules.schema import CorrelationSchema, RuleSchema
-from decnet.ttp.rules.yaml_safe import YamlDocument, YamlProblem, parse_rule_yaml
+from decnet.ttp.rules.shared import shared
+from decnet.ttp.rules.yaml_safe import YamlProblem, parse_rule_yaml
 from decnet.vocabulary import DEFAULT_STATE, RuleState
 
 log = logging.getLogger(__name__)
+
+
+class RuleDocument(Protocol):
+    """A parsed rule document: its plain data, and where a path of it was written."""
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    def position(self, path: Sequence[str | int]) -> tuple[int | None, int | None]: ...
 
 
 def compile_rule(
@@ -39,12 +52,15 @@ def compile_rule(
     expected_rule_id: str | None = None,
     state: RuleState = DEFAULT_STATE,
     today: datetime | None = None,
+    keep_source: bool = True,
 ) -> CompiledRule:
     """Parse, validate and compile one rule document.
 
     `source` names the file (or database row) in errors. When `expected_rule_id` is
-    given (the file stem), the rule's own id must equal it. Raises `RuleSetError`
-    holding every problem found in this document.
+    given (the file stem), the rule's own id must equal it. Without `keep_source` the
+    rule carries the text's SHA-256 instead of the text (a store that holds the text
+    fetches it when asked). Raises `RuleSetError` holding every problem found in this
+    document.
     """
     try:
         doc = parse_rule_yaml(raw)
@@ -53,6 +69,29 @@ def compile_rule(
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     if text.startswith("\ufeff"):
         text = text[1:]
+    if keep_source:
+        return build_rule(doc, source=source, expected_rule_id=expected_rule_id,
+                          state=state, today=today, source_yaml=text)
+    return build_rule(doc, source=source, expected_rule_id=expected_rule_id, state=state,
+                      today=today, source_digest=hashlib.sha256(text.encode()).digest())
+
+
+def build_rule(
+    doc: RuleDocument,
+    *,
+    source: str,
+    expected_rule_id: str | None = None,
+    state: RuleState = DEFAULT_STATE,
+    today: datetime | None = None,
+    source_yaml: str = "",
+    source_digest: bytes | None = None,
+    patterns: PatternCache | None = None,
+) -> CompiledRule:
+    """Validate and compile a parsed document (see `compile_rule`).
+
+    `patterns` holds patterns compiled before, by `(pattern, case_insensitive)`: a
+    pattern found there is not compiled again (the database's stored form).
+    """
     try:
         schema = RuleSchema.model_validate(doc.data)
     except ValidationError as exc:
@@ -78,10 +117,10 @@ def compile_rule(
     def compile_kinds(spec: Mapping[str, Any], kinds: Iterable[str],
                       ) -> dict[str, Matcher] | None:
         compiled: dict[str, Matcher] = {}
-        patterns: PatternCache = {}
+        cache: PatternCache = dict(patterns) if patterns else {}
         for kind in sorted(kinds):
             try:
-                built = compile_match(spec, DEFAULT_MATCH_FIELDS.get(kind), cache=patterns)
+                built = compile_match(spec, DEFAULT_MATCH_FIELDS.get(kind), cache=cache)
             except NoFieldError as exc:
                 problem(f"{exc.reason}: source kind {kind!r} has no default field; "
                         "name one with match.field", ("match", *exc.path))
@@ -132,26 +171,45 @@ def compile_rule(
         rule_id=schema.rule_id,
         rule_version=schema.rule_version,
         name=schema.name,
-        applies_to=frozenset(schema.applies_to),
+        applies_to=shared(frozenset(sys.intern(k) for k in schema.applies_to)),
         match_spec=deep_freeze(schema.match),
-        emits=tuple(
-            Emit(sys.intern(e.technique_id),
-                 sys.intern(e.sub_technique_id) if e.sub_technique_id else None,
-                 sys.intern(e.tactic), float(e.confidence))
+        emits=shared(tuple(
+            shared(Emit(sys.intern(e.technique_id),
+                        sys.intern(e.sub_technique_id) if e.sub_technique_id else None,
+                        sys.intern(e.tactic), float(e.confidence)))
             for e in schema.emits
-        ),
-        evidence_fields=tuple(schema.evidence_fields),
+        )),
+        evidence_fields=shared(tuple(sys.intern(f) for f in schema.evidence_fields)),
         state=state,
         description=schema.description,
-        review=ReviewInfo(schema.last_reviewed, schema.next_review, schema.author,
-                          tuple(schema.references)),
+        review=shared(ReviewInfo(_date(schema.last_reviewed), _date(schema.next_review),
+                                 schema.author, tuple(schema.references))),
         lifter=lifter,
         correlation=correlation,
         source_path=source,
-        source_yaml=text,
-        matchers=MappingProxyType(matchers),
+        source_yaml=source_yaml,
+        matchers=FrozenDict(matchers),
         warnings=tuple(warnings),
+        source_digest=source_digest,
     )
+
+
+def _date(value: date | None) -> date | None:
+    return None if value is None else shared(value)
+
+
+def rule_patterns(rule: CompiledRule) -> list[CompiledPattern]:
+    """Every distinct pattern of `rule`'s matchers and correlation filters, in order."""
+    found: dict[tuple[str, bool], CompiledPattern] = {}
+    trees = list(rule.matchers.values())
+    if rule.correlation is not None:
+        trees.extend(m for m in rule.correlation.filters.values() if m is not None)
+    for tree in trees:
+        for leaf in tree.leaves():
+            if isinstance(leaf, PatternLeaf):
+                found.setdefault((leaf.pattern.source, leaf.pattern.ignore_case),
+                                 leaf.pattern)
+    return list(found.values())
 
 
 def _correlation(
@@ -192,7 +250,7 @@ def _one(problem: RuleProblem) -> RuleSetError:
     return RuleSetError([RuleError(problem)])
 
 
-def _match_missing(doc: YamlDocument, source: str) -> list[RuleError]:
+def _match_missing(doc: RuleDocument, source: str) -> list[RuleError]:
     """`match` is required, except in a correlation rule (no filter: every event counts)."""
     data = doc.data
     if "match" in data or "correlation" in data:
@@ -203,7 +261,7 @@ def _match_missing(doc: YamlDocument, source: str) -> list[RuleError]:
                                   rule_id))]
 
 
-def _schema_errors(exc: ValidationError, doc: YamlDocument, source: str) -> list[RuleError]:
+def _schema_errors(exc: ValidationError, doc: RuleDocument, source: str) -> list[RuleError]:
     rule_id = doc.data.get("rule_id") if isinstance(doc.data.get("rule_id"), str) else None
     errors: list[RuleError] = []
     for err in exc.errors(include_url=False):

@@ -133,7 +133,10 @@ class _Emitter:
             _group, add, remove, sub = av
             if (add | remove) & FLAG_U_OR_L:
                 raise Unsupported("a local UNICODE/LOCALE flag")
-            return "(?:" + self.sequence(sub.data, (flags | add) & ~remove, tail, head) + ")"
+            inner = self.sequence(sub.data, (flags | add) & ~remove, tail, head)
+            if len(sub.data) == 1 and sub.data[0][0] is _c.BRANCH:
+                return inner  # a branch groups itself already
+            return "(?:" + inner + ")"
         if op is _c.ASSERT:
             # Only whether a match exists matters: text a lookahead requires after the
             # end of the match, or a lookbehind before its start, may as well be matched.
@@ -145,8 +148,9 @@ class _Emitter:
             unbounded = high is _c.MAXREPEAT
             if low > RE2_MAX_REPEAT or (not unbounded and high > RE2_MAX_REPEAT):
                 raise Unsupported(f"a repeat count over {RE2_MAX_REPEAT}")
-            body = "(?:" + self.sequence(sub.data, flags, tail and high == 1,
-                                         head and high == 1) + ")"
+            body = self.sequence(sub.data, flags, tail and high == 1, head and high == 1)
+            if len(sub.data) != 1 or sub.data[0][0] not in _ATOMS:
+                body = "(?:" + body + ")"  # a single character or class repeats as it is
             if unbounded:
                 return body + ("*" if low == 0 else "+" if low == 1 else f"{{{low},}}")
             return body + (f"{{{low}}}" if low == high else f"{{{low},{high}}}")
@@ -175,6 +179,9 @@ class _Emitter:
             return r"\B"
         raise Unsupported(str(where).lower())
 
+
+#: Nodes emitted as one RE2 atom (a character, an escape or a bracketed class).
+_ATOMS: Final = (_c.LITERAL, _c.NOT_LITERAL, _c.IN, _c.ANY)
 
 _UNSUPPORTED: Final = {
     "ASSERT": "a lookahead/lookbehind",
@@ -206,14 +213,28 @@ def _class(items: tuple[tuple[Any, Any], ...], folded: int) -> str:
 def char_class(ranges: Ranges) -> str:
     """RE2 syntax for a set of code points (surrogates dropped: no UTF-8 text has them)."""
     parts: list[str] = []
+    single = False
     for low, high in normalize(ranges):
         for a, b in without_surrogates(low, high):
-            parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
+            single = a == b
+            parts.append(code_point(a) if single else code_point(a) + "-" + code_point(b))
     if not parts:
         return r"[^\x{0}-\x{10ffff}]"
-    if len(parts) == 1 and "-" not in parts[0]:
+    if len(parts) == 1 and single:
         return parts[0]
     return "[" + "".join(parts) + "]"
+
+
+def code_point(code: int) -> str:
+    """One code point in RE2 syntax, as short as is exact anywhere in a pattern: letters
+    and digits as they are, other ASCII punctuation escaped, the rest in hex."""
+    if code < 0x80:
+        char = chr(code)
+        if char.isalnum():
+            return char
+        if 0x21 <= code <= 0x7E and char != "_":
+            return "\\" + char
+    return f"\\x{code:02x}" if code < 0x100 else f"\\x{{{code:x}}}"
 
 
 _ANY: Final = char_class(complement([(0x0A, 0x0A)]))
@@ -267,41 +288,56 @@ class CompiledPattern:
     newline_sensitive: bool
     non_boundary: bool
     matches_empty: bool
-    engine: str
     warning: str | None = None
     reason: str | None = field(default=None, repr=False)
     pcre2_source: str | None = field(default=None, repr=False)
-    _program: list[Any] = field(default_factory=list, repr=False)
-    _bounded: list[BoundedSearch] = field(default_factory=list, repr=False)
-    _python: list[re.Pattern[str]] = field(default_factory=list, repr=False)
+    _bounded: BoundedSearch | None = field(default=None, repr=False)
+    #: [RE2 program, Python pattern], made on first use (most patterns only ever run
+    #: inside a combined set); set through object.__setattr__, the value stays frozen.
+    _lazy: list[Any] | None = field(default=None, repr=False)
+
+    def _cached(self, index: int, make: Any) -> Any:
+        lazy = self._lazy
+        if lazy is None:
+            lazy = [None, None]
+            object.__setattr__(self, "_lazy", lazy)
+        if lazy[index] is None:
+            lazy[index] = make()
+        return lazy[index]
 
     @property
     def python(self) -> re.Pattern[str]:
         """Python's compiled pattern (the reference semantics; never run by the engine)."""
-        if not self._python:
-            self._python.append(re.compile(self.source, python_flags(self.ignore_case)))
-        return self._python[0]
+        pattern: re.Pattern[str] = self._cached(
+            1, lambda: re.compile(self.source, python_flags(self.ignore_case)))
+        return pattern
 
     @property
     def re2(self) -> Any:
         """The compiled RE2 program, or None for a fallback pattern."""
-        if self._program:
-            return self._program[0]
-        if self.re2_source is None:
+        lazy = self._lazy
+        if lazy is not None and lazy[0] is not None:
+            return lazy[0]  # the common case first: searched on the hot path
+        source = self.re2_source
+        if source is None:
             return None
-        program = _re2.RE2(self.re2_source.encode("utf-8"), re2_options())
-        self._program.append(program)
-        return program
+        return self._cached(0, lambda: _re2.RE2(source.encode("utf-8"), re2_options()))
 
     @property
     def bounded(self) -> BoundedSearch:
         """The step-limited PCRE2 search of this pattern."""
-        if not self._bounded:
+        if self._bounded is None:
             source = self.pcre2_source
             if source is None:
                 source = translate_pcre2(self.source, python_flags(self.ignore_case))
-            self._bounded.append(BoundedSearch(source))
-        return self._bounded[0]
+            object.__setattr__(self, "_bounded", BoundedSearch(source))
+        assert self._bounded is not None
+        return self._bounded
+
+    @property
+    def engine(self) -> str:
+        """`re2`, or `pcre2-bounded` for a fallback pattern."""
+        return "pcre2-bounded" if self.re2_source is None else "re2"
 
     @property
     def is_fallback(self) -> bool:
@@ -366,12 +402,12 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         # compiling also reports the errors only Python's compiler finds (a
         # variable-width look-behind)
         matches_empty = _compiler.compile(parsed, flags).search("") is not None
-    bounded: list[BoundedSearch] = []
+    bounded: BoundedSearch | None = None
     fallback_source: str | None = None
     if not accepted or translation.newline_sensitive or translation.non_boundary:
         try:
             fallback_source = pcre2_source(parsed, flags)
-            bounded.append(BoundedSearch(fallback_source))
+            bounded = BoundedSearch(fallback_source)
         except Unsupported as exc:
             raise re.error(f"{exc} cannot be searched within a bound "
                            f"(RE2 and PCRE2 cannot run it as Python does)") from None
@@ -389,7 +425,6 @@ def compile_search(pattern: str, *, ignore_case: bool = False,
         newline_sensitive=translation.newline_sensitive,
         non_boundary=translation.non_boundary,
         matches_empty=matches_empty,
-        engine="re2" if accepted else "pcre2-bounded",
         warning=warning,
         reason=None if accepted else why,
         pcre2_source=fallback_source,

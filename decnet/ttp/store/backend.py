@@ -65,6 +65,11 @@ class BaseRuleStore(RuleStore):
         #: Recorded as `via` in the history when a write names none.
         self.via = default_via()
 
+    async def with_source(self, rule: CompiledRule) -> CompiledRule:
+        """`rule` with its YAML text (`source_yaml`), for showing it. This store keeps
+        the text already; the database store reads it from the row."""
+        return rule
+
     # storage, per backend -------------------------------------------------
 
     @abstractmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.base import RuleStore, RuleWriter
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.impl.filesystem import FilesystemRuleStore
+from decnet.ttp.store.sql.rows import StoredContent
 from tests.waiting import poll
 
 RULE = """\
@@ -51,7 +53,8 @@ async def seed_rule(store: RuleStore, rule_id: str, yaml_text: str) -> None:
         await store.upsert_rule(rule, source_path=f"{rule_id}.yaml", updated_by="conformance")
 
     async def arrived() -> bool:
-        return any(r.rule_id == rule_id and r.source_yaml == yaml_text
+        digest = hashlib.sha256(yaml_text.encode()).hexdigest()
+        return any(r.rule_id == rule_id and r.yaml_sha256 == digest
                    for r in await store.load_compiled())
 
     await poll(arrived, message=f"{rule_id} to load")
@@ -125,13 +128,13 @@ async def running(task_coro: object) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-async def stored(store: DatabaseRuleStore) -> dict[str, tuple[int, str]]:
+async def stored(store: DatabaseRuleStore) -> dict[str, StoredContent]:
     return await store.repo.rule_contents()
 
 
 async def has_version(db: DatabaseRuleStore, rule_id: str, version: int) -> bool:
     row = (await stored(db)).get(rule_id)
-    return row is not None and row[0] == version
+    return row is not None and row.rule_version == version
 
 
 async def gone(db: DatabaseRuleStore, rule_id: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,7 +51,8 @@ async def test_seeded_rule_round_trips_every_field(rule_store: RuleStore) -> Non
     assert rule.review.author == "conformance"
     assert rule.review.references == ("https://attack.mitre.org/techniques/T1082/",)
     assert rule.state == DEFAULT_STATE
-    assert rule.source_yaml == rule_yaml()
+    assert (await rule_store.with_source(rule)).source_yaml == rule_yaml()
+    assert rule.yaml_sha256 == hashlib.sha256(rule_yaml().encode()).hexdigest()
 
 
 async def test_unknown_rule_has_default_state(rule_store: RuleStore) -> None:

@@ -108,7 +108,8 @@ def encode_entry(entry: LogEntry, identity: str) -> bytes:
         "rule": None if rule is None else {
             "rule_version": rule.rule_version, "source_path": rule.source_path,
             "yaml": rule.yaml_content, "updated_at": _time(rule.updated_at),
-            "updated_by": rule.updated_by, "revision": rule.revision},
+            "updated_by": rule.updated_by, "revision": rule.revision,
+            "compiled_form": rule.compiled_form, "compiled_by": rule.compiled_by},
         "state": None if stored is None else {
             "revision": stored.revision, "state": stored.state.state.value,
             "confidence_max": stored.state.confidence_max,
@@ -133,7 +134,8 @@ def decode_entry(data: bytes) -> tuple[str, LogEntry]:
             rule=None if rule is None else StoredRule(
                 body["rule_id"], int(rule["rule_version"]), rule["source_path"],
                 str(rule["yaml"]), _parse_time(rule["updated_at"]) or datetime.min,
-                rule["updated_by"], int(rule["revision"])),
+                rule["updated_by"], int(rule["revision"]), _text(rule.get("compiled_form")),
+                _text(rule.get("compiled_by"))),
             state=None if stored is None else StoredState(int(stored["revision"]), RuleState(
                 state=stored["state"], confidence_max=stored["confidence_max"],
                 expires_at=_parse_time(stored["expires_at"]), reason=stored["reason"],
@@ -144,6 +146,11 @@ def decode_entry(data: bytes) -> tuple[str, LogEntry]:
         return str(body["db"]), entry
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a change message: {exc}") from None
+
+
+def _text(value: Any) -> str | None:
+    """An optional text field (absent in messages from before the stored form)."""
+    return None if value is None else str(value)
 
 
 def _scoped(data: Any) -> StoredScoped | None:

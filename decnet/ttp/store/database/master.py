@@ -21,7 +21,8 @@ from decnet.ttp.errors import MasterLeaseLost, StoreError
 from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import rule_id_of_path
-from decnet.ttp.store.sql.rows import Fence, LeaseInfo
+from decnet.ttp.rules.stored_form import compiler_id
+from decnet.ttp.store.sql.rows import Fence, LeaseInfo, StoredContent
 from decnet.vocabulary import DEFINITION, DELETED, RESYNC, RuleChange
 
 if TYPE_CHECKING:
@@ -226,8 +227,9 @@ class MasterProjection:
         stored = await self.repo.rule_contents()
         written = deleted = 0
         for rule_id, rule in sorted(wanted.items()):
-            if stored.get(rule_id) == (rule.rule_version, rule.source_yaml):
-                continue
+            if stored.get(rule_id) == StoredContent(rule.rule_version, rule.source_yaml,
+                                                    compiler_id()):
+                continue  # unchanged, with a stored form from this compiler
             if await self.store.write_definition(rule, source_path=file_name(rule),
                                                  updated_by=self.updated_by, fence=fence):
                 written += 1

@@ -16,6 +16,7 @@ announced once whether this process or its tail sees it first) read best in one 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +34,7 @@ from decnet.ttp.errors import InvalidRuleId, RuleError, RuleSetError, StoreError
 from decnet.ttp.loops import Outage, cancel_and_wait
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.rules.compiler import compile_rule
+from decnet.ttp.rules.stored_form import StoredFormError, compile_form, compiler_id, derive_form
 from decnet.ttp.store.backend import BaseRuleStore
 from decnet.ttp.store.database.master import MasterProjection, MasterRole
 from decnet.ttp.store.database.tail import Tail, TailStats
@@ -89,8 +91,12 @@ class DatabaseRuleStore(BaseRuleStore):
         self._owns_repo = not isinstance(repo, RuleRepository)
         self.repo = repo if isinstance(repo, RuleRepository) else \
             RuleRepository(repo, clock=clock)
-        #: rule_id -> (revision, compiled rule with the default state): the compile cache.
-        self._compiled: dict[str, tuple[int, CompiledRule]] = {}
+        #: rule_id -> compiled rule with the default state, and the revision it is of:
+        #: the compile cache (two dicts: a tuple per rule would cost more than the second).
+        self._compiled: dict[str, CompiledRule] = {}
+        self._compiled_at: dict[str, int] = {}
+        #: rule_id -> the revision whose stored form was refused (logged once).
+        self._form_refused: dict[str, int] = {}
         # What this process has announced (or loaded before following), by revision.
         self._known_defs: dict[str, int] = {}
         self._known_states: dict[str, StoredState] = {}
@@ -175,7 +181,7 @@ class DatabaseRuleStore(BaseRuleStore):
         (see `cached_rules`) and the failure logged; a first load raises `StoreError`.
         """
         try:
-            snapshot = await self.repo.snapshot()
+            snapshot = await self.repo.snapshot(compiler_id())
         except StoreError as exc:
             if not self._has_view:
                 raise
@@ -188,7 +194,7 @@ class DatabaseRuleStore(BaseRuleStore):
         rules = []
         for row in snapshot.rules:
             present.add(row.rule_id)
-            compiled = self._compile(row)
+            compiled = self._cached(row) or self._from_form(row) or self._compile(row)
             if compiled is None:
                 continue
             stored = snapshot.states.get(row.rule_id)
@@ -196,12 +202,24 @@ class DatabaseRuleStore(BaseRuleStore):
             scoped = (snapshot.scoped or {}).get(row.rule_id)
             rules.append(compiled.with_state(state).with_scoped(_live(scoped, now)))
         for rule_id in [r for r in self._compiled if r not in present]:
-            del self._compiled[rule_id]
+            self._forget(rule_id)
+        for rule_id in [r for r in self._form_refused if r not in present]:
+            del self._form_refused[rule_id]
         for rule_id in [r for r in self.problems if r not in present]:
             del self.problems[rule_id]
             if rule_id not in self._known_defs:  # else the tail still needs it
                 self._reported.pop(rule_id, None)
         return rules
+
+    async def with_source(self, rule: CompiledRule) -> CompiledRule:
+        """`rule` with its YAML text, read from its row when this store did not keep it
+        (a rule shown to an operator). Unchanged when the row holds another text now."""
+        if rule.source_yaml or rule.source_digest is None:
+            return rule
+        text = (await self.repo.rule_texts([rule.rule_id])).get(rule.rule_id)
+        if text is None or hashlib.sha256(text.encode("utf-8")).digest() != rule.source_digest:
+            return rule
+        return replace(rule, source_yaml=text)
 
     def cached_rules(self) -> list[CompiledRule]:
         """The rules as this process last saw them (loaded or announced), no database read."""
@@ -209,11 +227,11 @@ class DatabaseRuleStore(BaseRuleStore):
         rules = []
         for rule_id, revision in sorted(self._known_defs.items()):
             cached = self._compiled.get(rule_id)
-            if cached is None or cached[0] != revision:
+            if cached is None or self._compiled_at.get(rule_id) != revision:
                 continue
             stored = self._known_states.get(rule_id)
             state = DEFAULT_STATE if stored is None else stored.state.effective(now)
-            rules.append(cached[1].with_state(state).with_scoped(
+            rules.append(cached.with_state(state).with_scoped(
                 _live(self._known_scoped.get(rule_id), now)))
         return rules
 
@@ -341,16 +359,23 @@ class DatabaseRuleStore(BaseRuleStore):
                                updated_by: str | None, fence: Fence | None = None) -> bool:
         """`upsert_rule`, fenced by the master lease when `fence` is given."""
         rule_id = validate_rule_id(compiled.rule_id)
-        if not compiled.source_yaml:
+        text = compiled.source_yaml
+        if not text:
             raise ValueError(f"rule {rule_id} has no source_yaml to store")
+        form = derive_form(text, source=source_path or _row_source(rule_id), rule_id=rule_id)
         written = await self.repo.upsert_rule(
-            rule_id, compiled.rule_version, compiled.source_yaml,
-            source_path=source_path, updated_by=updated_by, fence=fence)
+            rule_id, compiled.rule_version, text, source_path=source_path,
+            updated_by=updated_by, fence=fence, compiled_form=form, compiled_by=compiler_id())
         if written is None:
+            await self.repo.refresh_form(rule_id, compiled.rule_version, text,
+                                         compiled_form=form, compiled_by=compiler_id(),
+                                         fence=fence)
             return False
         base = replace(compiled, state=DEFAULT_STATE,
-                       source_path=source_path or _row_source(rule_id))
-        self._compiled[rule_id] = (written.revision, base)
+                       source_path=source_path or _row_source(rule_id), source_yaml="",
+                       source_digest=hashlib.sha256(text.encode("utf-8")).digest())
+        self._compiled[rule_id] = base
+        self._compiled_at[rule_id] = written.revision
         self.problems.pop(rule_id, None)
         self._reported.pop(rule_id, None)
         if self._known_defs.get(rule_id, 0) < written.revision:
@@ -366,7 +391,7 @@ class DatabaseRuleStore(BaseRuleStore):
         revision = await self.repo.delete_rule(rule_id, fence=fence)
         if revision is None:
             return False
-        self._compiled.pop(rule_id, None)
+        self._forget(rule_id)
         self.problems.pop(rule_id, None)
         if rule_id in self._known_defs:
             was_live = not self._is_broken(rule_id, self._known_defs.pop(rule_id))
@@ -469,7 +494,7 @@ class DatabaseRuleStore(BaseRuleStore):
         if row is None or row.revision <= (known or 0):
             return False
         was_live = known is not None and not self._is_broken(rule_id, known)
-        compiled = self._compile(row)
+        compiled = self._cached(row) or self._from_form(row) or self._compile(row)
         self._known_defs[rule_id] = row.revision
         if compiled is None:
             # A revision that does not compile makes the rule absent, as it is for
@@ -494,7 +519,7 @@ class DatabaseRuleStore(BaseRuleStore):
             return False
         was_live = not self._is_broken(rule_id, known)
         del self._known_defs[rule_id]
-        self._compiled.pop(rule_id, None)
+        self._forget(rule_id)
         self.problems.pop(rule_id, None)
         self._reported.pop(rule_id, None)
         if not was_live:
@@ -514,26 +539,57 @@ class DatabaseRuleStore(BaseRuleStore):
         """Whether revision `revision` of `rule_id` failed to compile (and was reported)."""
         return self._reported.get(rule_id) == revision
 
-    def _compile(self, row: StoredRule) -> CompiledRule | None:
-        cached = self._compiled.get(row.rule_id)
-        if cached is not None and cached[0] == row.revision:
-            return cached[1]
+    def _cached(self, row: StoredRule) -> CompiledRule | None:
+        if self._compiled_at.get(row.rule_id) != row.revision:
+            return None
+        return self._compiled.get(row.rule_id)
+
+    def _from_form(self, row: StoredRule) -> CompiledRule | None:
+        """The rule from its stored form; None when the row has no form this process
+        can use (the caller compiles the YAML: `_compile`)."""
+        if row.compiled_form is None or row.compiled_by != compiler_id():
+            return None
         try:
-            compiled = compile_rule(row.yaml_content, source=row.source_path or
-                                    _row_source(row.rule_id), expected_rule_id=row.rule_id)
+            compiled = compile_form(row.compiled_form, row.yaml_content,
+                                    source=row.source_path or _row_source(row.rule_id),
+                                    expected_rule_id=row.rule_id)
+        except StoredFormError as exc:
+            if self._form_refused.get(row.rule_id) != row.revision:
+                self._form_refused[row.rule_id] = row.revision
+                log.warning("stored rule %s (revision %d): its stored form is not usable "
+                            "(%s); compiling its YAML", row.rule_id, row.revision, exc)
+            return None
+        self._remember(row, compiled)
+        return compiled
+
+    def _compile(self, row: StoredRule) -> CompiledRule | None:
+        """The rule compiled from its YAML; None (reported once per revision, listed in
+        `problems`) when it does not compile."""
+        try:
+            compiled = compile_rule(row.yaml_content,
+                                    source=row.source_path or _row_source(row.rule_id),
+                                    expected_rule_id=row.rule_id, keep_source=False)
         except RuleSetError as exc:
             self.problems[row.rule_id] = exc.errors
-            self._compiled.pop(row.rule_id, None)
+            self._forget(row.rule_id)
             if self._reported.get(row.rule_id) != row.revision:
                 self._reported[row.rule_id] = row.revision
                 for error in exc.errors:
                     log.error("stored rule %s (revision %d) skipped: %s",
                               row.rule_id, row.revision, error)
             return None
+        self._remember(row, compiled)
+        return compiled
+
+    def _remember(self, row: StoredRule, compiled: CompiledRule) -> None:
         self.problems.pop(row.rule_id, None)
         self._reported.pop(row.rule_id, None)
-        self._compiled[row.rule_id] = (row.revision, compiled)
-        return compiled
+        self._compiled[row.rule_id] = compiled
+        self._compiled_at[row.rule_id] = row.revision
+
+    def _forget(self, rule_id: str) -> None:
+        self._compiled.pop(rule_id, None)
+        self._compiled_at.pop(rule_id, None)
 
 
 def _row_source(rule_id: str) -> str:

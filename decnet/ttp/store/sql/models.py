@@ -1,6 +1,8 @@
 """SQLAlchemy models of the database store. The migrations create the same schema.
 
-- `ttp_rule`: one row per rule definition (the exact YAML text).
+- `ttp_rule`: one row per rule definition (the exact YAML text), and its stored form
+  (what workers load fast; see `decnet.ttp.rules.stored_form`) with the compiler that
+  wrote it.
 - `ttp_rule_state`: one row per rule with a non-default operator state.
 - `ttp_rule_scoped_state`: one row per rule and scope key with a scoped state.
 - `ttp_state_history`: the append-only audit log of state changes, pruned by age.
@@ -46,6 +48,8 @@ class RuleRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    compiled_form: Mapped[str | None] = mapped_column(long_text(), nullable=True)
+    compiled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class StateRow(Base):

@@ -48,6 +48,7 @@ from decnet.ttp.store.sql.rows import (
     LogEntry,
     RuleWrite,
     Snapshot,
+    StoredContent,
     StoredRule,
     StoredScoped,
     StoredState,
@@ -274,15 +275,33 @@ class RuleRepository:
         return f"{database_id or '-'}@{file_identity}" if file_identity \
             else database_id or "-"
 
-    async def snapshot(self) -> Snapshot:
-        """Every rule and state. The revision is read first, so rows are at least that new."""
+    async def snapshot(self, compiler: str | None = None) -> Snapshot:
+        """Every rule and state. The revision is read first, so rows are at least that new.
+
+        A rule's stored form is read only where `compiler` wrote it (see
+        `decnet.ttp.rules.stored_form.compiler_id`).
+        """
+        params = {"b_compiler": compiler}
+
         def read(conn: Connection) -> Snapshot:
             head, database_id = conn.execute(sql.HEAD_AND_ID).one()
-            rules = [StoredRule(*row) for row in conn.execute(sql.RULES)]
+            rules = [StoredRule(*row) for row in conn.execute(sql.RULES, params)]
             states = {row.rule_id: StoredState(row.revision, state_of(row))
                       for row in conn.execute(sql.STATES)}
             return Snapshot(int(head), rules, states, self._identity(database_id),
                             _all_scoped(conn))
+
+        return await self._guarded("reading the rules", read)
+
+    async def rule_texts(self, rule_ids: list[str]) -> dict[str, str]:
+        """`rule_id -> yaml_content` of those of `rule_ids` that are stored."""
+        def read(conn: Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(rule_ids), 500):
+                chunk = {"b_rule_ids": rule_ids[start:start + 500]}
+                found.update((rule_id, text)
+                             for rule_id, text in conn.execute(sql.RULE_TEXTS, chunk))
+            return found
 
         return await self._guarded("reading the rules", read)
 
@@ -341,11 +360,12 @@ class RuleRepository:
 
         return await self._guarded("reading the state history", read)
 
-    async def rule_contents(self) -> dict[str, tuple[int, str]]:
-        """`rule_id -> (rule_version, yaml_content)` of every stored rule."""
-        def read(conn: Connection) -> dict[str, tuple[int, str]]:
-            return {rule_id: (version, content)
-                    for rule_id, version, content in conn.execute(sql.RULE_CONTENTS)}
+    async def rule_contents(self) -> dict[str, StoredContent]:
+        """What the master compares with its files, for every stored rule."""
+        def read(conn: Connection) -> dict[str, StoredContent]:
+            return {rule_id: StoredContent(version, content, compiled_by)
+                    for rule_id, version, content, compiled_by
+                    in conn.execute(sql.RULE_CONTENTS)}
 
         return await self._guarded("reading the rules", read)
 
@@ -364,7 +384,8 @@ class RuleRepository:
             for row in conn.execute(sql.CHANGES_SINCE, params):
                 rule = None if row.rule_revision is None else StoredRule(
                     row.rule_id, row.rule_version, row.source_path, row.yaml_content,
-                    row.updated_at, row.updated_by, row.rule_revision)
+                    row.updated_at, row.updated_by, row.rule_revision, row.compiled_form,
+                    row.compiled_by)
                 state = None if row.state_revision is None else StoredState(
                     row.state_revision, state_of(row))
                 entries.append(LogEntry(row.revision, row.rule_id,
@@ -453,8 +474,11 @@ class RuleRepository:
 
     async def upsert_rule(self, rule_id: str, rule_version: int, yaml_content: str, *,
                           source_path: str | None, updated_by: str | None,
-                          fence: Fence | None = None) -> RuleWrite | None:
-        """Insert or replace a definition; None when the stored row is identical."""
+                          fence: Fence | None = None, compiled_form: str | None = None,
+                          compiled_by: str | None = None) -> RuleWrite | None:
+        """Insert or replace a definition (and its stored form, written by
+        `compiled_by`); None when the stored version and text are identical (the form
+        is then left as it is: see `refresh_form`)."""
         state_now: list[RuleState] = []
 
         def body(conn: Connection, revision: int) -> None:
@@ -464,7 +488,8 @@ class RuleRepository:
                 raise _NoChange
             values = {"rule_version": rule_version, "yaml_content": yaml_content,
                       "source_path": source_path, "updated_at": self.clock(),
-                      "updated_by": updated_by, "revision": revision}
+                      "updated_by": updated_by, "revision": revision,
+                      "compiled_form": compiled_form, "compiled_by": compiled_by}
             if current is None:
                 conn.execute(sql.RULE_INSERT, {"rule_id": rule_id, **values})
             else:
@@ -476,6 +501,25 @@ class RuleRepository:
         revision = await self._write(rule_id, kind,
                                      self._in_transaction(rule_id, kind, body, fence))
         return None if revision is None else RuleWrite(revision, state_now[-1])
+
+    async def refresh_form(self, rule_id: str, rule_version: int, yaml_content: str, *,
+                           compiled_form: str | None, compiled_by: str,
+                           fence: Fence | None = None) -> bool:
+        """Replace the stored form of a definition that is still exactly
+        `(rule_version, yaml_content)`: no new revision (the rule is unchanged; workers
+        that start later load the new form). Whether a row was updated."""
+        params = {"b_rule_id": rule_id, "b_version": rule_version, "b_yaml": yaml_content,
+                  "compiled_form": compiled_form, "compiled_by": compiled_by}
+
+        def write(conn: Connection) -> bool:
+            if self.dialect == "sqlite":
+                conn.execution_options(decnet_sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                if fence is not None:
+                    lease.check_fence(conn, fence, self.clock())
+                return bool(conn.execute(sql.FORM_REFRESH, params).rowcount)
+
+        return await self._guarded(f"writing the stored form of {rule_id}", write)
 
     async def delete_rule(self, rule_id: str, *, fence: Fence | None = None) -> int | None:
         """Remove a definition (its state stays); None when there was none."""

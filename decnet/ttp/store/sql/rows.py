@@ -23,7 +23,7 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class StoredRule:
-    """One `ttp_rule` row."""
+    """One `ttp_rule` row (a snapshot leaves out stored forms its reader cannot use)."""
 
     rule_id: str
     rule_version: int
@@ -32,6 +32,8 @@ class StoredRule:
     updated_at: datetime
     updated_by: str | None
     revision: int
+    compiled_form: str | None = None
+    compiled_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,16 @@ class Fence:
 
     holder: str
     token: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContent:
+    """What the master compares with a rule file: version, text, and which compiler
+    wrote the row's stored form (None: none did)."""
+
+    rule_version: int
+    yaml_content: str
+    compiled_by: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.engine import URL, make_url
 
@@ -30,9 +31,24 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
+#: A migration file: `NNNN_name.py` holds revision `NNNN` (tested against Alembic's list).
+_MIGRATION_FILE: Final = re.compile(r"(\d{4})_\w+\.py")
+
+
 @functools.cache
 def schema_revisions() -> tuple[str, ...]:
-    """Alembic revisions of the shipped migrations, oldest first; the last is the head."""
+    """Alembic revisions of the shipped migrations, oldest first; the last is the head.
+
+    Read from the migration files' names: checking a worker's schema must not import
+    Alembic (it cost a worker's start 0.3 s and 11 MB).
+    """
+    versions = files("decnet.ttp.store.sql.migrations") / "versions"
+    return tuple(sorted(found.group(1) for entry in versions.iterdir()
+                        if (found := _MIGRATION_FILE.fullmatch(entry.name))))
+
+
+def alembic_revisions() -> tuple[str, ...]:
+    """The same list as Alembic walks it (for the test that keeps the two equal)."""
     return tuple(reversed([rev.revision for rev in script_directory().walk_revisions()]))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import String, bindparam, case, delete, func, insert, null, select, update
 
 from decnet.ttp.constants import NOTIFY_CHANNEL
 from decnet.ttp.store.sql.models import (
@@ -37,11 +37,22 @@ NOTIFY: Final = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("b_payload")))
 
 RULE_CONTENT: Final = select(RuleRow.rule_version, RuleRow.yaml_content).where(
     RuleRow.rule_id == bindparam("b_rule_id"))
-RULE_CONTENTS: Final = select(RuleRow.rule_id, RuleRow.rule_version, RuleRow.yaml_content)
+RULE_CONTENTS: Final = select(RuleRow.rule_id, RuleRow.rule_version, RuleRow.yaml_content,
+                              RuleRow.compiled_by)
 RULE_EXISTS: Final = select(RuleRow.revision).where(RuleRow.rule_id == bindparam("b_rule_id"))
-RULES: Final = select(RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path,
-                      RuleRow.yaml_content, RuleRow.updated_at, RuleRow.updated_by,
-                      RuleRow.revision).order_by(RuleRow.rule_id)
+#: Every rule, with its stored form where the reading compiler (`b_compiler`) wrote one.
+RULES: Final = select(
+    RuleRow.rule_id, RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
+    RuleRow.updated_at, RuleRow.updated_by, RuleRow.revision,
+    case((RuleRow.compiled_by == bindparam("b_compiler", type_=String()),
+          RuleRow.compiled_form), else_=null()).label("compiled_form"),
+    RuleRow.compiled_by).order_by(RuleRow.rule_id)
+RULE_TEXTS: Final = select(RuleRow.rule_id, RuleRow.yaml_content).where(
+    RuleRow.rule_id.in_(bindparam("b_rule_ids", expanding=True)))
+#: The stored form of an unchanged definition, replaced without a new revision.
+FORM_REFRESH: Final = update(RuleRow).where(
+    RuleRow.rule_id == bindparam("b_rule_id"), RuleRow.rule_version == bindparam("b_version"),
+    RuleRow.yaml_content == bindparam("b_yaml"))
 RULE_INSERT: Final = insert(RuleRow)
 RULE_UPDATE: Final = update(RuleRow).where(RuleRow.rule_id == bindparam("b_rule_id"))
 RULE_DELETE: Final = delete(RuleRow).where(RuleRow.rule_id == bindparam("b_rule_id"))
@@ -84,7 +95,8 @@ CHANGES_SINCE: Final = (
     select(ChangeLogRow.revision, ChangeLogRow.rule_id, ChangeLogRow.change_kind,
            RuleRow.rule_version, RuleRow.source_path, RuleRow.yaml_content,
            RuleRow.updated_at, RuleRow.updated_by,
-           RuleRow.revision.label("rule_revision"),
+           RuleRow.revision.label("rule_revision"), RuleRow.compiled_form,
+           RuleRow.compiled_by,
            StateRow.state, StateRow.confidence_max, StateRow.expires_at,
            StateRow.reason, StateRow.set_by, StateRow.set_at,
            StateRow.revision.label("state_revision"),

@@ -41,11 +41,12 @@ async def test_start_reconciles_new_changed_deleted_and_keeps_broken(db_url: str
 
             async def reconciled() -> bool:
                 rows = await stored(db)
-                return set(rows) == {"R0001", "R0002", "R0004"} and rows["R0002"][0] == 2
+                return set(rows) == {"R0001", "R0002", "R0004"} and rows["R0002"].rule_version == 2
 
             await poll(reconciled, message="reconcile")
             rows = await stored(db)
-            assert rows["R0004"] == (1, rule_yaml("R0004"))  # last good row kept
+            assert (rows["R0004"].rule_version, rows["R0004"].yaml_content) == (
+                1, rule_yaml("R0004"))  # last good row kept
             snapshot = await db.repo.snapshot()
             by_id = {r.rule_id: r for r in snapshot.rules}
             assert by_id["R0001"].updated_by == "master-test"

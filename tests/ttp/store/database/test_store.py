@@ -19,6 +19,7 @@ from decnet.ttp.store.impl.database import DatabaseRuleStore
 from decnet.ttp.store.sql import migrate
 from decnet.ttp.store.sql.models import Base, ChangeLogRow, RuleRow
 from decnet.ttp.store.sql.repository import RuleRepository, schema_head
+from decnet.ttp.store.sql.schema import alembic_revisions, schema_revisions
 from tests.ttp.store.databases import FRESH_DATABASES
 from tests.ttp.store.helpers import open_store, rule_yaml, seed
 from tests.waiting import next_change, no_change, poll
@@ -36,6 +37,7 @@ def run_python(code: str) -> str:
 
 def test_schema_head_matches_the_shipped_migrations() -> None:
     assert migrate.head() == schema_head()
+    assert schema_revisions() == alembic_revisions()  # read from file names, without Alembic
 
 
 async def test_state_survives_a_process_restart(db_url: str) -> None:
@@ -102,7 +104,8 @@ async def test_every_stored_field_round_trips(db_url: str) -> None:
         assert rule == original
         assert rule.description == original.description != ""
         assert rule.review == original.review
-        assert rule.source_yaml == rule_yaml()
+        assert rule.source_yaml == ""  # the row holds it: shown through with_source
+        assert (await store.with_source(rule)).source_yaml == rule_yaml()
 
 
 async def test_identical_upsert_and_unknown_delete_are_no_ops(db_url: str) -> None:
