@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bench.bench_database import sqlite_file
 from bench.synthetic import percentile, rule_id, rule_yaml
 from decnet.swarm.live import LiveRules
-from decnet.ttp.engine.engine import RuleEngine
+from decnet.ttp.engine.engine import COMPACTION_DEBOUNCE_SECONDS, RuleEngine
 from decnet.ttp.store.base import DEFINITION, STATE, RuleState, StateName
 from decnet.ttp.store.database.jetstream import decode_entry, encode_entry
 from decnet.ttp.store.impl.database import DatabaseRuleStore
@@ -90,9 +90,14 @@ def messages(pack: dict[str, str], identity: str, first: int, count: int,
 
 
 async def settle(live: LiveRules, revision: int) -> None:
-    """Until the follower has applied `revision` and the prefilter holds no pending rule."""
-    while live.revision != revision or live.engine.pending:  # noqa: ASYNC110 - counters
-        await asyncio.sleep(0.001)
+    """Until the follower has applied `revision` and the prefilter holds no pending rule
+    (looking seldom: the looks are CPU of this process too)."""
+    while live.revision != revision:  # noqa: ASYNC110 - counters, no event to wait on
+        await asyncio.sleep(0)
+    if live.engine.pending:
+        await asyncio.sleep(COMPACTION_DEBOUNCE_SECONDS)
+    while live.engine.pending:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
 
 
 async def measure(pack: dict[str, str], changes: int, kind: str,
