@@ -16,7 +16,7 @@ from decnet.ttp.engine.engine import RuleEngine
 from decnet.ttp.engine.index import RuleIndex
 from decnet.ttp.engine.reference import ReferenceEngine
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.store.base import RuleChange
+from decnet.ttp.store.base import DEFINITION, DELETED, RuleChange
 from tests.ttp.engine.strategies import events, make_rule, rule_sets
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -58,11 +58,11 @@ def test_compacted_index_equals_a_full_build(before: list[CompiledRule], data: s
         for _ in range(data.draw(st.integers(1, 4))):
             for rule in data.draw(rule_sets(max_rules=8)):
                 if data.draw(st.booleans()):
-                    engine.apply(RuleChange("definition", rule.rule_id, rule))
+                    engine.apply(RuleChange(DEFINITION, rule.rule_id, rule))
                     live[rule.rule_id] = rule
             for rule_id in data.draw(st.lists(st.sampled_from(sorted(live) or ["R0000"]),
                                               max_size=2)):
-                engine.apply(RuleChange("deleted", rule_id))
+                engine.apply(RuleChange(DELETED, rule_id))
                 live.pop(rule_id, None)
             assert engine.pending == 0
             assert entries(engine._index) == entries(RuleIndex.build(live.values()))
@@ -85,7 +85,7 @@ def test_a_definition_change_compiles_the_patch_not_the_bucket() -> None:
     (main,) = field_index.buckets
     changed = make_rule("R0003", {"field": "command_text", "pattern": "other3"}, ["command"],
                         version=2)
-    engine.apply(RuleChange("definition", "R0003", changed))
+    engine.apply(RuleChange(DEFINITION, "R0003", changed))
     (field_index,) = engine._index.fields["command"]
     assert field_index.buckets[0].matcher is main.matcher
     assert "R0003" not in field_index.buckets[0].rule_ids
