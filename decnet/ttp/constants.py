@@ -382,3 +382,8 @@ FLEET_MIRROR_MAX_WORKERS: Final = 10_000
 FLEET_MIRROR_FIRST_WAIT: Final = 2.0
 #: How often the mirror's watch checks that its NATS connection is still up, seconds.
 FLEET_MIRROR_CHECK: Final = 0.5
+
+#: Pattern leaves a field's prefilter patch holds before it is folded into the main
+#: buckets: a definition change recompiles the patch (about 15 us per leaf), a fold
+#: the buckets the patch's rules live in (up to 512 leaves each), once per this many.
+PATCH_LEAVES: Final = 128

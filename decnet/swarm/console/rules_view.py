@@ -131,7 +131,8 @@ def _compiled(row: StoredRule) -> CompiledRule | None:
     `load_compiled` leaves it out)."""
     try:
         return compile_rule(row.yaml_content, source=row.source_path or
-                            f"ttp_rule/{row.rule_id}", expected_rule_id=row.rule_id)
+                            f"ttp_rule/{row.rule_id}", expected_rule_id=row.rule_id,
+                            keep_source=False)
     except RuleSetError:
         return None
 

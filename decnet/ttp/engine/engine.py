@@ -19,11 +19,10 @@ from decnet.ttp.constants import (
 )
 from decnet.ttp.engine.correlation import CorrelationStats, Correlator
 from decnet.ttp.engine.events import Event, Tag, rule_tags
-from decnet.ttp.engine.index import RuleIndex
-from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext, build_bucket
+from decnet.ttp.engine.index import Compaction, RuleIndex
+from decnet.ttp.engine.prefilter import Bucket, BucketKey, EvalContext
 from decnet.ttp.rules.bounded import STATS, FallbackStats
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.rules.matchers import PatternLeaf
 from decnet.ttp.telemetry import get_tracer, tracing_enabled
 from decnet.vocabulary import (
     DEFINITION,
@@ -49,7 +48,7 @@ class _Compaction:
     """One compaction round: buckets to build from `base`, built so far."""
 
     base: RuleIndex
-    items: list[tuple[BucketKey, list[tuple[str, int, PatternLeaf]]]]
+    plan: Compaction
     built: dict[BucketKey, Bucket] = field(default_factory=dict)
     position: int = 0
 
@@ -142,13 +141,14 @@ class RuleEngine:
             base = self._index
             if not base.pending:
                 return
-            built = base.rebuild()
-            self._install(base, built)
+            work, built = base.rebuild()
+            self._install(base, work, built)
 
-    def _install(self, base: RuleIndex, built: Mapping[BucketKey, Bucket]) -> bool:
+    def _install(self, base: RuleIndex, work: Compaction,
+                 built: Mapping[BucketKey, Bucket]) -> bool:
         """Swap in rebuilt buckets; True when nothing is pending any more."""
         with self._lock:
-            self._index = self._index.with_rebuilt(base, built)
+            self._index = self._index.with_rebuilt(base, work, built)
             self.compactions += 1
             if self._index.pending:
                 return False
@@ -177,13 +177,13 @@ class RuleEngine:
         try:
             if work is None:
                 base = self._index
-                work = _Compaction(base, base.rebuild_work())
-            elif work.position < len(work.items):
-                key, entries = work.items[work.position]
-                work.built[key] = build_bucket(entries)
+                work = _Compaction(base, base.compaction())
+            elif work.position < len(work.plan.items):
+                key, build = work.plan.items[work.position]
+                work.built[key] = build()
                 work.position += 1
             else:
-                if self._install(work.base, work.built):
+                if self._install(work.base, work.plan, work.built):
                     return
                 work = None
         except Exception:
@@ -199,11 +199,12 @@ class RuleEngine:
             while True:
                 time.sleep(COMPACTION_DEBOUNCE_SECONDS)
                 base = self._index
+                work = base.compaction()
                 built: dict[BucketKey, Bucket] = {}
-                for key, entries in base.rebuild_work():
-                    built[key] = build_bucket(entries)
+                for key, build in work.items:
+                    built[key] = build()
                     time.sleep(0.001)  # let evaluating threads have the GIL
-                if self._install(base, built):
+                if self._install(base, work, built):
                     return
         except Exception:
             with self._lock:
@@ -272,7 +273,7 @@ class RuleEngine:
             if text is None:
                 continue
             if not text:
-                for bucket in field_index.buckets:
+                for bucket in field_index.scan:
                     for i in bucket.empty_hits:
                         for rule_id, bits in bucket.triggers[i]:
                             hits[rule_id] = hits.get(rule_id, 0) | bits
@@ -287,11 +288,11 @@ class RuleEngine:
                 # by one (`CompiledPattern.search` reads them as U+FFFD).
                 unsafe = unsafe or set()
                 unsafe.add(field_index.field)
-                for bucket in field_index.buckets:
+                for bucket in field_index.scan:
                     for rule_id in bucket.rule_ids:
                         hits.setdefault(rule_id, 0)
                 continue
-            for bucket in field_index.buckets:
+            for bucket in field_index.scan:
                 triggers = bucket.triggers
                 for i in bucket.match(data):
                     for rule_id, bits in triggers[i]:

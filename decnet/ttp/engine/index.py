@@ -4,25 +4,33 @@ A snapshot holds every rule (with its state), each rule's plan per source kind,
 and the prefilter buckets. A definition change or a deletion does not recompile
 any set: the rule becomes *pending* — its stale bucket entries are ignored and
 it is evaluated on its own (its tree, individually compiled RE2 programs) — until
-a compaction rebuilds the buckets it touches (`rebuild` + `with_rebuilt`, run in
-the background by the engine). A state change only restamps the rule. So an
-apply costs O(rules) pointer copies at most and never a regex compile, and an
-evaluation that started on a snapshot finishes on it.
+a compaction (`compaction` + `with_rebuilt`, run in the background by the engine)
+strips its entries from the main buckets (no compile) and compiles its field's
+*patch*, a small bucket of the rules changed since the main buckets were built; a
+full patch is folded back into them. A state change only restamps the rule. So an
+apply costs O(rules) pointer copies at most and never a regex compile, a compaction
+about the patch rather than the pack, and an evaluation that started on a snapshot
+finishes on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
+from functools import partial
 from types import MappingProxyType
 from typing import Final
 
+from decnet.ttp.constants import PATCH_LEAVES
 from decnet.ttp.engine.prefilter import (
+    EMPTY_BUCKET,
     Bucket,
     BucketKey,
     FieldIndex,
     RulePlan,
     bucket_entries,
+    bucket_of,
     build_bucket,
     layout_for,
     new_field_index,
@@ -33,6 +41,13 @@ from decnet.ttp.rules.matchers import PatternLeaf
 from decnet.vocabulary import RuleState, ScopedState
 
 _EMPTY_KEYS: Final[frozenset[BucketKey]] = frozenset()
+_NO_RULES: Final[frozenset[str]] = frozenset()
+_NO_PLANS: Final[Mapping[str, RulePlan]] = MappingProxyType({})
+#: The bucket number of a field's patch in a `BucketKey`.
+PATCH: Final = -1
+
+Entry = tuple[str, int, PatternLeaf]
+Builder = Callable[[], Bucket]
 
 
 def plans_of(rule: CompiledRule) -> Mapping[str, RulePlan]:
@@ -66,6 +81,8 @@ class RuleIndex:
     pending: dict[str, frozenset[BucketKey]]
     #: bumped by every full build; a compaction of another generation is dropped
     generation: int = 0
+    #: per (kind, field): rules whose entries live in its patch, not its main buckets
+    patched: dict[tuple[str, str], frozenset[str]] = dataclass_field(default_factory=dict)
 
     @classmethod
     def build(cls, rules: Iterable[CompiledRule], generation: int = 0) -> RuleIndex:
@@ -156,38 +173,89 @@ class RuleIndex:
 
     # -- compaction -------------------------------------------------------------
 
-    def dirty(self) -> frozenset[BucketKey]:
-        keys: set[BucketKey] = set()
-        for bucket_keys in self.pending.values():
-            keys |= bucket_keys
-        return frozenset(keys)
+    def compaction(self) -> Compaction:
+        """What folds the pending rules into the prefilter, bucket by bucket.
 
-    def rebuild_work(self) -> list[tuple[BucketKey, list[tuple[str, int, PatternLeaf]]]]:
-        """The buckets a pending rule touches, with their entries, in build order."""
-        work = []
-        for key in sorted(self.dirty()):
-            kind, field, _number = key
-            entries: list[tuple[str, int, PatternLeaf]] = []
-            for rule_id in sorted(self.members.get(key, ())):
-                plan = self.plans[rule_id].get(kind)
-                if plan is not None:
-                    entries.extend((rule_id, bit, leaf) for bit, leaf in plan.set_leaves
-                                   if leaf.field == field)
-            work.append((key, entries))
-        return work
+        Per (kind, field) a pending rule touches: its entries are stripped from the
+        main buckets (no compile) and the field's patch — every rule changed since the
+        main buckets were built — is compiled again, so a change costs about the patch,
+        not the pack. A patch past `PATCH_LEAVES` is folded instead: the main buckets
+        its rules live in are rebuilt and the patch emptied.
+        """
+        touched: dict[tuple[str, str], set[BucketKey]] = {}
+        moved: dict[tuple[str, str], set[str]] = {}
+        for rule_id, keys in self.pending.items():
+            for key in keys:
+                touched.setdefault(key[:2], set()).add(key)
+                moved.setdefault(key[:2], set()).add(rule_id)
+        patched = dict(self.patched)
+        items: list[tuple[BucketKey, Builder]] = []
+        for pair in sorted(touched):
+            kind, field = pair
+            rules = sorted(rid for rid in patched.get(pair, _NO_RULES) | moved[pair]
+                           if self._entries_of(rid, pair))
+            entries = [e for rid in rules for e in self._entries_of(rid, pair)]
+            if len(entries) > PATCH_LEAVES:
+                buckets = self.layout.get(pair, 1)
+                folded = touched[pair] | {(kind, field, bucket_of(rid, buckets))
+                                          for rid in rules}
+                patched.pop(pair, None)
+                items += [(key, partial(build_bucket, self._main_entries(key, _NO_RULES)))
+                          for key in sorted(folded)]
+                items.append(((kind, field, PATCH), partial(_empty)))
+                continue
+            gone = frozenset(moved[pair])
+            items += [(key, partial(self._stripped, key, gone)) for key in sorted(touched[pair])]
+            items.append(((kind, field, PATCH), partial(build_bucket, entries)))
+            if rules:
+                patched[pair] = frozenset(rules)
+            else:
+                patched.pop(pair, None)
+        return Compaction(items, patched)
 
-    def rebuild(self) -> dict[BucketKey, Bucket]:
-        """New buckets for every bucket a pending rule touches (the slow part)."""
-        return {key: build_bucket(entries) for key, entries in self.rebuild_work()}
+    def _entries_of(self, rule_id: str, pair: tuple[str, str]) -> list[Entry]:
+        plan = self.plans.get(rule_id, _NO_PLANS).get(pair[0])
+        if plan is None:
+            return []
+        return [(rule_id, bit, leaf) for bit, leaf in plan.set_leaves if leaf.field == pair[1]]
 
-    def with_rebuilt(self, base: RuleIndex, built: Mapping[BucketKey, Bucket]) -> RuleIndex:
-        """Install buckets `base.rebuild()` made; rules changed since `base` stay pending."""
+    def _main_entries(self, key: BucketKey, patched: frozenset[str]) -> list[Entry]:
+        return [e for rid in sorted(self.members.get(key, _NO_RULES) - patched)
+                for e in self._entries_of(rid, key[:2])]
+
+    def _stripped(self, key: BucketKey, rule_ids: frozenset[str]) -> Bucket:
+        kind, field, number = key
+        for index in self.fields.get(kind, ()):
+            if index.field == field and number < len(index.buckets):
+                return index.buckets[number].without(rule_ids)
+        return EMPTY_BUCKET
+
+    def rebuild(self) -> tuple[Compaction, dict[BucketKey, Bucket]]:
+        """A compaction and its buckets, built in this thread."""
+        work = self.compaction()
+        return work, {key: build() for key, build in work.items}
+
+    def with_rebuilt(self, base: RuleIndex, work: Compaction,
+                     built: Mapping[BucketKey, Bucket]) -> RuleIndex:
+        """Install buckets of `base.compaction()`; rules changed since `base` stay pending."""
         if base.generation != self.generation:
             return self
         pending = {rid: keys for rid, keys in self.pending.items()
                    if self.plans.get(rid) is not base.plans.get(rid)}
         return replace(self, fields=_install(self.fields, self.layout, built),
-                       pending=pending)
+                       pending=pending, patched=work.patched)
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """The buckets one compaction builds (in order) and the patched rules it leaves."""
+
+    items: list[tuple[BucketKey, Builder]]
+    patched: dict[tuple[str, str], frozenset[str]]
+
+
+def _empty() -> Bucket:
+    return EMPTY_BUCKET
 
 
 def _install(fields: Mapping[str, tuple[FieldIndex, ...]],
@@ -203,6 +271,9 @@ def _install(fields: Mapping[str, tuple[FieldIndex, ...]],
             index = new_field_index(field, layout.get((kind, field), 1))
         buckets = list(index.buckets)
         buckets[number] = bucket
+        if number == PATCH:
+            per_kind[field] = replace(index, patch=bucket)
+            continue
         per_kind[field] = replace(index, buckets=tuple(buckets))
     return MappingProxyType({kind: tuple(per_kind[f] for f in sorted(per_kind))
                              for kind, per_kind in by_kind.items()})

@@ -16,6 +16,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Final
 
 import re2
@@ -181,6 +182,19 @@ class Bucket:
         # The sentinel always matches: its absence means the DFA gave up (memory).
         return [i for i, p in enumerate(self.patterns) if p is not None and p.search_bytes(data)]
 
+    def without(self, rule_ids: frozenset[str]) -> Bucket:
+        """This bucket with `rule_ids`' entries dropped, its RE2 set kept (no compile):
+        their patterns stay in the set and trigger nothing."""
+        if self.rule_ids.isdisjoint(rule_ids):
+            return self
+        triggers = tuple(
+            group if all(rid not in rule_ids for rid, _bits in group)
+            else tuple(entry for entry in group if entry[0] not in rule_ids)
+            for group in self.triggers)
+        extra = tuple(entry for entry in self.extra if entry[0] not in rule_ids)
+        return Bucket(self.matcher, triggers, self.patterns, self.empty_hits, extra,
+                      self.rule_ids - rule_ids)
+
 
 EMPTY_BUCKET: Final = Bucket(None, ((),), (None,), (), (), frozenset())
 
@@ -229,11 +243,19 @@ def _merge(group: list[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FieldIndex:
-    """The buckets of one (kind, field)."""
+    """The buckets of one (kind, field): its main buckets (by rule id) and its patch,
+    a small bucket of the rules changed since those were built (see `index`)."""
 
     field: str
     get: Getter
     buckets: tuple[Bucket, ...]
+    patch: Bucket = EMPTY_BUCKET
+    #: what an evaluation scans: the main buckets, then the patch if it holds anything
+    scan: tuple[Bucket, ...] = dataclass_field(init=False)
+
+    def __post_init__(self) -> None:
+        scan = self.buckets if self.patch is EMPTY_BUCKET else (*self.buckets, self.patch)
+        object.__setattr__(self, "scan", scan)
 
 
 def new_field_index(field: str, buckets: int) -> FieldIndex:
