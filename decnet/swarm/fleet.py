@@ -40,7 +40,7 @@ from decnet.ttp.constants import (
     FLEET_STALE_AFTER,
     NATS_RETRY,
 )
-from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.loops import Backoff, Outage, raise_if_cancelled
 from decnet.ttp.rules.compiled import CompiledRule
 from decnet.ttp.store.database.jetstream import NatsNames, connect
 
@@ -105,6 +105,7 @@ async def report_loop(live: LiveRules, url: str, names: NatsNames, *, worker_id:
     outage = Outage(log, "fleet reports to NATS")
     seen_events, last_event_at = live.engine.events_evaluated, None
     while True:
+        raise_if_cancelled()
         nc: Client | None = None
         lost = asyncio.Event()
         try:
@@ -117,6 +118,7 @@ async def report_loop(live: LiveRules, url: str, names: NatsNames, *, worker_id:
                     seen_events, last_event_at = live.engine.events_evaluated, time.time()
                 report = worker_report(live, worker_id, http, last_event_at)
                 await bucket.put(worker_id, encode_report(report))
+                raise_if_cancelled()  # nats-py's requests wait with wait_for
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), interval)
             raise ConnectionError("NATS connection lost")

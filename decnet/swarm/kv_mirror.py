@@ -29,7 +29,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from decnet.ttp.constants import FLEET_MIRROR_CHECK, FLEET_MIRROR_FIRST_WAIT, NATS_RETRY
-from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
+from decnet.ttp.loops import Backoff, Outage, cancel_and_wait, raise_if_cancelled
 from decnet.ttp.store.database.jetstream import connect
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ async def _next(watcher: KeyValue.KeyWatcher, lost: asyncio.Event,
     """The watch's next entry (None: the first copy is complete); raises when the
     connection is lost, noticed within `check` seconds."""
     while not lost.is_set():
+        raise_if_cancelled()  # nats-py's requests and `updates` wait with wait_for
         with contextlib.suppress(NatsTimeout):
             entry: KeyValue.Entry | None = await watcher.updates(  # type: ignore[no-untyped-call]
                 timeout=check)
@@ -222,6 +223,7 @@ class KvMirror:
         backoff = Backoff(*NATS_RETRY)
         outage = Outage(log, f"mirroring {self.what}")
         while True:
+            raise_if_cancelled()
             nc: Client | None = None
             lost = asyncio.Event()
             try:

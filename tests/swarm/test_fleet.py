@@ -3,13 +3,16 @@ report a worker puts in the bucket (real NATS)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
+from pathlib import Path
 from urllib.parse import urlparse
 
 import nats
 import pytest
 
+from decnet.swarm import fleet as fleet_module
 from decnet.swarm.fleet import (
     BEHIND,
     DIVERGED,
@@ -19,13 +22,17 @@ from decnet.swarm.fleet import (
     fleet_bucket,
     fleet_metrics,
     read_reports,
+    report_loop,
     ruleset_sha256,
 )
+from decnet.swarm.live import LiveRules
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.base import RuleState, StateName
 from decnet.ttp.store.database.jetstream import NatsNames
+from decnet.ttp.store.sql import migrate
+from tests.cancels import connect_with_a_cancel, stops
 from tests.services import require_service
-from tests.ttp.store.helpers import rule_yaml
+from tests.ttp.store.helpers import open_store, rule_yaml
 
 NOW = 1_000_000.0
 
@@ -106,3 +113,28 @@ async def test_reports_round_trip_through_the_bucket() -> None:
     finally:
         await nc.jetstream().delete_key_value(names.fleet_bucket)
         await nc.close()
+
+
+@pytest.mark.nats
+async def test_one_cancel_stops_the_report_loop_when_nats_answers_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nats-py waits with `wait_for`: a connection that lands with the cancel (returned on
+    Python 3.11) must not leave the worker reporting."""
+    url = os.environ.get("DECNET_TTP_NATS_URL") or "nats://127.0.0.1:4222"
+    parsed = urlparse(url)
+    require_service("NATS", parsed.hostname or "127.0.0.1", parsed.port or 4222)
+    names = NatsNames(f"t{uuid.uuid4().hex[:12]}")
+    connect_with_a_cancel(monkeypatch, fleet_module)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"
+    await migrate.upgrade(db_url)
+    try:
+        async with open_store(db_url) as store:
+            task = asyncio.create_task(report_loop(LiveRules(store), url, names, worker_id="w1",
+                                                   http="http://w1", interval=3600.0))
+            assert await stops(task)
+    finally:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().delete_key_value(names.fleet_bucket)
+        finally:
+            await nc.close()

@@ -19,11 +19,13 @@ import orjson
 import pytest
 from nats.js.kv import KeyValue
 
+from decnet.swarm import kv_mirror as kv_mirror_module
 from decnet.swarm.console.mount import create_master_app
 from decnet.swarm.fleet import FleetSource, fleet_bucket
-from decnet.swarm.kv_mirror import MirrorLimits, MirrorUnavailable, _Copy
+from decnet.swarm.kv_mirror import KvMirror, MirrorLimits, MirrorUnavailable, _Copy
 from decnet.ttp.store.database.jetstream import NatsNames
 from decnet.ttp.store.sql.tokens import TokenTable
+from tests.cancels import connect_with_a_cancel, stops
 from tests.nats_server import own_nats_server
 from tests.services import require_service
 from tests.ttp.store.helpers import open_store, seed
@@ -222,3 +224,16 @@ def test_the_copy_keeps_to_its_limits() -> None:
     assert copy.bytes <= LIMITS.max_bytes and copy.items["a"].value is None
     copy.expire(oldest=1.0)
     assert copy.items == {} and copy.bytes == 0
+
+
+@pytest.mark.nats
+async def test_one_cancel_stops_the_mirror_when_nats_answers_with_it(
+        bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nats-py waits with `wait_for`: a connection that lands with the cancel (returned on
+    Python 3.11) must not leave the mirror following the bucket."""
+    connect_with_a_cancel(monkeypatch, kv_mirror_module)
+    mirror = KvMirror(bucket.url, lambda nc: fleet_bucket(nc, bucket.names), LIMITS,
+                      what="the cancelled mirror", check=3600.0)
+    mirror.start()
+    [task] = [t for t in asyncio.all_tasks() if t.get_name() == "mirror the cancelled mirror"]
+    assert await stops(task)

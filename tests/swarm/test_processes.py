@@ -114,7 +114,11 @@ async def test_postgres_notifications_wake_workers_unless_no_listen(swarm: Swarm
         # before it listens is found by the poll, so edit until one is notified
         nonlocal version
         version += 1
-        write_rule(swarm.rules_dir, "S0001", rule_yaml("S0001", 3, version))
+        text = rule_yaml("S0001", 3, version)
+        write_rule(swarm.rules_dir, "S0001", text)
+        # stored first: a worker matching the database before the master saved the edit
+        # would not have applied it yet (its notification may be on the way)
+        await swarm.wait_stored("S0001", text)
         await swarm.wait_converged()  # within 20 s: the 5 s poll alone could also make it
         return bool((await listening.status())["notifications"] > 0)
 

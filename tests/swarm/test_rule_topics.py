@@ -68,7 +68,9 @@ async def test_the_master_announces_each_change_on_its_rule_topic(
         await probe(swarm.db_url, received)
         seen = len(received)
 
-        write_rule(swarm.rules_dir, "S0000", rule_yaml("S0000", 2, 7))
+        text = rule_yaml("S0000", 2, 7)
+        write_rule(swarm.rules_dir, "S0000", text)
+        await swarm.wait_stored("S0000", text)  # the definition first, then the state
         await swarm.cli("state", "set", "S0001", "disabled", "--reason", "noisy",
                         "--by", "alice", "--db", swarm.db_url)
         (swarm.rules_dir / "S0000.yaml").unlink()

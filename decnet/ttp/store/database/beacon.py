@@ -31,7 +31,7 @@ from decnet.ttp.constants import (
     NATS_RETRY,
     NATS_SAFETY_POLL_INTERVAL,
 )
-from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.loops import Backoff, Outage, raise_if_cancelled
 from decnet.ttp.store.database.jetstream import NatsNames, connect
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class HeadBeacon:
         backoff = Backoff(*NATS_RETRY)
         outage = Outage(log, "publishing the head beacon")
         while True:
+            raise_if_cancelled()
             nc: Client | None = None
             lost = asyncio.Event()
             try:
@@ -90,6 +91,7 @@ class HeadBeacon:
                     await nc.flush()
                     self.sent += 1
                     outage.recovered()
+                    raise_if_cancelled()  # nats-py's connect and flush wait with wait_for
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self.interval)
                 raise ConnectionError("NATS connection lost")

@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from decnet.ttp.constants import NATS_CONNECT_TIMEOUT, NATS_RETRY
-from decnet.ttp.loops import Backoff, Outage
+from decnet.ttp.loops import Backoff, Outage, raise_if_cancelled
 from decnet.ttp.store.database.beacon import HeadWatch, Verdict, decode_beacon
 from decnet.ttp.store.database.jetstream import (
     NatsNames,
@@ -90,11 +90,13 @@ class ChangeFeed:
         backoff = Backoff(*NATS_RETRY)
         outage = Outage(log, "the NATS change feed")
         while True:
+            raise_if_cancelled()
             nc: Client | None = None
             lost = asyncio.Event()
             try:
                 nc = await connect(self.url, on_lost=lost.set)
                 await ensure_stream(nc, self.names)
+                raise_if_cancelled()  # nats-py's connect and requests wait with wait_for
                 await tail.viewed.wait()  # the watermark the stream resumes from
                 await self._follow(nc, tail, lost, outage, backoff)
             except asyncio.CancelledError:
@@ -156,6 +158,7 @@ class ChangeFeed:
         backoff.reset()
         self._set(tail, True, None, read_database=not from_stream)
         try:
+            raise_if_cancelled()
             await lost.wait()
         finally:
             for subscription in (sub, beacons):

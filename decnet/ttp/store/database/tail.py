@@ -24,7 +24,7 @@ from decnet.ttp.constants import (
     TAIL_QUERY_TIMEOUT,
 )
 from decnet.ttp.errors import DatabaseFileChanged
-from decnet.ttp.loops import Backoff, Outage, cancel_and_wait
+from decnet.ttp.loops import Backoff, Outage, cancel_and_wait, raise_if_cancelled
 from decnet.ttp.store.base import SyncStats
 from decnet.ttp.store.database.listen import listen_for_commits, notified_revision
 from decnet.ttp.store.sql.rows import LogEntry
@@ -209,6 +209,9 @@ class Tail:
         outage = Outage(log, "polling the rule database")
         try:
             while True:
+                # the wait below (and asyncpg's) may return a wake-up that came with the
+                # cancel instead of raising it (Python 3.11's wait_for)
+                raise_if_cancelled()
                 catch_up, hint = wakeup.catch_up, wakeup.revision
                 wakeup.catch_up, wakeup.revision = False, 0
                 wakeup.event.clear()

@@ -12,6 +12,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
+from decnet.ttp.store.database import beacon as beacon_module
 from decnet.ttp.store.database.beacon import (
     HeadBeacon,
     HeadWatch,
@@ -20,6 +21,7 @@ from decnet.ttp.store.database.beacon import (
     encode_beacon,
 )
 from decnet.ttp.store.database.jetstream import NatsNames
+from tests.cancels import connect_with_a_cancel, stops
 from tests.services import require_service
 from tests.ttp.store.helpers import open_store, seed
 
@@ -140,3 +142,17 @@ async def test_the_beacon_publishes_the_databases_head(db_url: str) -> None:
                 await asyncio.gather(task, return_exceptions=True)
     finally:
         await nc.close()
+
+
+@pytest.mark.nats
+async def test_one_cancel_stops_the_beacon_when_nats_answers_with_it(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nats-py waits with `wait_for`: a connection that lands with the cancel (returned on
+    Python 3.11) must not leave the beacon publishing."""
+    parsed = urlparse(NATS_URL)
+    require_service("NATS", parsed.hostname or "127.0.0.1", parsed.port or 4222)
+    connect_with_a_cancel(monkeypatch, beacon_module)
+    async with open_store(db_url) as writer:
+        beacon = HeadBeacon(writer.repo, NATS_URL, NatsNames(f"t{uuid.uuid4().hex[:12]}"),
+                            interval=3600.0)
+        assert await stops(asyncio.create_task(beacon.run()))

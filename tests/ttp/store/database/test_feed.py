@@ -19,10 +19,12 @@ from sqlalchemy import update
 
 from decnet.ttp.store.base import RESYNC, STATE, RuleState, StateName, Subscription
 from decnet.ttp.store.database import DatabaseRuleStore
+from decnet.ttp.store.database import feed as feed_module
 from decnet.ttp.store.database.beacon import HeadBeacon, HeadWatch
 from decnet.ttp.store.database.feed import ChangeFeed
 from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames
 from decnet.ttp.store.sql.models import RevisionRow
+from tests.cancels import connect_with_a_cancel, stops
 from tests.services import require_service
 from tests.ttp.store.helpers import open_store, seed
 from tests.waiting import next_change, no_change, poll
@@ -231,3 +233,12 @@ async def test_a_database_restored_to_an_older_revision_is_reloaded(
             assert worker.tail.stats.resyncs == 1
             assert worker.tail.watermark == await writer.repo.head_revision()
             await changes.aclose()
+
+
+async def test_one_cancel_stops_the_feed_when_nats_answers_with_it(
+        db_url: str, names: NatsNames, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nats-py waits with `wait_for`: a connection that lands with the cancel (returned on
+    Python 3.11) must not leave the feed waiting for the tail's view, or following."""
+    connect_with_a_cancel(monkeypatch, feed_module)
+    async with open_store(db_url) as worker:
+        assert await stops(asyncio.create_task(ChangeFeed(NATS_URL, names).run(worker.tail)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -288,6 +289,20 @@ async def _migrated_file(path: Path) -> str:
     url = f"sqlite+aiosqlite:///{path}"
     await migrate.upgrade(url)
     return url
+
+
+async def test_one_cancel_stops_a_tail_woken_at_the_same_moment(tmp_path: Path) -> None:
+    """Python 3.11's `wait_for` returns a wake-up that lands together with the cancel
+    instead of raising it: the tail's loop must stop all the same."""
+    url = await _migrated_file(tmp_path / "rules.db")
+    async with open_store(url) as worker:
+        task = worker.start_tail(3600.0, listen=False)
+        await poll(lambda: worker.stats.last_sync is not None, message="the first poll")
+        # idle now: waiting for a wake-up, the next poll an hour away
+        worker.tail.reconsider()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
 
 
 async def test_a_replaced_sqlite_file_is_refused_and_reported(tmp_path: Path) -> None:
