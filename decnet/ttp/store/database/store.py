@@ -102,6 +102,8 @@ class DatabaseRuleStore(BaseRuleStore):
         self._known_states: dict[str, StoredState] = {}
         self._known_scoped: dict[str, StoredScoped] = {}
         self._has_view = False
+        #: (identity, revision) of the snapshot the view (and the tail) started from.
+        self._view_start: tuple[str, int] | None = None
         self._view_lock = asyncio.Lock()
         #: rule_id -> the errors of its stored row (skipped until fixed).
         self.problems: dict[str, tuple[RuleError, ...]] = {}
@@ -189,6 +191,11 @@ class DatabaseRuleStore(BaseRuleStore):
             return self.cached_rules()
         self._read_outage.recovered()
         await self.ensure_view(snapshot)
+        while self._view_start is not None and snapshot.identity == self._view_start[0] \
+                and snapshot.revision < self._view_start[1]:
+            # The tail took its view from a newer read than this one: what lies between
+            # would never be announced, so these rules must be at least as new as it.
+            snapshot = await self.repo.snapshot(compiler_id())
         now = self.clock()
         present = set()
         rules = []
@@ -439,6 +446,7 @@ class DatabaseRuleStore(BaseRuleStore):
         """Make `snapshot` this store's whole view (start, resync); the tail follows from
         its revision."""
         self._has_view = True
+        self._view_start = (snapshot.identity, snapshot.revision)
         self.tail.follow_from(snapshot.revision, snapshot.identity)
         self._known_defs = {row.rule_id: row.revision for row in snapshot.rules}
         self._known_states = dict(snapshot.states)

@@ -257,3 +257,33 @@ async def test_a_missing_database_is_a_store_error(kind: str) -> None:
             await store.set_state("R0001", RuleState(StateName.DISABLED), "a")
     finally:
         await store.stop()
+
+
+async def test_a_first_load_is_never_older_than_the_view_the_tail_took(db_url: str) -> None:
+    """A store used without `start()` (as DESIGN allows): its first `load_compiled` and
+    its tail each read a snapshot; when a commit lands between the two and the tail's
+    (newer) read becomes the view, the load must not return the older rules: what lies
+    between would never be announced."""
+    async with open_store(db_url) as writer:
+        await seed(writer)
+        worker = DatabaseRuleStore(db_url)
+        real = worker.repo.snapshot
+        reads = 0
+
+        async def racing(*args: object, **kwargs: object) -> object:
+            nonlocal reads
+            reads += 1
+            snapshot = await real(*args, **kwargs)  # type: ignore[arg-type]
+            if reads == 1:  # the load's read is done; a commit lands, the tail takes its view
+                await writer.set_state("R0001", RuleState(StateName.DISABLED, reason="race"),
+                                       set_by="test")
+                await worker.ensure_view()
+            return snapshot
+
+        worker.repo.snapshot = racing  # type: ignore[method-assign]
+        try:
+            [rule] = await worker.load_compiled()
+        finally:
+            await worker.stop()
+        assert reads == 3  # the load's, the tail's, and the load's again
+        assert rule.state.state is StateName.DISABLED
