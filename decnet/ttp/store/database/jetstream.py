@@ -371,8 +371,9 @@ class ChangePublisher:
         head = await self.repo.head()
         self._identity, self._hinted = head.identity, False
         last_seq, published = await self._stream_tail(nc, head)
-        self.published_revision = published
         await nc.subscribe(commit_subject(self.names), cb=self._on_hint)
+        await nc.flush()  # subscribed before anyone is told the publisher runs
+        self.published_revision = published
         read_head = True
         while not lost.is_set():
             raise_if_cancelled()
