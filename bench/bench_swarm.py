@@ -533,8 +533,8 @@ async def publisher_latency(database: str, url: str, prefix: str, root: Path,
                 start = time.time()
                 await writer.set_state("P0001", RuleState(
                     StateName.DISABLED, reason=f"publisher {i}"), "bench")
-                revision = await writer.repo.head_revision()
                 await hint()
+                revision = await writer.repo.head_revision()
                 deadline = time.monotonic() + 10
                 while revision not in arrived:
                     if time.monotonic() > deadline:
