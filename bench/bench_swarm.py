@@ -18,8 +18,9 @@ a random pause before each sample keeps the saves from locking onto the poll pha
 
 With `--nats [URL]`: the fleet through NATS JetStream instead. For each database
 (PostgreSQL, SQLite file, MariaDB) and worker count, a master and real workers with
-`--nats` propagate saved files and `set_state` calls (p50/p99/max to the last worker),
-and the same swarm without NATS (LISTEN on PostgreSQL, polling elsewhere) in the same
+`--nats` propagate saved files and `set_state` calls (p50/p99/max to the last worker;
+with NATS each call is followed by the commit hint `state set --nats` sends, timed with
+it), and the same swarm without NATS (LISTEN on PostgreSQL, polling elsewhere) in the same
 run, for contrast. Every stream the run makes is named by `--nats-prefix` (unique per
 run by default) and deleted afterwards.
 
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,7 +150,10 @@ class Sampler:
 
 
 async def measure(swarm: Swarm, workers: Sequence[Worker], writer: DatabaseRuleStore,
-                  sampler: Sampler, *, samples: int, jitter: float, seed: int) -> Latencies:
+                  sampler: Sampler, *, samples: int, jitter: float, seed: int,
+                  hint: Callable[[], Awaitable[object]] | None = None) -> Latencies:
+    """`hint`, when given, runs right after each `set_state` (and is timed with it): the
+    commit hint `decnet-ttp state set --nats` sends."""
     rng = random.Random(seed)
     lat = Latencies([], [], [], [])
     for i in range(samples):
@@ -169,6 +173,8 @@ async def measure(swarm: Swarm, workers: Sequence[Worker], writer: DatabaseRuleS
         await asyncio.sleep(rng.uniform(0, jitter))
         start = time.time()
         await writer.set_state(rule_id, RuleState(StateName.DISABLED, reason=marker), "bench")
+        if hint is not None:
+            await hint()
         first, done = await everywhere(workers, rule_id, lambda e, m=marker: e["reason"] == m)
         lat.state.append(done - start)
         state = await writer.get_state(rule_id)
@@ -443,6 +449,21 @@ async def delete_streams(url: str, prefixes: Sequence[str]) -> None:
         await nc.close()
 
 
+def commit_hint(writer: DatabaseRuleStore, url: str,
+                prefix: str) -> Callable[[], Awaitable[object]]:
+    """What `state set --nats` does after its commit: the same `send_commit_hint`,
+    connecting to NATS for each call as the command does."""
+    from decnet.ttp.store.database.commithint import send_commit_hint
+    from decnet.ttp.store.database.jetstream import NatsNames
+
+    names = NatsNames(prefix)
+
+    async def send() -> bool:
+        return await send_commit_hint(url, names, await writer.repo.head())
+
+    return send
+
+
 async def nats_swarm(database: str, count: int, prefix: str | None, url: str, root: Path,
                      samples: int, seed: int) -> tuple[Latencies, str]:
     """One swarm (`prefix` None: without NATS): its latencies and the load meanwhile."""
@@ -464,7 +485,8 @@ async def nats_swarm(database: str, count: int, prefix: str | None, url: str, ro
             jitter = 0.05 if prefix is not None or database == "postgres" else PLAIN_POLL
             before = [cpu_seconds(w.proc.pid) for w in workers]
             lat = await measure(swarm, workers, writer, Sampler(), samples=samples,
-                                jitter=jitter, seed=seed)
+                                jitter=jitter, seed=seed,
+                                hint=None if prefix is None else commit_hint(writer, url, prefix))
             spent = [cpu_seconds(w.proc.pid) - b for w, b in zip(workers, before, strict=True)]
             per_change = sum(spent) / len(spent) / (2 * samples)
             return lat, f"{load()}, {per_change * 1000:.1f} ms CPU"
@@ -497,6 +519,7 @@ async def publisher_latency(database: str, url: str, prefix: str, root: Path,
 
             await nc.subscribe(names.subject, cb=received)
             publisher = ChangePublisher(repo, url, names)
+            hint = commit_hint(writer, url, prefix)
             publishing = asyncio.create_task(publisher.run())
             await nc.flush()
             deadline = time.monotonic() + 10
@@ -510,6 +533,7 @@ async def publisher_latency(database: str, url: str, prefix: str, root: Path,
                 start = time.time()
                 await writer.set_state("P0001", RuleState(
                     StateName.DISABLED, reason=f"publisher {i}"), "bench")
+                await hint()
                 revision = await writer.repo.head_revision()
                 deadline = time.monotonic() + 10
                 while revision not in arrived:
@@ -589,9 +613,10 @@ async def run_nats(quick: bool, config: NatsRun) -> list[str]:
     return [*out, "", "Where the time goes with NATS, p50 / p99 ms:\n", *splits, "",
             "The publisher alone: from just before another writer's `set_state` to the "
             "revision's message arriving at a NATS subscriber (the publisher and the "
-            "subscriber in the benchmark's process; the writer on its own connection, so "
-            "it is NOTIFY, the SQLite file's inotify watch or MariaDB's 20 ms poll that "
-            "wakes the publisher), ms:\n", *publisher, ""]
+            "subscriber in the benchmark's process; the writer on its own connection, "
+            "sending the commit hint of `state set --nats` after each commit: NOTIFY, the "
+            "SQLite file's inotify watch or the hint, whichever comes first, wakes the "
+            "publisher), ms:\n", *publisher, ""]
 
 
 def main() -> None:

@@ -24,7 +24,14 @@ from decnet.cli.common import (
     safe_text,
 )
 from decnet.cli.durations import format_remaining, parse_duration, parse_moment
-from decnet.ttp.constants import ENV_DB_URL, MAX_STATE_BY_CHARS, MAX_STATE_REASON_BYTES
+from decnet.ttp.constants import (
+    ENV_DB_URL,
+    ENV_NATS_PREFIX,
+    ENV_NATS_URL,
+    MAX_STATE_BY_CHARS,
+    MAX_STATE_REASON_BYTES,
+    NATS_DEFAULT_PREFIX,
+)
 from decnet.ttp.errors import InvalidStateError
 from decnet.ttp.store.codec import history_to_dict, scoped_to_dict, state_to_dict
 from decnet.ttp.store.factory import database_store
@@ -42,6 +49,7 @@ from decnet.vocabulary import (
 
 if TYPE_CHECKING:
     from decnet.ttp.store.database import DatabaseRuleStore
+    from decnet.ttp.store.database.jetstream import NatsNames
 
 T = TypeVar("T")
 
@@ -55,6 +63,14 @@ RuleArg = Annotated[str, typer.Argument(help="Rule id, e.g. R0007", show_default
 ScopeOption = Annotated[list[str] | None, typer.Option(
     "--scope", help="Only where the event comes from: decky=ID[,ID…] or sensor=NAME[,NAME…] "
     "(repeatable; decky and sensor together narrow it further)", show_default=False)]
+NatsOption = Annotated[str | None, typer.Option(
+    "--nats", envvar=ENV_NATS_URL, show_envvar=True,
+    help="The deployment's NATS (nats://host:4222): after the commit, send the master's "
+    "publisher a commit hint so the change reaches the workers at once (NATS down: the "
+    "command still succeeds, the publisher's poll finds the change)", show_default=False)]
+NatsPrefixOption = Annotated[str, typer.Option(
+    "--nats-prefix", envvar=ENV_NATS_PREFIX, show_envvar=True,
+    help="Name prefix of the deployment's NATS subjects (as given to master and worker)")]
 
 
 class StateChoice(enum.StrEnum):
@@ -87,16 +103,35 @@ def _utf8(option: str, text: str) -> bytes:
         raise BadInput(f"{option} is not valid UTF-8") from None
 
 
-def _with_store(url: str, action: Callable[..., Awaitable[T]]) -> T:
-    """Run `action(store)` against a database store (errors: see `cli_errors`)."""
+def _with_store(url: str, action: Callable[..., Awaitable[T]],
+                hint: NatsNames | None = None, nats_url: str | None = None) -> T:
+    """Run `action(store)` against a database store (errors: see `cli_errors`); with
+    `nats_url`, then send the commit hint of the database's head on `hint`'s subject."""
     async def go() -> T:
         store = database_store(url)
         try:
-            return await action(store)
+            result = await action(store)
+            if nats_url and hint is not None:
+                from decnet.ttp.store.database.commithint import send_commit_hint
+
+                await send_commit_hint(nats_url, hint, await store.repo.head())
+            return result
         finally:
             await store.stop()
 
     return run(go())
+
+
+def _nats_names(nats: str | None, prefix: str) -> NatsNames | None:
+    """The deployment's NATS names when `--nats` is given; `BadInput` for a bad prefix."""
+    if not nats:
+        return None
+    from decnet.ttp.store.database.jetstream import NatsNames  # nats-py: with --nats only
+
+    try:
+        return NatsNames(prefix)
+    except ValueError as exc:
+        raise BadInput(f"--nats-prefix: {exc}") from None
 
 
 def _iso(moment: datetime | None) -> str:
@@ -167,6 +202,8 @@ def set_state(
         show_default=False)] = None,
     scope: ScopeOption = None,
     db: DbOption = None,
+    nats: NatsOption = None,
+    nats_prefix: NatsPrefixOption = NATS_DEFAULT_PREFIX,
 ) -> None:
     """Set a rule's state, e.g. `state set R0007 disabled --for 4h --reason "noisy"`;
     with `--scope decky=decky-03` only for events of that decky."""
@@ -179,7 +216,8 @@ def set_state(
         wanted = _wanted_state(state, reason, for_, until, confidence_max)
         who = _who(by)
         stored, known = _with_store(db_url(db),
-                                    lambda store: _set(store, rule_id, wanted, who, where))
+                                    lambda store: _set(store, rule_id, wanted, who, where),
+                                    _nats_names(nats, nats_prefix), nats)
     if not known:
         err_console.print(Text(f"warning: no rule {rule_id} is stored yet; the state applies "
                                "when it appears", style="yellow"), highlight=False)
@@ -233,6 +271,8 @@ def clear(
     all_scopes: Annotated[bool, typer.Option(
         "--all-scopes", help="Clear the unscoped state and every scoped one")] = False,
     db: DbOption = None,
+    nats: NatsOption = None,
+    nats_prefix: NatsPrefixOption = NATS_DEFAULT_PREFIX,
 ) -> None:
     """Return a rule to the default state (enabled, no TTL): the unscoped state, the one
     of `--scope`, or with `--all-scopes` every state of the rule."""
@@ -245,7 +285,8 @@ def clear(
         if reason is not None and len(_utf8("--reason", reason)) > MAX_STATE_REASON_BYTES:
             raise BadInput(f"--reason is longer than {MAX_STATE_REASON_BYTES:,} bytes")
         cleared = _with_store(db_url(db), lambda store: _clear(store, rule_id, who, reason,
-                                                               where, all_scopes))
+                                                               where, all_scopes),
+                              _nats_names(nats, nats_prefix), nats)
     labels = [rule_id] if where is None else []
     labels += [f"{rule_id} [{key}]" for key in cleared if key is not None]
     if not labels:

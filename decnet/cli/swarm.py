@@ -91,6 +91,11 @@ def master(
     ] = None,
     nats: NatsOption = None,
     nats_prefix: NatsPrefixOption = NATS_DEFAULT_PREFIX,
+    publish_poll: Annotated[float | None, typer.Option(
+        "--nats-publish-poll", min=0.001,
+        help="With --nats: seconds between the publisher's reads of the revision row "
+             "[default: 1 where NOTIFY, a file watch or writers' commit hints wake it; "
+             "0.02 on MariaDB until a hint arrives]", show_default=False)] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Project a rules directory into the database, then every edit as it is saved.
@@ -112,7 +117,7 @@ def master(
         try:
             code = run(main_async(rules_dir(rules), db_url(db), by or default_updated_by(),
                                   admin_http=admin_http, nats_url=nats or None,
-                                  nats_prefix=nats_prefix))
+                                  nats_prefix=nats_prefix, publish_poll=publish_poll))
         except ListenError as exc:
             fail(str(exc), EXIT_INPUT)
     raise typer.Exit(code)

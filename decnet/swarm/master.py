@@ -118,7 +118,8 @@ async def run_master(
 
 
 def database_sync(updated_by: str, *, nats_url: str | None = None,
-                  nats_prefix: str = NATS_DEFAULT_PREFIX) -> Sync:
+                  nats_prefix: str = NATS_DEFAULT_PREFIX,
+                  publish_poll: float | None = None) -> Sync:
     """`DatabaseRuleStore.sync_from_filesystem`, announcing lease changes and reconciles.
 
     With `nats_url`, the lease holder also publishes every committed revision to the
@@ -144,7 +145,7 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
             if nats_url is None or names is None:
                 return
             if role == "active" and publishing is None:
-                publishing = loop.create_task(publish(db_store, nats_url, names),
+                publishing = loop.create_task(publish(db_store, nats_url, names, publish_poll),
                                               name="publish")
             elif role != "active" and publishing is not None:
                 publishing.cancel()
@@ -163,9 +164,10 @@ def database_sync(updated_by: str, *, nats_url: str | None = None,
     return sync
 
 
-async def publish(db_store: RuleStore, nats_url: str, names: NatsNames) -> None:
+async def publish(db_store: RuleStore, nats_url: str, names: NatsNames,
+                  poll_interval: float | None = None) -> None:
     """The lease holder's publishing: the change stream, the rule topics and the head
-    beacon, until cancelled."""
+    beacon, until cancelled (`poll_interval`: the publisher's, None for its default)."""
     from decnet.swarm.rule_topics import RuleTopics  # nats-py: with --nats only
     from decnet.ttp.store.database import DatabaseRuleStore
     from decnet.ttp.store.database.beacon import HeadBeacon
@@ -173,7 +175,8 @@ async def publish(db_store: RuleStore, nats_url: str, names: NatsNames) -> None:
 
     assert isinstance(db_store, DatabaseRuleStore)
     topics = RuleTopics(nats_url, names)
-    publisher = ChangePublisher(db_store.repo, nats_url, names, announce=topics)
+    publisher = ChangePublisher(db_store.repo, nats_url, names, announce=topics,
+                                poll_interval=poll_interval)
     beacon = HeadBeacon(db_store.repo, nats_url, names)
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(publisher.run(), name="publish-changes"),
@@ -188,7 +191,8 @@ async def publish(db_store: RuleStore, nats_url: str, names: NatsNames) -> None:
 async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,
                      admin_http: tuple[str, int] | None = None,
                      nats_url: str | None = None,
-                     nats_prefix: str = NATS_DEFAULT_PREFIX) -> int:
+                     nats_prefix: str = NATS_DEFAULT_PREFIX,
+                     publish_poll: float | None = None) -> int:
     fs_store = filesystem_store(rules_dir)
     db_store = database_store(db_url)
     fleet = None
@@ -198,5 +202,6 @@ async def main_async(rules_dir: Path, db_url: str, updated_by: str, *,
 
         fleet = FleetSource(nats_url, NatsNames(nats_prefix))
     return await run_master(fs_store, db_store, database_sync(
-        updated_by, nats_url=nats_url, nats_prefix=nats_prefix), admin_http=admin_http,
+        updated_by, nats_url=nats_url, nats_prefix=nats_prefix, publish_poll=publish_poll),
+        admin_http=admin_http,
         fleet=fleet)

@@ -131,6 +131,16 @@ NATS_RETRY: Final = (0.1, 2.0)
 NATS_STREAM_MAX_MSGS: Final = 100_000
 #: Seconds between the publisher's reads of the revision row (one cheap query each).
 PUBLISH_POLL_INTERVAL: Final = 0.02
+#: A writer's commit hint (`PREFIX.commit`): seconds it may spend connecting to NATS and
+#: flushing before it gives up (the hint is only a wake-up: the publisher's poll covers it).
+COMMIT_HINT_TIMEOUT: Final = 0.25
+#: The largest commit hint payload the publisher reads, bytes.
+MAX_COMMIT_HINT_BYTES: Final = 256
+#: Commit hints that may wake the publisher per second (a token bucket of
+#: `COMMIT_HINT_BURST`); more are merged into one wake-up when the next token comes, so a
+#: flood of hints costs the database no more than the 20 ms poll it replaces.
+COMMIT_HINT_RATE: Final = 50.0
+COMMIT_HINT_BURST: Final = 10
 #: A worker's safety-net poll of the database while the NATS feed is healthy but no
 #: publisher's head beacon vouches for its watermark, seconds.
 NATS_SAFETY_POLL_INTERVAL: Final = 30.0

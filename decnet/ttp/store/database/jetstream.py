@@ -25,6 +25,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StreamConfig
 
 from decnet.ttp.constants import (
@@ -37,6 +38,7 @@ from decnet.ttp.constants import (
 )
 from decnet.ttp.loops import Backoff, Outage, cancel_and_wait, raise_if_cancelled
 from decnet.ttp.store.codec import scoped_to_dict, state_from_dict
+from decnet.ttp.store.database.commithint import HintGate, commit_subject, decode_hint
 from decnet.ttp.store.database.filewake import watch_commits
 from decnet.ttp.store.database.listen import listen_for_commits, notified_revision
 from decnet.ttp.store.sql.rows import Head, LogEntry, StoredRule, StoredScoped, StoredState
@@ -208,6 +210,12 @@ class PublisherStats:
     conflicts: int = 0
     skipped_gaps: int = 0
     errors: int = 0
+    #: Commit hints that woke the publisher (at most `COMMIT_HINT_RATE` a second).
+    hints: int = 0
+    #: Commit hints for a revision already published: nothing read.
+    hints_stale: int = 0
+    #: Commit hints dropped: unreadable, or for another database.
+    hints_ignored: int = 0
 
 
 class ChangePublisher:
@@ -217,9 +225,12 @@ class ChangePublisher:
     own writes (the master's sync, `RuleRepository.on_commit`) wake it with their
     revision; on PostgreSQL so does a LISTEN connection (`NOTIFY` names the revision);
     on a SQLite file an inotify watch of the file's log (`filewake`) wakes it to read
-    the revision row. The revision row is also read every `poll_interval` seconds: the
-    safety net (`TAIL_POLL_INTERVAL` where a wake-up source covers every writer) or,
-    on MariaDB, how it learns of other processes' writes (`PUBLISH_POLL_INTERVAL`).
+    the revision row; on any database, writers given `--nats` send a commit hint
+    (`commithint`) on `PREFIX.commit`. The revision row is also read every
+    `poll_interval` seconds: the safety net (`TAIL_POLL_INTERVAL` where a wake-up source
+    covers the writers: NOTIFY, the file watch, or hints arriving on this connection) or,
+    on MariaDB before any hint, how it learns of other processes' writes
+    (`PUBLISH_POLL_INTERVAL`).
 
     `announce(identity, entry)`, when given, is called after each entry is in the
     stream (the master hands it to the rule topics of the bus); it must not block.
@@ -245,13 +256,18 @@ class ChangePublisher:
         #: A wake-up that names no revision: read the revision row.
         self._read_head = False
         self._file_watched = False
+        #: The database identity the stream follows (hints naming another are ignored).
+        self._identity: str | None = None
+        #: A hint for this database arrived on the current connection.
+        self._hinted = False
+        self._hint_gate = HintGate(self._woken_by_hint)
 
     @property
     def poll_interval(self) -> float:
         """Seconds between reads of the revision row when nothing wakes the publisher."""
         if self._poll_interval:
             return self._poll_interval
-        covered = self.listens or self._file_watched or self.repo.is_memory
+        covered = self.listens or self._file_watched or self.repo.is_memory or self._hinted
         return TAIL_POLL_INTERVAL if covered else PUBLISH_POLL_INTERVAL
 
     def wake(self, revision: int | None = None) -> None:
@@ -261,6 +277,23 @@ class ChangePublisher:
         else:
             self._hint = max(self._hint, revision)
         self._wake.set()
+
+    async def _on_hint(self, msg: Msg) -> None:
+        """A writer's commit hint: a wake-up naming its revision, when it is news."""
+        hint = decode_hint(msg.data or b"")
+        if hint is None or hint[0] != self._identity:
+            self.stats.hints_ignored += 1
+            return
+        self._hinted = True
+        published = self.published_revision
+        if published is not None and hint[1] <= published:
+            self.stats.hints_stale += 1
+            return
+        self._hint_gate.offer(hint[1])
+
+    def _woken_by_hint(self, revision: int) -> None:
+        self.stats.hints += 1
+        self.wake(revision)
 
     async def run(self) -> None:
         """Publish until cancelled; NATS or database outages are retried with a backoff."""
@@ -279,6 +312,7 @@ class ChangePublisher:
             await self._run()
         finally:
             forget()
+            self._hint_gate.close()
             await cancel_and_wait(*helpers, logger=log)
 
     async def _watch_file(self) -> None:
@@ -342,7 +376,10 @@ class ChangePublisher:
         """
         js = nc.jetstream()
         head = await self.repo.head()
+        self._identity, self._hinted = head.identity, False
         last_seq, published = await self._stream_tail(nc, head)
+        await nc.subscribe(commit_subject(self.names), cb=self._on_hint)
+        await nc.flush()  # subscribed before anyone is told the publisher runs
         self.published_revision = published
         read_head = True
         while not lost.is_set():
@@ -353,6 +390,7 @@ class ChangePublisher:
             recheck = False
             if read_head or woken:
                 head = await self.repo.head()
+                self._identity = head.identity
                 if head.revision < published:  # database restored or replaced
                     last_seq, published = await self._stream_tail(nc, head)
                 target = head.revision
