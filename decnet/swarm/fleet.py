@@ -21,6 +21,7 @@ import logging
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,11 +39,10 @@ from decnet.ttp.constants import (
     FLEET_MIRROR_MAX_WORKERS,
     FLEET_REPORT_TTL,
     FLEET_STALE_AFTER,
-    NATS_RETRY,
 )
-from decnet.ttp.loops import Backoff, Outage, raise_if_cancelled
+from decnet.ttp.loops import Outage, raise_if_cancelled
 from decnet.ttp.rules.compiled import CompiledRule
-from decnet.ttp.store.database.jetstream import NatsNames, connect
+from decnet.ttp.store.database.jetstream import NatsNames, connected_forever
 
 log = logging.getLogger(__name__)
 
@@ -101,36 +101,22 @@ async def report_loop(live: LiveRules, url: str, names: NatsNames, *, worker_id:
                       http: str, interval: float) -> None:
     """Put this worker's report every `interval` seconds until cancelled; NATS outages
     are retried (reports are best effort, the rules never wait on them)."""
-    backoff = Backoff(*NATS_RETRY)
-    outage = Outage(log, "fleet reports to NATS")
     seen_events, last_event_at = live.engine.events_evaluated, None
-    while True:
-        raise_if_cancelled()
-        nc: Client | None = None
-        lost = asyncio.Event()
-        try:
-            nc = await connect(url, on_lost=lost.set)
-            bucket = await fleet_bucket(nc, names)
-            outage.recovered()
-            backoff.reset()
-            while not lost.is_set():
-                if live.engine.events_evaluated != seen_events:
-                    seen_events, last_event_at = live.engine.events_evaluated, time.time()
-                report = worker_report(live, worker_id, http, last_event_at)
-                await bucket.put(worker_id, encode_report(report))
-                raise_if_cancelled()  # nats-py's requests wait with wait_for
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), interval)
-            raise ConnectionError("NATS connection lost")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            outage.failed(exc, "retrying")
-        finally:
-            if nc is not None:
-                with contextlib.suppress(Exception):
-                    await nc.close()
-        await asyncio.sleep(backoff.failed())
+
+    async def session(nc: Client, lost: asyncio.Event, ready: Callable[[], None]) -> None:
+        nonlocal seen_events, last_event_at
+        bucket = await fleet_bucket(nc, names)
+        ready()
+        while not lost.is_set():
+            if live.engine.events_evaluated != seen_events:
+                seen_events, last_event_at = live.engine.events_evaluated, time.time()
+            report = worker_report(live, worker_id, http, last_event_at)
+            await bucket.put(worker_id, encode_report(report))
+            raise_if_cancelled()  # nats-py's requests wait with wait_for
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), interval)
+
+    await connected_forever(url, session, Outage(log, "fleet reports to NATS"), "retrying")
 
 
 @dataclass(frozen=True, slots=True)

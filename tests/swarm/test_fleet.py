@@ -12,7 +12,6 @@ from urllib.parse import urlparse
 import nats
 import pytest
 
-from decnet.swarm import fleet as fleet_module
 from decnet.swarm.fleet import (
     BEHIND,
     DIVERGED,
@@ -28,6 +27,7 @@ from decnet.swarm.fleet import (
 from decnet.swarm.live import LiveRules
 from decnet.ttp.rules.compiler import compile_rule
 from decnet.ttp.store.base import RuleState, StateName
+from decnet.ttp.store.database import jetstream as jetstream_module
 from decnet.ttp.store.database.jetstream import NatsNames
 from decnet.ttp.store.sql import migrate
 from tests.cancels import connect_with_a_cancel, stops
@@ -124,7 +124,7 @@ async def test_one_cancel_stops_the_report_loop_when_nats_answers_with_it(
     parsed = urlparse(url)
     require_service("NATS", parsed.hostname or "127.0.0.1", parsed.port or 4222)
     names = NatsNames(f"t{uuid.uuid4().hex[:12]}")
-    connect_with_a_cancel(monkeypatch, fleet_module)
+    connect_with_a_cancel(monkeypatch, jetstream_module)  # where reports connect
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'rules.db'}"
     await migrate.upgrade(db_url)
     try:

@@ -28,11 +28,10 @@ from decnet.ttp.constants import (
     HEAD_BEACON_GRACE,
     HEAD_BEACON_INTERVAL,
     HEAD_BEACON_STALE_AFTER,
-    NATS_RETRY,
     NATS_SAFETY_POLL_INTERVAL,
 )
-from decnet.ttp.loops import Backoff, Outage, raise_if_cancelled
-from decnet.ttp.store.database.jetstream import NatsNames, connect
+from decnet.ttp.loops import Outage, raise_if_cancelled
+from decnet.ttp.store.database.jetstream import NatsNames, connected_forever
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -75,35 +74,20 @@ class HeadBeacon:
         self.sent = 0
 
     async def run(self) -> None:
-        backoff = Backoff(*NATS_RETRY)
-        outage = Outage(log, "publishing the head beacon")
-        while True:
-            raise_if_cancelled()
-            nc: Client | None = None
-            lost = asyncio.Event()
-            try:
-                nc = await connect(self.url, on_lost=lost.set)
-                backoff.reset()
-                while not lost.is_set():
-                    head = await self.repo.head()
-                    await nc.publish(self.names.head_subject,
-                                     encode_beacon(head.identity, head.revision))
-                    await nc.flush()
-                    self.sent += 1
-                    outage.recovered()
-                    raise_if_cancelled()  # nats-py's connect and flush wait with wait_for
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), self.interval)
-                raise ConnectionError("NATS connection lost")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outage.failed(exc, "workers fall back to their safety-net poll meanwhile")
-            finally:
-                if nc is not None:
-                    with contextlib.suppress(Exception):
-                        await nc.close()
-            await asyncio.sleep(backoff.failed())
+        async def session(nc: Client, lost: asyncio.Event, ready: Callable[[], None]) -> None:
+            while not lost.is_set():
+                head = await self.repo.head()
+                await nc.publish(self.names.head_subject,
+                                 encode_beacon(head.identity, head.revision))
+                await nc.flush()
+                self.sent += 1
+                ready()
+                raise_if_cancelled()  # nats-py's connect and flush wait with wait_for
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self.interval)
+
+        await connected_forever(self.url, session, Outage(log, "publishing the head beacon"),
+                                "workers fall back to their safety-net poll meanwhile")
 
 
 class Verdict(enum.Enum):

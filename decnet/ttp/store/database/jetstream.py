@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -190,6 +190,40 @@ async def connect(url: str, *, on_lost: Callable[[], None] | None = None) -> Cli
         raise NatsUnavailable(f"cannot connect to NATS at {url}") from None
 
 
+async def connected_forever(
+        url: str, session: Callable[[Client, asyncio.Event, Callable[[], None]], Awaitable[None]],
+        outage: Outage, meanwhile: str, *, on_error: Callable[[], None] | None = None) -> None:
+    """Run `session(nc, lost, ready)` on a fresh NATS connection until cancelled. The
+    session calls `ready()` once its set-up worked (the outage ends, the backoff resets)
+    and returns (or raises) when `lost` is set; every failure is logged through `outage`
+    ("... `meanwhile`") and retried after a growing pause."""
+    backoff = Backoff(*NATS_RETRY)
+
+    def ready() -> None:
+        outage.recovered()
+        backoff.reset()
+
+    while True:
+        raise_if_cancelled()
+        nc: Client | None = None
+        lost = asyncio.Event()
+        try:
+            nc = await connect(url, on_lost=lost.set)
+            await session(nc, lost, ready)
+            raise ConnectionError("NATS connection lost")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if on_error is not None:
+                on_error()
+            outage.failed(exc, meanwhile)
+        finally:
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        await asyncio.sleep(backoff.failed())
+
+
 async def ensure_stream(nc: Client, names: NatsNames) -> None:
     """Create the change stream when missing (idempotent)."""
     js = nc.jetstream()
@@ -329,28 +363,16 @@ class ChangePublisher:
             self._file_watched = False
 
     async def _run(self) -> None:
-        backoff = Backoff(*NATS_RETRY)
-        outage = Outage(log, "publishing changes to NATS")
-        while True:
-            raise_if_cancelled()
-            nc: Client | None = None
-            lost = asyncio.Event()
-            try:
-                nc = await connect(self.url, on_lost=lost.set)
-                await ensure_stream(nc, self.names)
-                outage.recovered()
-                backoff.reset()
-                await self._publish_loop(nc, lost)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.stats.errors += 1
-                outage.failed(exc, "workers follow the database meanwhile")
-            finally:
-                if nc is not None:
-                    with contextlib.suppress(Exception):
-                        await nc.close()
-            await asyncio.sleep(backoff.failed())
+        async def session(nc: Client, lost: asyncio.Event, ready: Callable[[], None]) -> None:
+            await ensure_stream(nc, self.names)
+            ready()
+            await self._publish_loop(nc, lost)
+
+        def failed() -> None:
+            self.stats.errors += 1
+
+        await connected_forever(self.url, session, Outage(log, "publishing changes to NATS"),
+                                "workers follow the database meanwhile", on_error=failed)
 
     async def _stream_tail(self, nc: Client, head: Head) -> tuple[int, int]:
         """(last stream sequence, last revision to publish after)."""

@@ -12,7 +12,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from decnet.ttp.store.database import beacon as beacon_module
+from decnet.ttp.store.database import jetstream as jetstream_module
 from decnet.ttp.store.database.beacon import (
     HeadBeacon,
     HeadWatch,
@@ -151,7 +151,7 @@ async def test_one_cancel_stops_the_beacon_when_nats_answers_with_it(
     Python 3.11) must not leave the beacon publishing."""
     parsed = urlparse(NATS_URL)
     require_service("NATS", parsed.hostname or "127.0.0.1", parsed.port or 4222)
-    connect_with_a_cancel(monkeypatch, beacon_module)
+    connect_with_a_cancel(monkeypatch, jetstream_module)  # where the beacon connects
     async with open_store(db_url) as writer:
         beacon = HeadBeacon(writer.repo, NATS_URL, NatsNames(f"t{uuid.uuid4().hex[:12]}"),
                             interval=3600.0)
