@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlparse
 
 import nats
 import nats.js.errors
@@ -19,7 +17,6 @@ from decnet.ttp.store.base import RuleState, StateName
 from decnet.ttp.store.database import DatabaseRuleStore
 from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames, decode_entry
 from decnet.ttp.store.sql.rows import LogEntry
-from tests.services import require_service
 from tests.ttp.store.helpers import open_store, seed
 from tests.waiting import poll
 
@@ -28,20 +25,6 @@ pytestmark = pytest.mark.nats
 NATS_URL = os.environ.get("DECNET_TTP_NATS_URL") or "nats://127.0.0.1:4222"
 #: A poll that never comes within a test: whatever gets published was woken up.
 NEVER = 3600.0
-
-
-@pytest.fixture
-async def names() -> AsyncIterator[NatsNames]:
-    parsed = urlparse(NATS_URL)
-    require_service("NATS", parsed.hostname or "127.0.0.1", parsed.port or 4222)
-    names = NatsNames(f"t{uuid.uuid4().hex[:12]}")
-    yield names
-    nc = await nats.connect(NATS_URL)
-    try:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await nc.jetstream().delete_stream(names.stream)
-    finally:
-        await nc.close()
 
 
 @contextlib.asynccontextmanager
