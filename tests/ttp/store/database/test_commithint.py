@@ -24,13 +24,11 @@ from decnet.ttp.store.database.commithint import (
     send_commit_hint,
 )
 from decnet.ttp.store.database.jetstream import ChangePublisher, NatsNames
-from tests.ttp.store.database.test_publisher import NATS_URL, NEVER, names, publishing
+from tests.ttp.store.database.test_publisher import NATS_URL, NEVER, publishing
 from tests.ttp.store.helpers import open_store, seed
 from tests.waiting import poll
 
 pytestmark = pytest.mark.nats
-
-__all__ = ["names"]  # the fixture, imported for this module's tests
 
 GARBAGE = [
     b"", b"garbage", b"\xff\xfe", b"[]", b"{}", b"null", b'"x"',
